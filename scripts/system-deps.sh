@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite drives for real (clients, reference registry,
+# web server for benchmarks). Only runs apt-get when something is missing.
+set -euo pipefail
+PKGS=(skopeo umoci podman fuse-overlayfs uidmap docker-registry nginx-light wrk)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != "0" ]; then
+        echo "missing Debian packages: ${missing[*]} (run as root or install them)" >&2
+        exit 1
+    fi
+    echo "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

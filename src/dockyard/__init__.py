@@ -1,0 +1,3 @@
+"""Dockyard: a private container image registry."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,62 @@
+"""The ASGI application: routes, error mapping, metrics. Built from settings or ready services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from dockyard.api import health, token
+from dockyard.api.distribution.routes import routes as distribution_routes
+from dockyard.api.errors import error_body, registry_error_handler
+from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
+from dockyard.config import load_settings
+from dockyard.services.errors import RegistryError
+from dockyard.wiring import Services, build_services
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        body = error_body("UNSUPPORTED", f"method {request.method} not allowed here")
+    else:
+        body = error_body("NOT_FOUND" if exc.status_code == 404 else "UNKNOWN", str(exc.detail))
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _lifespan(services: Services) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        services.close()
+
+    return lifespan
+
+
+def create_app(services: Services | None = None) -> Starlette:
+    """Worker processes call this with no arguments: settings come from DOCKYARD_* variables,
+    and the schema, key and admin user were prepared by `dockyard serve` before they started."""
+    if services is None:
+        services = build_services(load_settings())
+    routes = [
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/token", token.get_token, methods=["GET"]),
+        Route("/token", token.post_token, methods=["POST"]),
+        *distribution_routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(MetricsMiddleware)],
+        exception_handlers={RegistryError: registry_error_handler, HTTPException: _http_error},
+        lifespan=_lifespan(services),
+    )
+    app.state.services = services
+    return app

@@ -1,0 +1,76 @@
+"""GET/HEAD/DELETE /v2/<name>/blobs/<digest>, with single byte ranges."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+
+from dockyard.api.distribution.common import require, services
+from dockyard.services.errors import RangeNotSatisfiable
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """[start, end) for a single-range `Range` header; None = whole blob.
+
+    A syntactically invalid header is ignored (RFC 9110 §14.2); a valid but unsatisfiable one
+    raises RangeNotSatisfiable.
+    """
+    if not header:
+        return None
+    m = _RANGE_RE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix range: the last N bytes
+        length = int(last)
+        if length == 0:
+            raise RangeNotSatisfiable("empty suffix range", size)
+        return max(size - length, 0), size
+    start = int(first)
+    end = size if not last else min(int(last) + 1, size)
+    if start >= size or (last and int(last) < start):
+        raise RangeNotSatisfiable(f"range {header} not satisfiable for a blob of {size} bytes", size)
+    return start, end
+
+
+async def get_blob(request: Request) -> Response:
+    name, digest = request.path_params["name"], request.path_params["digest"]
+    require(request, name, "pull")
+    svc = services(request)
+    info = await run_in_threadpool(svc.blobs.info, name, digest)
+    headers = {
+        "Docker-Content-Digest": info.digest,
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{info.digest}"',
+        "Cache-Control": "max-age=31536000",
+    }
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(info.size)
+        return Response(status_code=200, headers=headers, media_type="application/octet-stream")
+    byte_range = parse_range(request.headers.get("range"), info.size)
+    if byte_range is None:
+        if info.redirect_url:
+            return RedirectResponse(info.redirect_url, status_code=307, headers=headers)
+        if info.local_path:
+            # Zero-copy: the server sends the file itself (ASGI pathsend / sendfile).
+            return FileResponse(info.local_path, media_type="application/octet-stream", headers=headers,
+                                stat_result=None)
+        headers["Content-Length"] = str(info.size)
+        return StreamingResponse(svc.blobs.read(digest), media_type="application/octet-stream", headers=headers)
+    start, end = byte_range
+    headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
+    headers["Content-Length"] = str(end - start)
+    return StreamingResponse(svc.blobs.read(digest, start, end), status_code=206,
+                             media_type="application/octet-stream", headers=headers)
+
+
+async def delete_blob(request: Request) -> Response:
+    name, digest = request.path_params["name"], request.path_params["digest"]
+    require(request, name, "delete")
+    await run_in_threadpool(services(request).blobs.delete, name, digest)
+    return Response(status_code=202, headers={"Content-Length": "0"})

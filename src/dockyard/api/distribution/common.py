@@ -1,0 +1,71 @@
+"""Request helpers shared by the /v2/ endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+
+from dockyard.api.auth import authorize
+from dockyard.services.auth.identity import Identity
+from dockyard.services.auth.scopes import Scope
+from dockyard.services.errors import PaginationInvalid, TooLarge
+from dockyard.wiring import Services
+
+# Request bodies are handed to the (synchronous) storage layer in batches of this size, so a
+# thread hop is paid per batch rather than per network read, and memory per request is bounded.
+BATCH_BYTES = 8 * 1024 * 1024
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def require(request: Request, name: str, *actions: str) -> Identity:
+    return authorize(request, services(request), Scope("repository", name, frozenset(actions)))
+
+
+async def body_batches(request: Request) -> AsyncIterator[bytes]:
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) >= BATCH_BYTES:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (without reading on) once it exceeds `limit`."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit}", {"limit": limit})
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise TooLarge(f"body exceeds the limit of {limit} bytes", {"limit": limit})
+    return bytes(buf)
+
+
+def pagination(request: Request) -> tuple[int | None, str | None]:
+    raw_n = request.query_params.get("n")
+    n = None
+    if raw_n is not None and raw_n != "":
+        try:
+            n = int(raw_n)
+        except ValueError:
+            raise PaginationInvalid("n must be a non-negative integer", {"n": raw_n}) from None
+        if n < 0:
+            raise PaginationInvalid("n must be a non-negative integer", {"n": raw_n})
+    return n, request.query_params.get("last") or None
+
+
+def next_link(path: str, n: int | None, last: str | None) -> dict[str, str]:
+    from urllib.parse import urlencode
+
+    if n is None or last is None:
+        return {}
+    return {"Link": f'<{path}?{urlencode({"n": n, "last": last})}>; rel="next"'}

@@ -1,0 +1,121 @@
+"""Blob uploads: POST (start, monolithic, mount), PATCH (chunk), PUT (finish), GET (status), DELETE."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dockyard.api.auth import authorize
+from dockyard.api.distribution.common import body_batches, require, services
+from dockyard.services.auth.scopes import Scope
+from dockyard.services.errors import DigestInvalid, RangeInvalid, RegistryError
+from dockyard.wiring import Services
+
+_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
+    return {
+        "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+        "Docker-Upload-UUID": upload_id,
+        "Range": f"0-{max(size - 1, 0)}",
+        "Content-Length": "0",
+    }
+
+
+def _blob_created(name: str, digest: str) -> Response:
+    return Response(status_code=201, headers={
+        "Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest, "Content-Length": "0",
+    })
+
+
+def _chunk_start(request: Request) -> int | None:
+    """Start offset from Content-Range, checked against Content-Length; None when absent."""
+    header = request.headers.get("content-range")
+    if not header:
+        return None
+    m = _CONTENT_RANGE_RE.match(header.strip())
+    if not m:
+        raise RangeInvalid(f"malformed Content-Range {header!r}", 0)
+    start, end = int(m.group(1)), int(m.group(2))
+    length = request.headers.get("content-length")
+    if end < start or (length is not None and length.isdigit() and int(length) != end - start + 1):
+        raise RangeInvalid(f"Content-Range {header!r} does not match Content-Length {length}", start)
+    return start
+
+
+async def _stream(svc: Services, request: Request, name: str, upload_id: str, start: int | None) -> int:
+    size = await run_in_threadpool(svc.uploads.status, name, upload_id)
+    if start is not None and start != size:
+        raise RangeInvalid(f"chunk starts at {start}, upload has {size} bytes", size)
+    async for batch in body_batches(request):
+        size = await run_in_threadpool(svc.uploads.append, name, upload_id, [batch], size)
+    return size
+
+
+def _may_pull(request: Request, svc: Services, name: str) -> bool:
+    try:
+        authorize(request, svc, Scope("repository", name, frozenset({"pull"})))
+        return True
+    except RegistryError:
+        return False
+
+
+async def start_upload(request: Request) -> Response:
+    name = request.path_params["name"]
+    require(request, name, "pull", "push")
+    svc = services(request)
+    params = request.query_params
+    mount, source = params.get("mount"), params.get("from")
+    if mount and source and _may_pull(request, svc, source):
+        size = await run_in_threadpool(svc.blobs.mount, name, mount, source)
+        if size is not None:
+            return _blob_created(name, mount)
+    digest = params.get("digest")
+    upload_id = await run_in_threadpool(svc.uploads.start, name)
+    if digest is None:
+        return Response(status_code=202, headers=_upload_headers(name, upload_id, 0))
+    try:  # monolithic upload: the whole blob is this request's body
+        await _stream(svc, request, name, upload_id, 0)
+        await run_in_threadpool(svc.uploads.finish, name, upload_id, digest)
+    except BaseException:
+        await run_in_threadpool(svc.uploads.cancel, name, upload_id, True)
+        raise
+    return _blob_created(name, digest)
+
+
+async def patch_upload(request: Request) -> Response:
+    name, upload_id = request.path_params["name"], request.path_params["uuid"]
+    require(request, name, "pull", "push")
+    svc = services(request)
+    size = await _stream(svc, request, name, upload_id, _chunk_start(request))
+    return Response(status_code=202, headers=_upload_headers(name, upload_id, size))
+
+
+async def finish_upload(request: Request) -> Response:
+    name, upload_id = request.path_params["name"], request.path_params["uuid"]
+    require(request, name, "pull", "push")
+    svc = services(request)
+    digest = request.query_params.get("digest")
+    if not digest:
+        raise DigestInvalid("digest parameter is required to complete an upload")
+    await _stream(svc, request, name, upload_id, _chunk_start(request))
+    await run_in_threadpool(svc.uploads.finish, name, upload_id, digest)
+    return _blob_created(name, digest)
+
+
+async def upload_status(request: Request) -> Response:
+    name, upload_id = request.path_params["name"], request.path_params["uuid"]
+    require(request, name, "pull", "push")
+    size = await run_in_threadpool(services(request).uploads.status, name, upload_id)
+    return Response(status_code=204, headers=_upload_headers(name, upload_id, size))
+
+
+async def cancel_upload(request: Request) -> Response:
+    name, upload_id = request.path_params["name"], request.path_params["uuid"]
+    require(request, name, "pull", "push")
+    await run_in_threadpool(services(request).uploads.cancel, name, upload_id)
+    return Response(status_code=204, headers={"Content-Length": "0"})

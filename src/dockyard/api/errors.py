@@ -1,0 +1,60 @@
+"""Domain errors → the distribution spec's JSON error body and HTTP status, mapped once here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from dockyard.services import errors as e
+
+STATUS: dict[type[e.RegistryError], int] = {
+    e.BlobUnknown: 404,
+    e.BlobUploadUnknown: 404,
+    e.RangeInvalid: 416,
+    e.BlobUploadInvalid: 400,
+    e.DigestInvalid: 400,
+    e.ManifestBlobUnknown: 400,
+    e.ManifestInvalid: 400,
+    e.ManifestUnknown: 404,
+    e.NameInvalid: 400,
+    e.NameUnknown: 404,
+    e.TooLarge: 413,
+    e.SizeInvalid: 400,
+    e.TagInvalid: 400,
+    e.Unauthorized: 401,
+    e.Denied: 403,
+    e.Unsupported: 415,
+    e.PaginationInvalid: 400,
+    e.RangeNotSatisfiable: 416,
+}
+
+
+def status_for(exc: e.RegistryError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 400
+
+
+def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    return {"errors": [{"code": code, "message": message, "detail": detail if detail is not None else {}}]}
+
+
+def error_response(exc: e.RegistryError, headers: dict[str, str] | None = None) -> Response:
+    # TAG_INVALID is not a spec code: clients know it as MANIFEST_INVALID.
+    code = "MANIFEST_INVALID" if isinstance(exc, e.TagInvalid) else exc.code
+    status = status_for(exc)
+    hdrs = dict(headers or {})
+    if isinstance(exc, e.RangeInvalid):
+        hdrs["Range"] = f"0-{max(exc.current_size - 1, 0)}"
+    if isinstance(exc, e.RangeNotSatisfiable):
+        hdrs["Content-Range"] = f"bytes */{exc.size}"
+    return JSONResponse(error_body(code, exc.message, exc.detail), status_code=status, headers=hdrs)
+
+
+async def registry_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, e.RegistryError)
+    headers = getattr(exc, "headers", None)
+    return error_response(exc, headers)

@@ -1,0 +1,97 @@
+"""Prometheus metrics: requests by route and status, latency, bytes in and out.
+
+Works with several worker processes through prometheus-client's multiprocess mode: the CLI sets
+PROMETHEUS_MULTIPROC_DIR before workers start, and /metrics aggregates every worker's files.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUESTS = Counter("dockyard_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram(
+    "dockyard_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+BYTES_IN = Counter("dockyard_http_request_bytes_total", "Request body bytes received", ["route"])
+BYTES_OUT = Counter("dockyard_http_response_bytes_total", "Response body bytes sent", ["route"])
+
+API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+
+
+class MetricsMiddleware:
+    """Pure ASGI (no per-request Request objects) to keep the hot path cheap. Also stamps every
+    response with Docker-Distribution-API-Version, which clients look for on /v2/."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        bytes_in = 0
+        bytes_out = 0
+        declared_out: int | None = None
+
+        async def counting_receive() -> Message:
+            nonlocal bytes_in
+            message = await receive()
+            if message["type"] == "http.request":
+                bytes_in += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status, bytes_out, declared_out
+            kind = message["type"]
+            if kind == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append(API_VERSION_HEADER)
+                message["headers"] = headers
+                for k, v in headers:
+                    if k == b"content-length":
+                        declared_out = int(v)
+            elif kind == "http.response.body":
+                bytes_out += len(message.get("body", b""))
+            elif kind == "http.response.pathsend" and declared_out is not None:
+                bytes_out += declared_out
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        finally:
+            route = _route_label(scope)
+            method = scope["method"]
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(time.perf_counter() - start)
+            if bytes_in:
+                BYTES_IN.labels(route).inc(bytes_in)
+            if bytes_out and method != "HEAD":
+                BYTES_OUT.labels(route).inc(bytes_out)
+
+
+def _route_label(scope: dict[str, Any]) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        data = generate_latest(registry)
+    else:
+        data = generate_latest()
+    return Response(data, media_type=CONTENT_TYPE_LATEST)

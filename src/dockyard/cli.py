@@ -1,0 +1,96 @@
+"""The `dockyard` command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dockyard.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
+
+app = typer.Typer(help="Dockyard: a private container image registry.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _root() -> None:
+    """Dockyard: a private container image registry."""
+
+
+def _settings_or_exit(**overrides: object) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        typer.echo(f"dockyard: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port [default: 5000]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder [default: ./dockyard-data]")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML settings file")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes [default: 1]")] = None,
+) -> None:
+    """Run the registry."""
+    if config is not None:
+        os.environ[CONFIG_FILE_ENV] = str(config.resolve())
+    settings = _settings_or_exit(host=host, port=port, data_dir=data_dir, workers=workers)
+    # Workers are separate processes that build their settings from the environment: hand the
+    # resolved command-line values down that way.
+    os.environ["DOCKYARD_HOST"] = settings.host
+    os.environ["DOCKYARD_PORT"] = str(settings.port)
+    os.environ["DOCKYARD_DATA_DIR"] = str(settings.data_dir.resolve())
+    os.environ["DOCKYARD_WORKERS"] = str(settings.workers)
+
+    from dockyard.wiring import build_services, prepare
+
+    services = build_services(settings)
+    try:
+        generated = prepare(services)
+    except Exception as exc:
+        typer.echo(f"dockyard: cannot prepare {settings.resolved_database_url}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        services.close()
+    if generated:
+        typer.echo(f"Created user 'admin' with generated password: {generated}\n"
+                   "(shown once; set DOCKYARD_ADMIN_PASSWORD to choose it)", err=True)
+
+    metrics_dir = settings.data_dir.resolve() / ".metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    typer.echo(f"Dockyard listening on http://{settings.host}:{settings.port} "
+               f"(database {settings.resolved_database_url}, storage {settings.resolved_storage_path})", err=True)
+    _run_server(settings)
+
+
+def _run_server(settings: Settings) -> None:
+    target = "dockyard.api.app:create_app"
+    if settings.server == "granian":
+        from granian.constants import Interfaces
+        from granian.server import Server
+
+        Server(
+            target, address=settings.host, port=settings.port, interface=Interfaces.ASGI, factory=True,
+            workers=settings.workers, log_enabled=True, log_level=settings.log_level,  # type: ignore[arg-type]
+        ).serve()
+    else:
+        import uvicorn
+
+        uvicorn.run(target, host=settings.host, port=settings.port, factory=True, workers=settings.workers,
+                    log_level=settings.log_level, access_log=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        typer.echo(f"dockyard: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,107 @@
+"""Engine creation, transactions and migrations for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works; it only has to be the same for every process migrating this database.
+_MIGRATION_LOCK_ID = 0x646F636B
+
+
+def now() -> float:
+    return time.time()
+
+
+class Database:
+    """One engine plus the two kinds of transaction the services need.
+
+    SQLite: WAL so readers never block on the writer, and write transactions start with
+    BEGIN IMMEDIATE so two writers queue on busy_timeout instead of failing on lock upgrade.
+    """
+
+    def __init__(self, url: str, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 60}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.engine: Engine = sa.create_engine(url, **kwargs)
+        if self.is_sqlite:
+            self._configure_sqlite(self.engine)
+
+    @staticmethod
+    def _configure_sqlite(engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = "IMMEDIATE" if conn.get_execution_options().get("dockyard_write") else "DEFERRED"
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(dockyard_write=True)
+            with conn.begin():
+                yield conn
+
+    def insert_ignore(self, table: sa.Table, **values: Any) -> sa.sql.Executable:
+        """INSERT … ON CONFLICT DO NOTHING in the engine's dialect."""
+        ins = (postgresql.insert if not self.is_sqlite else sqlite.insert)(table).values(**values)
+        return ins.on_conflict_do_nothing()
+
+    def upsert(self, table: sa.Table, keys: list[str], **values: Any) -> sa.sql.Executable:
+        """INSERT … ON CONFLICT (keys) DO UPDATE SET the other columns."""
+        ins = (postgresql.insert if not self.is_sqlite else sqlite.insert)(table).values(**values)
+        updates = {k: ins.excluded[k] for k in values if k not in keys}
+        return ins.on_conflict_do_update(index_elements=keys, set_=updates)
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def migrate(self) -> None:
+        """Bring the schema to head. Safe to call from several processes at once."""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK_ID})")
+            try:
+                cfg = Config()
+                cfg.set_main_option("script_location", str(MIGRATIONS))
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+            finally:
+                if not self.is_sqlite:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_MIGRATION_LOCK_ID})")
+                    conn.commit()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,1 @@
+"""Domain services: plain Python objects over db/ and storage/, with no knowledge of HTTP."""

@@ -1,0 +1,1 @@
+"""Identities, credentials, bearer tokens and the one access policy."""

@@ -1,0 +1,50 @@
+"""Password hashing (argon2id) and a short-lived cache of successful verifications.
+
+argon2 is deliberately slow (tens of ms); registry clients may send Basic credentials on every
+request, so a verified (user, password) pair is remembered briefly by its SHA-256, never in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+_hasher = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+class VerifiedCache:
+    def __init__(self, ttl: float = 10.0, capacity: int = 4096) -> None:
+        self._ttl = ttl
+        self._capacity = capacity
+        self._items: dict[bytes, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(username: str, password: str) -> bytes:
+        return hashlib.sha256(f"{username}\0{password}".encode()).digest()
+
+    def get(self, username: str, password: str, stored_hash: str) -> bool:
+        """True if this exact pair was verified against this exact stored hash within the TTL."""
+        item = self._items.get(self._key(username, password))
+        return item is not None and item[0] > time.monotonic() and item[1] == stored_hash
+
+    def put(self, username: str, password: str, stored_hash: str) -> None:
+        with self._lock:
+            if len(self._items) >= self._capacity:
+                self._items.clear()
+            self._items[self._key(username, password)] = (time.monotonic() + self._ttl, stored_hash)

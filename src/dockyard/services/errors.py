@@ -1,0 +1,96 @@
+"""Domain errors. Each kind carries the OCI error code it maps to; the HTTP layer picks the status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RegistryError(Exception):
+    code = "UNKNOWN"
+
+    def __init__(self, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class BlobUnknown(RegistryError):
+    code = "BLOB_UNKNOWN"
+
+
+class BlobUploadUnknown(RegistryError):
+    code = "BLOB_UPLOAD_UNKNOWN"
+
+
+class BlobUploadInvalid(RegistryError):
+    code = "BLOB_UPLOAD_INVALID"
+
+
+class RangeInvalid(BlobUploadInvalid):
+    """A chunk that does not start where the upload currently ends (HTTP 416)."""
+
+    def __init__(self, message: str, current_size: int) -> None:
+        super().__init__(message, {"size": current_size})
+        self.current_size = current_size
+
+
+class DigestInvalid(RegistryError):
+    code = "DIGEST_INVALID"
+
+
+class ManifestBlobUnknown(RegistryError):
+    code = "MANIFEST_BLOB_UNKNOWN"
+
+
+class ManifestInvalid(RegistryError):
+    code = "MANIFEST_INVALID"
+
+
+class ManifestUnknown(RegistryError):
+    code = "MANIFEST_UNKNOWN"
+
+
+class NameInvalid(RegistryError):
+    code = "NAME_INVALID"
+
+
+class NameUnknown(RegistryError):
+    code = "NAME_UNKNOWN"
+
+
+class SizeInvalid(RegistryError):
+    code = "SIZE_INVALID"
+
+
+class TooLarge(SizeInvalid):
+    """Body larger than the registry accepts (HTTP 413)."""
+
+
+class TagInvalid(RegistryError):
+    code = "TAG_INVALID"
+
+
+class Unauthorized(RegistryError):
+    code = "UNAUTHORIZED"
+
+
+class Denied(RegistryError):
+    code = "DENIED"
+
+
+class Unsupported(RegistryError):
+    code = "UNSUPPORTED"
+
+
+class PaginationInvalid(RegistryError):
+    code = "PAGINATION_NUMBER_INVALID"
+
+
+class RangeNotSatisfiable(RegistryError):
+    """A blob read Range outside the blob (HTTP 416)."""
+
+    code = "SIZE_INVALID"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message, {"size": size})
+        self.size = size

@@ -1,0 +1,84 @@
+"""Reading, deleting and mounting blobs within a repository."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from dockyard.db import schema as s
+from dockyard.db.engine import Database
+from dockyard.services.errors import BlobUnknown
+from dockyard.services.registry.common import check_digest, check_name, ensure_repository, link_blob
+from dockyard.storage.base import BlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    digest: str
+    size: int
+    local_path: str | None
+    redirect_url: str | None
+
+
+class BlobService:
+    def __init__(self, db: Database, store: BlobStore) -> None:
+        self.db = db
+        self.store = store
+
+    def _linked_size(self, name: str, digest: str) -> int | None:
+        q = (
+            sa.select(s.blobs.c.size)
+            .select_from(s.repository_blobs.join(s.repositories).join(s.blobs))
+            .where(s.repositories.c.name == name, s.repository_blobs.c.digest == digest)
+        )
+        with self.db.read() as conn:
+            return conn.execute(q).scalar()
+
+    def info(self, name: str, digest: str) -> BlobInfo:
+        """The blob as repository `name` sees it; BlobUnknown unless linked there and stored."""
+        check_name(name)
+        check_digest(digest)
+        size = self._linked_size(name, digest)
+        if size is None:
+            raise BlobUnknown("blob unknown to registry", {"digest": digest})
+        return BlobInfo(digest, size, self.store.local_path(digest), self.store.redirect_url(digest))
+
+    def read(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        try:
+            return self.store.open_range(digest, start, end)
+        except FileNotFoundError:
+            raise BlobUnknown("blob bytes missing from storage", {"digest": digest}) from None
+
+    def delete(self, name: str, digest: str) -> None:
+        """Unlink the blob from the repository; the bytes go when the collector finds them unreferenced."""
+        check_name(name)
+        check_digest(digest)
+        with self.db.write() as conn:
+            repo_id = conn.execute(sa.select(s.repositories.c.id).where(s.repositories.c.name == name)).scalar()
+            deleted = 0
+            if repo_id is not None:
+                deleted = conn.execute(
+                    sa.delete(s.repository_blobs).where(
+                        s.repository_blobs.c.repository_id == repo_id, s.repository_blobs.c.digest == digest
+                    )
+                ).rowcount
+        if not deleted:
+            raise BlobUnknown("blob unknown to repository", {"digest": digest})
+
+    def mount(self, name: str, digest: str, source: str) -> int | None:
+        """Link a blob `source` can see into `name`; returns its size, or None when it can't be mounted.
+
+        The caller has already checked that the identity may pull from `source`.
+        """
+        check_name(name)
+        check_name(source)
+        check_digest(digest)
+        size = self._linked_size(source, digest)
+        if size is None or self.store.stat(digest) is None:
+            return None
+        with self.db.write() as conn:
+            repo_id = ensure_repository(self.db, conn, name)
+            link_blob(self.db, conn, repo_id, digest, size)
+        return size

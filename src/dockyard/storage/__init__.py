@@ -1,0 +1,5 @@
+"""Content-addressed blob storage: bytes only, addressed by digest (see DESIGN.md)."""
+
+from dockyard.storage.base import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
+
+__all__ = ["BlobStore", "DigestMismatch", "UploadNotFound", "UploadOffsetMismatch"]

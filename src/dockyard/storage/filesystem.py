@@ -1,0 +1,169 @@
+"""Filesystem BlobStore: blobs/<alg>/<xx>/<hex>, staged uploads in uploads/<id>.
+
+Durability: a blob is fsync'd, renamed into place atomically, and its directory fsync'd, so after a
+crash a blob is either absent or complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from dockyard.storage.base import DigestMismatch, UploadNotFound, UploadOffsetMismatch
+from dockyard.storage.hashing import DEFAULT_ALGORITHM, HashCache
+
+READ_CHUNK = 1024 * 1024
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilesystemBlobStore:
+    def __init__(self, root: str | os.PathLike[str], fsync: bool = True) -> None:
+        self.root = Path(root)
+        self._blobs = self.root / "blobs"
+        self._uploads = self.root / "uploads"
+        self._blobs.mkdir(parents=True, exist_ok=True)
+        self._uploads.mkdir(parents=True, exist_ok=True)
+        self._fsync = fsync
+        self._hashes = HashCache()
+
+    # --- blobs ------------------------------------------------------------------------------
+    def _path(self, digest: str) -> Path:
+        algorithm, encoded = digest.split(":", 1)
+        return self._blobs / algorithm / encoded[:2] / encoded
+
+    def stat(self, digest: str) -> int | None:
+        try:
+            return self._path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        f = open(self._path(digest), "rb")  # noqa: SIM115 - closed by the generator
+
+        def gen() -> Iterator[bytes]:
+            with f:
+                f.seek(start)
+                remaining = None if end is None else end - start
+                while remaining is None or remaining > 0:
+                    n = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                    data = f.read(n)
+                    if not data:
+                        return
+                    if remaining is not None:
+                        remaining -= len(data)
+                    yield data
+
+        return gen()
+
+    def local_path(self, digest: str) -> str | None:
+        return str(self._path(digest))
+
+    def redirect_url(self, digest: str) -> str | None:
+        return None
+
+    def delete(self, digest: str) -> bool:
+        try:
+            self._path(digest).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def list_digests(self) -> Iterator[str]:
+        for alg_dir in sorted(p for p in self._blobs.iterdir() if p.is_dir()):
+            for prefix in sorted(p for p in alg_dir.iterdir() if p.is_dir()):
+                for blob in sorted(prefix.iterdir()):
+                    if blob.is_file():
+                        yield f"{alg_dir.name}:{blob.name}"
+
+    def put(self, digest: str, chunks: Iterable[bytes]) -> int:
+        upload_id = "put-" + uuid.uuid4().hex
+        self.create_upload(upload_id)
+        try:
+            self.append_upload(upload_id, 0, chunks)
+            return self.commit_upload(upload_id, digest)
+        finally:
+            self.delete_upload(upload_id)
+
+    # --- uploads ----------------------------------------------------------------------------
+    def _upload_path(self, upload_id: str) -> Path:
+        if "/" in upload_id or upload_id.startswith("."):
+            raise UploadNotFound(upload_id)
+        return self._uploads / upload_id
+
+    def create_upload(self, upload_id: str) -> None:
+        self._upload_path(upload_id).touch(exist_ok=False)
+        self._hashes.keep(upload_id, 0, self._hashes.start(upload_id))
+
+    def upload_size(self, upload_id: str) -> int:
+        try:
+            return self._upload_path(upload_id).stat().st_size
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+
+    def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+        path = self._upload_path(upload_id)
+        try:
+            f = open(path, "r+b")  # noqa: SIM115
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+        with f:
+            size = f.seek(0, os.SEEK_END)
+            if size != offset:
+                raise UploadOffsetMismatch(size, offset)
+            hasher = self._hashes.take(upload_id, size)
+            for chunk in chunks:
+                f.write(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
+            new_size = f.tell()
+        if hasher is not None:
+            self._hashes.keep(upload_id, new_size, hasher)
+        return new_size
+
+    def _digest_of_upload(self, upload_id: str, path: Path, algorithm: str, size: int) -> str:
+        hasher = self._hashes.take(upload_id, size) if algorithm == DEFAULT_ALGORITHM else None
+        if hasher is None:
+            hasher = hashlib.new(algorithm)
+            with open(path, "rb") as f:
+                while data := f.read(READ_CHUNK):
+                    hasher.update(data)
+        return f"{algorithm}:{hasher.hexdigest()}"
+
+    def commit_upload(self, upload_id: str, digest: str) -> int:
+        path = self._upload_path(upload_id)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise UploadNotFound(upload_id) from None
+        algorithm = digest.split(":", 1)[0]
+        actual = self._digest_of_upload(upload_id, path, algorithm, size)
+        if actual != digest:
+            self.delete_upload(upload_id)
+            raise DigestMismatch(digest, actual)
+        target = self._path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if self._fsync:
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        # Same digest means same bytes, so concurrent commits of one blob may both rename safely.
+        os.replace(path, target)
+        if self._fsync:
+            _fsync_dir(target.parent)
+        self._hashes.forget(upload_id)
+        return size
+
+    def delete_upload(self, upload_id: str) -> None:
+        self._hashes.forget(upload_id)
+        with contextlib.suppress(FileNotFoundError, UploadNotFound):
+            self._upload_path(upload_id).unlink()

@@ -1,0 +1,83 @@
+"""In-memory BlobStore: the same contract as the other drivers, for unit and service tests."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+
+from dockyard.storage.base import DigestMismatch, UploadNotFound, UploadOffsetMismatch
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._uploads: dict[str, bytearray] = {}
+        self._lock = threading.Lock()
+
+    def stat(self, digest: str) -> int | None:
+        data = self._blobs.get(digest)
+        return None if data is None else len(data)
+
+    def open_range(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        data = self._blobs.get(digest)
+        if data is None:
+            raise FileNotFoundError(digest)
+        return iter([data[start:end]])
+
+    def local_path(self, digest: str) -> str | None:
+        return None
+
+    def redirect_url(self, digest: str) -> str | None:
+        return None
+
+    def delete(self, digest: str) -> bool:
+        with self._lock:
+            return self._blobs.pop(digest, None) is not None
+
+    def list_digests(self) -> Iterator[str]:
+        return iter(sorted(self._blobs))
+
+    def put(self, digest: str, chunks: Iterable[bytes]) -> int:
+        upload_id = uuid.uuid4().hex
+        self.create_upload(upload_id)
+        self.append_upload(upload_id, 0, chunks)
+        return self.commit_upload(upload_id, digest)
+
+    def create_upload(self, upload_id: str) -> None:
+        with self._lock:
+            self._uploads[upload_id] = bytearray()
+
+    def upload_size(self, upload_id: str) -> int:
+        try:
+            return len(self._uploads[upload_id])
+        except KeyError:
+            raise UploadNotFound(upload_id) from None
+
+    def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+        buf = self._uploads.get(upload_id)
+        if buf is None:
+            raise UploadNotFound(upload_id)
+        if len(buf) != offset:
+            raise UploadOffsetMismatch(len(buf), offset)
+        for chunk in chunks:
+            buf.extend(chunk)
+        return len(buf)
+
+    def commit_upload(self, upload_id: str, digest: str) -> int:
+        with self._lock:
+            buf = self._uploads.pop(upload_id, None)
+        if buf is None:
+            raise UploadNotFound(upload_id)
+        algorithm = digest.split(":", 1)[0]
+        actual = f"{algorithm}:{hashlib.new(algorithm, buf).hexdigest()}"
+        if actual != digest:
+            raise DigestMismatch(digest, actual)
+        with self._lock:
+            self._blobs[digest] = bytes(buf)
+        return len(buf)
+
+    def delete_upload(self, upload_id: str) -> None:
+        with self._lock:
+            self._uploads.pop(upload_id, None)
