@@ -12,8 +12,9 @@ import typer
 
 from dockyard.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
 
-app = typer.Typer(help="Dockyard: a private container image registry.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Dockyard: a private container image registry.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 
 
 @app.callback()
@@ -59,15 +60,21 @@ def serve(
     finally:
         services.close()
     if generated:
-        typer.echo(f"Created user 'admin' with generated password: {generated}\n"
-                   "(shown once; set DOCKYARD_ADMIN_PASSWORD to choose it)", err=True)
+        typer.echo(
+            f"Created user 'admin' with generated password: {generated}\n"
+            "(shown once; set DOCKYARD_ADMIN_PASSWORD to choose it)",
+            err=True,
+        )
 
     metrics_dir = settings.data_dir.resolve() / ".metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    typer.echo(f"Dockyard listening on http://{settings.host}:{settings.port} "
-               f"(database {settings.resolved_database_url}, storage {settings.resolved_storage_path})", err=True)
+    typer.echo(
+        f"Dockyard listening on http://{settings.host}:{settings.port} "
+        f"(database {settings.resolved_database_url}, storage {settings.resolved_storage_path})",
+        err=True,
+    )
     _run_server(settings)
 
 
@@ -78,14 +85,27 @@ def _run_server(settings: Settings) -> None:
         from granian.server import Server
 
         Server(
-            target, address=settings.host, port=settings.port, interface=Interfaces.ASGI, factory=True,
-            workers=settings.workers, log_enabled=True, log_level=settings.log_level,  # type: ignore[arg-type]
+            target,
+            address=settings.host,
+            port=settings.port,
+            interface=Interfaces.ASGI,
+            factory=True,
+            workers=settings.workers,
+            log_enabled=True,
+            log_level=settings.log_level,  # type: ignore[arg-type]
         ).serve()
     else:
         import uvicorn
 
-        uvicorn.run(target, host=settings.host, port=settings.port, factory=True, workers=settings.workers,
-                    log_level=settings.log_level, access_log=False)
+        uvicorn.run(
+            target,
+            host=settings.host,
+            port=settings.port,
+            factory=True,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            access_log=False,
+        )
 
 
 def main() -> None:

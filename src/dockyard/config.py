@@ -24,13 +24,15 @@ class Settings(BaseSettings):
     workers: int = Field(1, ge=1, le=64, description="Server worker processes.")
     data_dir: Path = Field(Path("dockyard-data"), description="Folder for the SQLite database and blobs.")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default sqlite:///<data_dir>/dockyard.db. "
-        "PostgreSQL: postgresql+psycopg://user@host/db"
+        None,
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/dockyard.db. "
+        "PostgreSQL: postgresql+psycopg://user@host/db",
     )
     storage_path: Path | None = Field(None, description="Blob folder; default <data_dir>/storage.")
     public_url: str | None = Field(
-        None, description="External base URL (e.g. https://registry.example.com) used in the token realm; "
-        "default: taken from each request's Host header."
+        None,
+        description="External base URL (e.g. https://registry.example.com) used in the token realm; "
+        "default: taken from each request's Host header.",
     )
     token_service: str = Field("dockyard", min_length=1, description="The `service` name in tokens.")
     token_issuer: str = Field("dockyard", min_length=1, description="The `iss` claim of issued tokens.")

@@ -18,7 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter("dockyard_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "dockyard_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    "dockyard_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 BYTES_IN = Counter("dockyard_http_request_bytes_total", "Request body bytes received", ["route"])
@@ -81,7 +83,7 @@ class MetricsMiddleware:
                 BYTES_OUT.labels(route).inc(bytes_out)
 
 
-def _route_label(scope: dict[str, Any]) -> str:
+def _route_label(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"

@@ -14,8 +14,9 @@ from dockyard.services.auth.scopes import parse_scopes
 
 
 def _unauthorized(message: str) -> Response:
-    return JSONResponse(error_body("UNAUTHORIZED", message), status_code=401,
-                        headers={"WWW-Authenticate": 'Basic realm="dockyard"'})
+    return JSONResponse(
+        error_body("UNAUTHORIZED", message), status_code=401, headers={"WWW-Authenticate": 'Basic realm="dockyard"'}
+    )
 
 
 def _token_response(request: Request, identity: Identity, scope_values: list[str]) -> Response:
@@ -23,8 +24,12 @@ def _token_response(request: Request, identity: Identity, scope_values: list[str
     granted = svc.policy.grant(identity, parse_scopes(scope_values))
     issued = svc.tokens.issue(identity, granted)
     return JSONResponse(
-        {"token": issued.token, "access_token": issued.token,
-         "expires_in": issued.expires_in, "issued_at": issued.issued_at},
+        {
+            "token": issued.token,
+            "access_token": issued.token,
+            "expires_in": issued.expires_in,
+            "issued_at": issued.issued_at,
+        },
         headers={"Cache-Control": "no-store"},
     )
 

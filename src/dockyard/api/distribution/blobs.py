@@ -7,9 +7,20 @@ import re
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from dockyard.api.distribution.common import require, services
 from dockyard.services.errors import RangeNotSatisfiable
+
+
+class _WholeFile(FileResponse):
+    """FileResponse minus its own Range handling: ranges are decided (and errors shaped) above, so
+    this only ever sends the whole file, zero-copy when the server supports ASGI pathsend."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        await super().__call__({**scope, "headers": headers}, receive, send)
+
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -58,15 +69,15 @@ async def get_blob(request: Request) -> Response:
             return RedirectResponse(info.redirect_url, status_code=307, headers=headers)
         if info.local_path:
             # Zero-copy: the server sends the file itself (ASGI pathsend / sendfile).
-            return FileResponse(info.local_path, media_type="application/octet-stream", headers=headers,
-                                stat_result=None)
+            return _WholeFile(info.local_path, media_type="application/octet-stream", headers=headers, stat_result=None)
         headers["Content-Length"] = str(info.size)
         return StreamingResponse(svc.blobs.read(digest), media_type="application/octet-stream", headers=headers)
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
     headers["Content-Length"] = str(end - start)
-    return StreamingResponse(svc.blobs.read(digest, start, end), status_code=206,
-                             media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(
+        svc.blobs.read(digest, start, end), status_code=206, media_type="application/octet-stream", headers=headers
+    )
 
 
 async def delete_blob(request: Request) -> Response:

@@ -26,9 +26,7 @@ async def put_manifest(request: Request) -> Response:
     require(request, name, "pull", "push")
     svc = services(request)
     body = await read_limited(request, svc.settings.max_manifest_bytes)
-    result = await run_in_threadpool(
-        svc.manifests.put, name, reference, body, request.headers.get("content-type")
-    )
+    result = await run_in_threadpool(svc.manifests.put, name, reference, body, request.headers.get("content-type"))
     headers = {
         "Location": f"/v2/{name}/manifests/{result.digest}",
         "Docker-Content-Digest": result.digest,

@@ -27,9 +27,14 @@ def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
 
 
 def _blob_created(name: str, digest: str) -> Response:
-    return Response(status_code=201, headers={
-        "Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest, "Content-Length": "0",
-    })
+    return Response(
+        status_code=201,
+        headers={
+            "Location": f"/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": digest,
+            "Content-Length": "0",
+        },
+    )
 
 
 def _chunk_start(request: Request) -> int | None:

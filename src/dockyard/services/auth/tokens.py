@@ -93,9 +93,11 @@ class TokenService:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode()
         with self.db.write() as conn:
-            conn.execute(self.db.insert_ignore(
-                s.signing_keys, kid=_key_id(der), algorithm=ALGORITHM, private_pem=pem, created_at=now()
-            ))
+            conn.execute(
+                self.db.insert_ignore(
+                    s.signing_keys, kid=_key_id(der), algorithm=ALGORITHM, private_pem=pem, created_at=now()
+                )
+            )
         self._load_keys()
 
     def _signing_key(self) -> tuple[str, ec.EllipticCurvePrivateKey]:
@@ -152,8 +154,13 @@ class TokenService:
             raise InvalidToken("token signed with an unknown key")
         try:
             payload = jwt.decode(
-                token, key.public_key(), algorithms=[ALGORITHM], audience=self.service, issuer=self.issuer,
-                leeway=LEEWAY_SECONDS, options={"require": ["exp", "iat", "sub", "aud", "iss"]},
+                token,
+                key.public_key(),
+                algorithms=[ALGORITHM],
+                audience=self.service,
+                issuer=self.issuer,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "sub", "aud", "iss"]},
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token expired") from None

@@ -32,8 +32,11 @@ class UserService:
                 return None  # another process won the race
             conn.execute(
                 sa.insert(s.users).values(
-                    username=ADMIN_USERNAME, password_hash=hash_password(password),
-                    is_admin=True, disabled=False, created_at=now(),
+                    username=ADMIN_USERNAME,
+                    password_hash=hash_password(password),
+                    is_admin=True,
+                    disabled=False,
+                    created_at=now(),
                 )
             )
         return generated
@@ -42,8 +45,11 @@ class UserService:
         with self.db.write() as conn:
             conn.execute(
                 sa.insert(s.users).values(
-                    username=username, password_hash=hash_password(password),
-                    is_admin=is_admin, disabled=False, created_at=now(),
+                    username=username,
+                    password_hash=hash_password(password),
+                    is_admin=is_admin,
+                    disabled=False,
+                    created_at=now(),
                 )
             )
 
@@ -51,7 +57,8 @@ class UserService:
         with self.db.write() as conn:
             return bool(
                 conn.execute(
-                    sa.update(s.users).where(s.users.c.username == username)
+                    sa.update(s.users)
+                    .where(s.users.c.username == username)
                     .values(password_hash=hash_password(password))
                 ).rowcount
             )

@@ -26,8 +26,9 @@ class CatalogService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def _page(self, conn: sa.Connection, q: sa.Select[tuple[str]], col: sa.ColumnElement[str],
-              n: int | None, last: str | None) -> Page:
+    def _page(
+        self, conn: sa.Connection, q: sa.Select[tuple[str]], col: sa.ColumnElement[str], n: int | None, last: str | None
+    ) -> Page:
         ordered = byte_order(self.db, col)
         if last:
             q = q.where(ordered > last)
@@ -36,7 +37,7 @@ class CatalogService:
             if n <= 0:
                 return Page([], False)
             q = q.limit(n + 1)
-        items = list(conn.execute(q).scalars())
+        items: list[str] = [str(v) for v in conn.execute(q).scalars()]
         more = n is not None and len(items) > n
         return Page(items[:n] if more else items, more)
 

@@ -78,8 +78,9 @@ class ManifestService:
             wanted = check_digest(reference)
             digest = str(Digest.of(body, wanted.algorithm))
             if digest != reference:
-                raise DigestInvalid("manifest digest does not match its content",
-                                    {"expected": reference, "actual": digest})
+                raise DigestInvalid(
+                    "manifest digest does not match its content", {"expected": reference, "actual": digest}
+                )
             tag = None
         else:
             tag = check_tag(reference)
@@ -96,8 +97,12 @@ class ManifestService:
             if tag is not None:
                 conn.execute(
                     self.db.upsert(
-                        s.tags, ["repository_id", "name"],
-                        repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now(),
+                        s.tags,
+                        ["repository_id", "name"],
+                        repository_id=repo_id,
+                        name=tag,
+                        manifest_id=manifest_id,
+                        updated_at=now(),
                     )
                 )
         return PushResult(digest, parsed.subject.digest if parsed.subject else None)
@@ -114,8 +119,9 @@ class ManifestService:
             )
             missing = sorted(blob_refs - present)
             if missing:
-                raise ManifestBlobUnknown("manifest references a blob unknown to the repository",
-                                          {"digest": missing[0], "missing": missing})
+                raise ManifestBlobUnknown(
+                    "manifest references a blob unknown to the repository", {"digest": missing[0], "missing": missing}
+                )
         child_refs = {d.digest for d in parsed.manifests}
         if child_refs:
             present = set(
@@ -127,8 +133,9 @@ class ManifestService:
             )
             missing = sorted(child_refs - present)
             if missing:
-                raise ManifestBlobUnknown("index references a manifest unknown to the repository",
-                                          {"digest": missing[0], "missing": missing})
+                raise ManifestBlobUnknown(
+                    "index references a manifest unknown to the repository", {"digest": missing[0], "missing": missing}
+                )
 
     def _store(self, conn: sa.Connection, repo_id: int, digest: str, body: bytes, parsed: ParsedManifest) -> int:
         existing = conn.execute(
@@ -140,15 +147,22 @@ class ManifestService:
         conn.execute(
             self.db.insert_ignore(
                 s.manifests,
-                repository_id=repo_id, digest=digest, media_type=parsed.media_type,
+                repository_id=repo_id,
+                digest=digest,
+                media_type=parsed.media_type,
                 artifact_type=parsed.effective_artifact_type(),
                 subject_digest=parsed.subject.digest if parsed.subject else None,
-                annotations=annotations, size=len(body), content=body, created_at=now(),
+                annotations=annotations,
+                size=len(body),
+                content=body,
+                created_at=now(),
             )
         )
         manifest_id = int(
             conn.execute(
-                sa.select(s.manifests.c.id).where(s.manifests.c.repository_id == repo_id, s.manifests.c.digest == digest)
+                sa.select(s.manifests.c.id).where(
+                    s.manifests.c.repository_id == repo_id, s.manifests.c.digest == digest
+                )
             ).scalar_one()
         )
         blob_refs = {d.digest for d in parsed.blob_references()}

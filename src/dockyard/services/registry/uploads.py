@@ -90,8 +90,9 @@ class UploadService:
             size = self.store.commit_upload(upload_id, digest)
         except DigestMismatch as exc:
             self._drop_session(upload_id)
-            raise DigestInvalid("provided digest did not match uploaded content",
-                                {"expected": exc.expected, "actual": exc.actual}) from None
+            raise DigestInvalid(
+                "provided digest did not match uploaded content", {"expected": exc.expected, "actual": exc.actual}
+            ) from None
         except UploadNotFound:
             raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
         with self.db.write() as conn:

@@ -1,0 +1,68 @@
+"""Shared fixtures: a database per engine (SQLite file, real PostgreSQL) and blob stores.
+
+PostgreSQL tests use DOCKYARD_TEST_POSTGRES_URL (default: the local trust-auth server). They skip
+when it is unreachable, unless DOCKYARD_REQUIRE_ALL is set (CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from dockyard.db import schema
+from dockyard.db.engine import Database
+
+PG_URL = os.environ.get("DOCKYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_ALL = bool(os.environ.get("DOCKYARD_REQUIRE_ALL"))
+
+
+def missing(reason: str) -> None:
+    """Skip locally, fail in CI: a test that needs a real component must run there."""
+    if REQUIRE_ALL:
+        pytest.fail(f"required test dependency missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"dockyard_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        missing(f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}")
+    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    migrated = Database(url)
+    migrated.migrate()
+    migrated.dispose()
+    yield url
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def _truncate_pg(db: Database) -> None:
+    names = ", ".join(f'"{t.name}"' for t in schema.metadata.sorted_tables)
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty database on each engine."""
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'dockyard.db'}")
+        db.migrate()
+    else:
+        db = Database(request.getfixturevalue("pg_database_url"))
+        _truncate_pg(db)
+    yield db
+    db.dispose()
