@@ -58,6 +58,7 @@ def test_catalog_pagination(registry: Registry) -> None:
     for name in names:
         registry.push_blob(name, b"x")
     assert registry.request("GET", "/v2/_catalog").json() == {"repositories": sorted(names)}
+    assert "link" not in registry.request("GET", "/v2/_catalog").headers
     r = registry.request("GET", "/v2/_catalog", params={"n": 5})
     assert r.json()["repositories"] == sorted(names)[:5]
     last = sorted(names)[4]
@@ -106,3 +107,14 @@ def test_error_bodies_are_spec_shaped(registry: Registry) -> None:
     assert set(body) == {"errors"}
     assert set(body["errors"][0]) == {"code", "message", "detail"}
     json.dumps(body)
+
+
+def test_catalog_default_page_size(registry: Registry) -> None:
+    from dockyard.api.distribution.listing import CATALOG_DEFAULT_PAGE
+
+    names = [f"r{i:04d}" for i in range(CATALOG_DEFAULT_PAGE + 5)]
+    for name in names:
+        registry.push_blob(name, b"x")
+    r = registry.request("GET", "/v2/_catalog")
+    assert r.json()["repositories"] == names[:CATALOG_DEFAULT_PAGE]
+    assert r.headers["link"].startswith(f"</v2/_catalog?n={CATALOG_DEFAULT_PAGE}&last={names[CATALOG_DEFAULT_PAGE - 1]}>")

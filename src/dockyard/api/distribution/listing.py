@@ -12,6 +12,9 @@ from dockyard.oci import mediatypes as mt
 from dockyard.services.auth.scopes import Scope
 
 
+CATALOG_DEFAULT_PAGE = 100
+
+
 async def base(request: Request) -> Response:
     authorize(request, services(request), None)
     return JSONResponse({})
@@ -29,6 +32,8 @@ async def list_tags(request: Request) -> Response:
 async def catalog(request: Request) -> Response:
     authorize(request, services(request), Scope("registry", "catalog", frozenset({"*"})))
     n, last = pagination(request)
+    if n is None:  # the catalog is paged even when the client does not ask, as distribution does
+        n = CATALOG_DEFAULT_PAGE
     page = await run_in_threadpool(services(request).catalog.repositories, n, last)
     headers = next_link("/v2/_catalog", n, page.last) if page.more else {}
     return JSONResponse({"repositories": page.items}, headers=headers)
