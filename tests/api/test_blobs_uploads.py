@@ -203,3 +203,17 @@ def test_unknown_routes_get_json_errors(registry: Registry) -> None:
     assert r.status_code == 404 and r.json()["errors"][0]["code"] == "NOT_FOUND"
     r = registry.request("POST", "/v2/a/manifests/latest")
     assert r.status_code == 405 and r.json()["errors"][0]["code"] == "UNSUPPORTED"
+
+
+def test_blob_missing_from_storage_is_unknown_and_can_be_pushed_again(registry: Registry) -> None:
+    d = registry.push_blob("a", DATA)
+    registry.services.store.delete(d)  # e.g. lost by the storage backend
+    assert_error(registry.request("HEAD", f"/v2/a/blobs/{d}"), 404, "BLOB_UNKNOWN")
+    assert_error(registry.request("GET", f"/v2/a/blobs/{d}"), 404, "BLOB_UNKNOWN")
+    registry.push_blob("a", DATA)
+    assert registry.request("GET", f"/v2/a/blobs/{d}").content == DATA
+
+
+def test_mount_from_an_invalid_name_falls_back_to_upload(registry: Registry) -> None:
+    r = registry.request("POST", "/v2/dst/blobs/uploads/", params={"mount": sha256(DATA), "from": "Bad//Name"})
+    assert r.status_code == 202

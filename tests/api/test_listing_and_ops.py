@@ -117,4 +117,6 @@ def test_catalog_default_page_size(registry: Registry) -> None:
         registry.push_blob(name, b"x")
     r = registry.request("GET", "/v2/_catalog")
     assert r.json()["repositories"] == names[:CATALOG_DEFAULT_PAGE]
-    assert r.headers["link"].startswith(f"</v2/_catalog?n={CATALOG_DEFAULT_PAGE}&last={names[CATALOG_DEFAULT_PAGE - 1]}>")
+    assert r.headers["link"].startswith(
+        f"</v2/_catalog?n={CATALOG_DEFAULT_PAGE}&last={names[CATALOG_DEFAULT_PAGE - 1]}>"
+    )

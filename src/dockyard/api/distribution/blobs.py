@@ -71,12 +71,17 @@ async def get_blob(request: Request) -> Response:
             # Zero-copy: the server sends the file itself (ASGI pathsend / sendfile).
             return _WholeFile(info.local_path, media_type="application/octet-stream", headers=headers, stat_result=None)
         headers["Content-Length"] = str(info.size)
-        return StreamingResponse(svc.blobs.read(digest), media_type="application/octet-stream", headers=headers)
+        return StreamingResponse(
+            await run_in_threadpool(svc.blobs.read, digest), media_type="application/octet-stream", headers=headers
+        )
     start, end = byte_range
     headers["Content-Range"] = f"bytes {start}-{end - 1}/{info.size}"
     headers["Content-Length"] = str(end - start)
     return StreamingResponse(
-        svc.blobs.read(digest, start, end), status_code=206, media_type="application/octet-stream", headers=headers
+        await run_in_threadpool(svc.blobs.read, digest, start, end),
+        status_code=206,
+        media_type="application/octet-stream",
+        headers=headers,
     )
 
 

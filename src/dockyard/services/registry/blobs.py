@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
-from dockyard.services.errors import BlobUnknown
+from dockyard.services.errors import BlobUnknown, NameInvalid
 from dockyard.services.registry.common import check_digest, check_name, ensure_repository, link_blob
 from dockyard.storage.base import BlobStore
 
@@ -41,7 +41,9 @@ class BlobService:
         check_name(name)
         check_digest(digest)
         size = self._linked_size(name, digest)
-        if size is None:
+        # The bytes are checked too, so a client told "exists" can rely on it (and one whose blob
+        # vanished from storage is asked to upload it again instead of pushing a dangling manifest).
+        if size is None or self.store.stat(digest) is None:
             raise BlobUnknown("blob unknown to registry", {"digest": digest})
         return BlobInfo(digest, size, self.store.local_path(digest), self.store.redirect_url(digest))
 
@@ -73,8 +75,11 @@ class BlobService:
         The caller has already checked that the identity may pull from `source`.
         """
         check_name(name)
-        check_name(source)
         check_digest(digest)
+        try:
+            check_name(source)
+        except NameInvalid:
+            return None  # a bad `from` is just a mount that cannot happen: the client uploads instead
         size = self._linked_size(source, digest)
         if size is None or self.store.stat(digest) is None:
             return None
