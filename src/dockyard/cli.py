@@ -49,13 +49,16 @@ def serve(
     os.environ["DOCKYARD_DATA_DIR"] = str(settings.data_dir.resolve())
     os.environ["DOCKYARD_WORKERS"] = str(settings.workers)
 
+    from dockyard.logs import configure, get_logger
     from dockyard.wiring import build_services, prepare
 
+    configure(settings.log_level)
+    log = get_logger("dockyard.serve")
     services = build_services(settings)
     try:
         generated = prepare(services)
     except Exception as exc:
-        typer.echo(f"dockyard: cannot prepare {settings.resolved_database_url}: {exc}", err=True)
+        log.error("startup failed", database=settings.resolved_database_url, error=str(exc))
         raise typer.Exit(1) from None
     finally:
         services.close()
@@ -70,10 +73,13 @@ def serve(
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    typer.echo(
-        f"Dockyard listening on http://{settings.host}:{settings.port} "
-        f"(database {settings.resolved_database_url}, storage {settings.resolved_storage_path})",
-        err=True,
+    log.info(
+        "starting",
+        url=f"http://{settings.host}:{settings.port}",
+        database=settings.resolved_database_url,
+        storage=str(settings.resolved_storage_path),
+        workers=settings.workers,
+        server=settings.server,
     )
     _run_server(settings)
 

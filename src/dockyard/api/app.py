@@ -17,6 +17,7 @@ from dockyard.api.distribution.routes import routes as distribution_routes
 from dockyard.api.errors import error_body, registry_error_handler
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
 from dockyard.config import load_settings
+from dockyard.logs import get_logger
 from dockyard.services.errors import RegistryError
 from dockyard.wiring import Services, build_services
 
@@ -28,6 +29,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         body = error_body("NOT_FOUND" if exc.status_code == 404 else "UNKNOWN", str(exc.detail))
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+_log = get_logger("dockyard.api")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # A bug, not bad input: log it with the request, answer in the spec's error shape.
+    _log.error("unhandled error", method=request.method, path=request.url.path, exc_info=exc)
+    return JSONResponse(error_body("UNKNOWN", "internal server error"), status_code=500)
 
 
 def _lifespan(services: Services) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
@@ -55,7 +65,11 @@ def create_app(services: Services | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[Middleware(MetricsMiddleware)],
-        exception_handlers={RegistryError: registry_error_handler, HTTPException: _http_error},
+        exception_handlers={
+            RegistryError: registry_error_handler,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
         lifespan=_lifespan(services),
     )
     app.state.services = services

@@ -11,7 +11,6 @@ from dockyard.api.distribution.common import next_link, pagination, require, ser
 from dockyard.oci import mediatypes as mt
 from dockyard.services.auth.scopes import Scope
 
-
 CATALOG_DEFAULT_PAGE = 100
 
 
