@@ -85,33 +85,13 @@ def serve(
 
 
 def _run_server(settings: Settings) -> None:
-    target = "dockyard.api.app:create_app"
-    if settings.server == "granian":
-        from granian.constants import Interfaces
-        from granian.server import Server
-
-        Server(
-            target,
-            address=settings.host,
-            port=settings.port,
-            interface=Interfaces.ASGI,
-            factory=True,
-            workers=settings.workers,
-            log_enabled=True,
-            log_level=settings.log_level,  # type: ignore[arg-type]
-        ).serve()
-    else:
-        import uvicorn
-
-        uvicorn.run(
-            target,
-            host=settings.host,
-            port=settings.port,
-            factory=True,
-            workers=settings.workers,
-            log_level=settings.log_level,
-            access_log=False,
-        )
+    """Replace this process with the lean server launcher (same PID, so signals and supervisors
+    work as expected): the long-lived supervisor then holds none of the CLI's or migration's imports."""
+    os.environ["DOCKYARD_SERVER"] = settings.server
+    os.environ["DOCKYARD_LOG_LEVEL"] = settings.log_level
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "dockyard.launch"])
 
 
 def main() -> None:

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
@@ -89,6 +87,10 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to head. Safe to call from several processes at once."""
+        # Imported here: Alembic is only needed at start-up, and serving processes stay smaller without it.
+        from alembic import command
+        from alembic.config import Config
+
         with self.engine.connect() as conn:
             if not self.is_sqlite:
                 conn.exec_driver_sql(f"SELECT pg_advisory_lock({_MIGRATION_LOCK_ID})")
