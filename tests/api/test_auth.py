@@ -62,21 +62,24 @@ def test_scoped_token_grants_exactly_its_scope(registry: Registry) -> None:
     assert claims["sub"] == "admin" and claims["aud"] == "dockyard"
     ok = registry.request("GET", "/v2/team/app/manifests/v1", auth=False, headers=bearer(t))
     assert ok.status_code == 200
-    # Push and other repositories need a token with those scopes: 401 with insufficient_scope.
+    # Push and other repositories need a token with those scopes: 403 insufficient_scope (RFC 6750),
+    # with a challenge naming the scope to ask for.
     r = registry.request("POST", "/v2/team/app/blobs/uploads/", auth=False, headers=bearer(t))
-    assert r.status_code == 401
+    assert r.status_code == 403
+    assert r.json()["errors"][0]["code"] == "DENIED"
     assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
     assert 'scope="repository:team/app:pull,push"' in r.headers["www-authenticate"]
     r = registry.request("GET", "/v2/other/manifests/v1", auth=False, headers=bearer(t))
-    assert r.status_code == 401
+    assert r.status_code == 403
 
 
 def test_anonymous_token_grants_nothing(registry: Registry) -> None:
     registry.put_manifest("team/app", "v1", registry.image("team/app", [b"layer"]))
     t = token(registry, "repository:team/app:pull", headers={})
     assert jwt.decode(t, options={"verify_signature": False})["access"] == []
+    # An anonymous token is answered like no credentials: 401, log in.
     r = registry.request("GET", "/v2/team/app/manifests/v1", auth=False, headers=bearer(t))
-    assert r.status_code == 401
+    assert r.status_code == 401 and r.json()["errors"][0]["code"] == "UNAUTHORIZED"
     r = registry.request("GET", "/v2/team/app/manifests/v1", auth=False)
     assert r.status_code == 401
     assert 'scope="repository:team/app:pull"' in r.headers["www-authenticate"]
@@ -86,7 +89,7 @@ def test_catalog_scope(registry: Registry) -> None:
     t = token(registry, "registry:catalog:*")
     assert registry.request("GET", "/v2/_catalog", auth=False, headers=bearer(t)).status_code == 200
     t2 = token(registry, "repository:a:pull")
-    assert registry.request("GET", "/v2/_catalog", auth=False, headers=bearer(t2)).status_code == 401
+    assert registry.request("GET", "/v2/_catalog", auth=False, headers=bearer(t2)).status_code == 403
 
 
 def test_expired_token_is_refused(registry: Registry) -> None:

@@ -22,6 +22,14 @@ class Challenge(Unauthorized):
         self.headers = headers
 
 
+class InsufficientScope(Denied):
+    """403 DENIED with a challenge naming the scope the request needs."""
+
+    def __init__(self, message: str, headers: dict[str, str], detail: object = None) -> None:
+        super().__init__(message, detail)
+        self.headers = headers
+
+
 def realm(request: Request, services: Services) -> str:
     base = services.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
     return base.rstrip("/") + "/token"
@@ -52,7 +60,8 @@ def authorize(request: Request, services: Services, scope: Scope | None) -> Iden
     """Return the caller's identity if it may act on `scope` (None: any authenticated caller).
 
     Bearer: the token's `access` claim decides. Basic: the policy decides directly. Missing or
-    bad credentials get a 401 challenge; a known identity without permission gets 403 DENIED.
+    bad credentials get a 401 challenge; a known identity without permission, or a valid token
+    without the scope, gets 403 DENIED.
     """
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
@@ -61,7 +70,12 @@ def authorize(request: Request, services: Services, scope: Scope | None) -> Iden
         except InvalidToken as exc:
             raise Challenge(str(exc), _challenge(request, services, scope, "invalid_token")) from None
         if scope is not None and not all(claims.allows(scope.type, scope.name, a) for a in scope.actions):
-            raise Challenge(
+            if not claims.subject:  # an anonymous token: the caller has to log in, as without a token
+                raise Challenge("authentication required", _challenge(request, services, scope))
+            # RFC 6750 §3.1: a valid token with too little scope is 403 insufficient_scope. The challenge
+            # names the scope needed, so a client can fetch a better token and retry (oras does so on
+            # 403; docker, containerd and containers/image ask for push scope up front).
+            raise InsufficientScope(
                 "token does not grant the requested access",
                 _challenge(request, services, scope, "insufficient_scope"),
                 {"scope": str(scope)},

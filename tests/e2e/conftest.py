@@ -1,0 +1,125 @@
+"""End-to-end fixtures: the real `dockyard serve` process, driven by real clients.
+
+The server runs twice per session: on its embedded defaults (SQLite, one worker) and on PostgreSQL
+with two worker processes, so every client test also proves the multi-process, shared-database setup.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import PG_URL, missing
+
+pytestmark = pytest.mark.e2e
+DOCKYARD = Path(sys.executable).with_name("dockyard")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    host: str  # host:port, as clients name the registry
+    username: str
+    password: str
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def creds(self) -> str:
+        return f"{self.username}:{self.password}"
+
+    def token(self, scope: str) -> str:
+        r = httpx.get(
+            f"{self.url}/token", params={"service": "dockyard", "scope": scope}, auth=(self.username, self.password)
+        )
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        missing(f"{name} is not installed (scripts/system-deps.sh installs it)")
+    assert path is not None
+    return path
+
+
+def _pg_database() -> tuple[str, sa.Engine]:
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    name = f"dockyard_e2e_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        missing(f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}")
+    return sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), admin
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp(f"server-{request.param}")
+    password = secrets.token_urlsafe(12)
+    port = free_port()
+    env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": password}
+    env.pop("DOCKYARD_DATABASE_URL", None)
+    args = [str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
+    admin_engine = None
+    if request.param == "postgres":
+        env["DOCKYARD_DATABASE_URL"], admin_engine = _pg_database()
+        args += ["--workers", "2"]
+    log = data / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    srv = Server(f"127.0.0.1:{port}", "admin", password, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{srv.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"server did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield srv
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if admin_engine is not None:
+            db = sa.engine.make_url(env["DOCKYARD_DATABASE_URL"]).database
+            with admin_engine.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            admin_engine.dispose()
+
+
+def run(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
