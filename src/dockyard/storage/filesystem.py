@@ -121,12 +121,17 @@ class FilesystemBlobStore:
             size = f.seek(0, os.SEEK_END)
             if size != offset:
                 raise UploadOffsetMismatch(size, offset)
-            hasher = self._hashes.take(upload_id, size)
+            # At offset 0 the state is known (empty) even if another process created the upload.
+            hasher = self._hashes.take(upload_id, size) if size else self._hashes.start(upload_id)
             for chunk in chunks:
                 f.write(chunk)
                 if hasher is not None:
                     hasher.update(chunk)
             new_size = f.tell()
+            if self._fsync:
+                # Flush each appended batch now, while the server receives the next one, so the
+                # fsync at commit has little left to write.
+                os.fdatasync(f.fileno())
         if hasher is not None:
             self._hashes.keep(upload_id, new_size, hasher)
         return new_size

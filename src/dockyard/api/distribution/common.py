@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from dockyard.api.auth import authorize
@@ -14,7 +17,7 @@ from dockyard.wiring import Services
 
 # Request bodies are handed to the (synchronous) storage layer in batches of this size, so a
 # thread hop is paid per batch rather than per network read, and memory per request is bounded.
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 def services(request: Request) -> Services:
@@ -27,14 +30,38 @@ def require(request: Request, name: str, *actions: str) -> Identity:
 
 
 async def body_batches(request: Request) -> AsyncIterator[bytes]:
-    buf = bytearray()
+    parts: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        buf += chunk
-        if len(buf) >= BATCH_BYTES:
-            yield bytes(buf)
-            buf.clear()
-    if buf:
-        yield bytes(buf)
+        parts.append(chunk)
+        size += len(chunk)
+        if size >= BATCH_BYTES:
+            yield b"".join(parts)  # the one copy per batch
+            parts.clear()
+            size = 0
+    if parts:
+        yield b"".join(parts)
+
+
+async def pump(request: Request, write: Callable[[bytes, int], int], offset: int) -> int:
+    """Stream the body to `write(batch, offset)` in a worker thread, receiving the next batch while
+    the previous one is written and hashed (at most one write in flight: memory stays ~2 batches).
+    Returns the offset after the last byte."""
+    pending: asyncio.Future[int] | None = None
+    try:
+        async for batch in body_batches(request):
+            if pending is not None:
+                await pending
+            pending = asyncio.ensure_future(run_in_threadpool(write, batch, offset))
+            offset += len(batch)
+        if pending is not None:
+            offset = await pending
+            pending = None
+    finally:
+        if pending is not None:  # the client went away mid-body: let the write finish before failing
+            with contextlib.suppress(Exception):
+                await pending
+    return offset
 
 
 async def read_limited(request: Request, limit: int) -> bytes:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dockyard.api.auth import authorize
-from dockyard.api.distribution.common import body_batches, require, services
+from dockyard.api.distribution.common import pump, require, services
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import DigestInvalid, RangeInvalid, RegistryError
 from dockyard.wiring import Services
@@ -56,9 +56,7 @@ async def _stream(svc: Services, request: Request, name: str, upload_id: str, st
     size = await run_in_threadpool(svc.uploads.status, name, upload_id)
     if start is not None and start != size:
         raise RangeInvalid(f"chunk starts at {start}, upload has {size} bytes", size)
-    async for batch in body_batches(request):
-        size = await run_in_threadpool(svc.uploads.append, name, upload_id, [batch], size)
-    return size
+    return await pump(request, lambda batch, offset: svc.uploads.append(name, upload_id, [batch], offset), size)
 
 
 def _may_pull(request: Request, svc: Services, name: str) -> bool:

@@ -1,0 +1,662 @@
+#!/usr/bin/env python3
+"""Dockyard against the reference Go registry (Debian `docker-registry`) and nginx, in one run.
+
+Both registries run on loopback with token authentication; every measured request carries a bearer
+token. Measurements alternate between the two registries (A/B, B/A, …) and report the median of the
+repetitions, so a noisy neighbour hurts both alike. Usage:
+
+    .venv/bin/python bench/bench_registry.py            # full run (100,000 tags; ~10 minutes)
+    .venv/bin/python bench/bench_registry.py --quick    # 10,000 tags, fewer repetitions
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKYARD = Path(sys.executable).with_name("dockyard")
+MiB = 1024 * 1024
+BLOB_SIZE = 256 * MiB
+CHUNK = 16 * MiB
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], ok: Callable[[int], bool]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            if ok(httpx.get(url, timeout=2, headers={"Range": "bytes=0-0"}).status_code):
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants (KiB)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                todo.extend(int(c) for c in children)
+        except (FileNotFoundError, ProcessLookupError, AttributeError):
+            continue
+    return total
+
+
+@dataclass
+class Target:
+    """A registry under test: where it is, and how to get a token for a set of scopes."""
+
+    name: str
+    base: str
+    proc: subprocess.Popen[bytes]
+    token_for: Callable[[list[str]], str]
+    peak_rss_kib: int = 0
+    tokens: dict[tuple[str, ...], str] = field(default_factory=dict)
+
+    def token(self, *scopes: str) -> str:
+        key = tuple(scopes)
+        if key not in self.tokens:
+            self.tokens[key] = self.token_for(list(scopes))
+        return self.tokens[key]
+
+    def auth(self, *scopes: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(*scopes)}"}
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, targets: list[Target]) -> None:
+        super().__init__(daemon=True)
+        self.targets = targets
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.1):
+            for t in self.targets:
+                t.peak_rss_kib = max(t.peak_rss_kib, tree_rss_kib(t.proc.pid))
+
+
+# --- the reference registry with token auth ---------------------------------------------------
+def libtrust_kid(public_der: bytes) -> str:
+    b32 = base64.b32encode(hashlib.sha256(public_der).digest()[:30]).decode()
+    return ":".join(b32[i : i + 4] for i in range(0, len(b32), 4))
+
+
+def start_reference(work: Path) -> Target:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-token-issuer")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .sign(key, hashes.SHA256())
+    )
+    (work / "ref-cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    port = free_port()
+    (work / "ref-config.yml").write_text(
+        f"""version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {work / "ref-data"}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+auth:
+  token:
+    realm: http://127.0.0.1:{port}/token
+    service: reference
+    issuer: bench
+    rootcertbundle: {work / "ref-cert.pem"}
+"""
+    )
+    kid = libtrust_kid(
+        key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+    def token_for(scopes: list[str]) -> str:
+        access = []
+        for scope in scopes:
+            kind, rest = scope.split(":", 1)
+            target, actions = rest.rsplit(":", 1)
+            access.append({"type": kind, "name": target, "actions": actions.split(",")})
+        issued = int(time.time())
+        claims = {
+            "iss": "bench",
+            "sub": "admin",
+            "aud": "reference",
+            "exp": issued + 3600,
+            "nbf": issued - 5,
+            "iat": issued,
+            "jti": secrets.token_hex(8),
+            "access": access,
+        }
+        return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
+
+    log = open(work / "ref.log", "wb")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(["docker-registry", "serve", str(work / "ref-config.yml")], stdout=log, stderr=log)
+    wait_http(f"http://127.0.0.1:{port}/v2/", proc, lambda s: s == 401)
+    return Target("reference", f"http://127.0.0.1:{port}", proc, token_for)
+
+
+def start_dockyard(work: Path, workers: int) -> Target:
+    port = free_port()
+    password = secrets.token_urlsafe(12)
+    env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": password, "DOCKYARD_LOG_LEVEL": "warning"}
+    log = open(work / "dockyard.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [
+            str(DOCKYARD),
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(work / "dockyard-data"),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/readyz", proc, lambda s: s == 200)
+
+    def token_for(scopes: list[str]) -> str:
+        r = httpx.get(
+            f"{base}/token", params=[("service", "dockyard"), *[("scope", s) for s in scopes]], auth=("admin", password)
+        )
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+    return Target("dockyard", base, proc, token_for)
+
+
+def start_nginx(work: Path, blob: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    root = work / "nginx-root"
+    root.mkdir()
+    os.link(blob, root / "blob")
+    conf = work / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+worker_processes 2;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path {work}/nginx-tmp;
+  proxy_temp_path {work}/nginx-tmp;
+  fastcgi_temp_path {work}/nginx-tmp;
+  uwsgi_temp_path {work}/nginx-tmp;
+  scgi_temp_path {work}/nginx-tmp;
+  server {{ listen 127.0.0.1:{port}; root {root}; }}
+}}
+"""
+    )
+    proc = subprocess.Popen(
+        ["nginx", "-c", str(conf), "-p", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}/blob"
+    wait_http(url, proc, lambda s: s in (200, 206))
+    return proc, url
+
+
+# --- measurements -------------------------------------------------------------------------------
+def curl(*args: str) -> str:
+    return subprocess.run(
+        ["curl", "-s", "-S", "--fail-with-body", *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def start_upload(t: Target, repo: str) -> str:
+    r = httpx.post(f"{t.base}/v2/{repo}/blobs/uploads/", headers=t.auth(f"repository:{repo}:pull,push"))
+    assert r.status_code == 202, r.text
+    loc = r.headers["location"]
+    return loc if loc.startswith("http") else t.base + loc
+
+
+def with_digest(location: str, digest: str) -> str:
+    return f"{location}{'&' if '?' in location else '?'}digest={digest}"
+
+
+def upload_monolithic(t: Target, repo: str, blob: Path, digest: str) -> float:
+    loc = start_upload(t, repo)
+    auth = t.auth(f"repository:{repo}:pull,push")["Authorization"]
+    start = time.perf_counter()
+    curl(
+        "-X",
+        "PUT",
+        "-T",
+        str(blob),
+        "-H",
+        "Expect:",
+        "-H",
+        f"Authorization: {auth}",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "-o",
+        "/dev/null",
+        with_digest(loc, digest),
+    )
+    return BLOB_SIZE / MiB / (time.perf_counter() - start)
+
+
+def upload_chunked(t: Target, repo: str, chunks: list[Path], digest: str) -> float:
+    auth = t.auth(f"repository:{repo}:pull,push")["Authorization"]
+    start = time.perf_counter()
+    loc = start_upload(t, repo)
+    offset = 0
+    for chunk in chunks:
+        size = chunk.stat().st_size
+        out = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-S",
+                "-X",
+                "PATCH",
+                "-T",
+                str(chunk),
+                "-H",
+                "Expect:",
+                "-H",
+                f"Authorization: {auth}",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-H",
+                f"Content-Range: {offset}-{offset + size - 1}",
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                loc,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        statuses = [line for line in out.splitlines() if line.startswith("HTTP/")]
+        assert " 202" in statuses[-1], out
+        loc = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.lower().startswith("location:"))
+        loc = loc if loc.startswith("http") else t.base + loc
+        offset += size
+    curl("-X", "PUT", "-H", f"Authorization: {auth}", "-o", "/dev/null", with_digest(loc, digest))
+    return BLOB_SIZE / MiB / (time.perf_counter() - start)
+
+
+def download(url: str, streams: int, headers: dict[str, str]) -> float:
+    hdr = [x for k, v in headers.items() for x in ("-H", f"{k}: {v}")]
+    start = time.perf_counter()
+    procs = [subprocess.Popen(["curl", "-s", "-f", "-o", "/dev/null", *hdr, url]) for _ in range(streams)]
+    for p in procs:
+        assert p.wait() == 0, "download failed"
+    return streams * BLOB_SIZE / MiB / (time.perf_counter() - start)
+
+
+def wrk_rps(url: str, headers: dict[str, str], seconds: int) -> float:
+    hdr = [x for k, v in headers.items() for x in ("-H", f"{k}: {v}")]
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", *hdr, url], check=True, capture_output=True, text=True
+    ).stdout
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def median_ms(fn: Callable[[], object], reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def tiny_manifest(config_digest: str, config_size: int, note: str = "") -> bytes:
+    doc: dict[str, object] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
+        "layers": [],
+    }
+    if note:
+        doc["annotations"] = {"bench": note}
+    return json.dumps(doc).encode()
+
+
+def put_config(t: Target, repo: str, config: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    loc = start_upload(t, repo)
+    r = httpx.put(with_digest(loc, digest), content=config, headers=t.auth(f"repository:{repo}:pull,push"))
+    assert r.status_code == 201, r.text
+    return digest
+
+
+async def _fill(t: Target, requests: list[tuple[str, str, dict[str, str], bytes]], inflight: int = 32) -> float:
+    """Send (method, url, headers, body) requests with `inflight` concurrency; returns requests/s."""
+    sem = asyncio.Semaphore(inflight)
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=inflight)) as client:
+
+        async def one(method: str, url: str, headers: dict[str, str], body: bytes) -> None:
+            async with sem:
+                r = await client.request(method, url, headers=headers, content=body)
+                if r.status_code >= 300:
+                    raise RuntimeError(f"{method} {url}: {r.status_code} {r.text[:200]}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(*req) for req in requests))
+        return len(requests) / (time.perf_counter() - start)
+
+
+def fill_tags(t: Target, repo: str, count: int) -> float:
+    config = b'{"architecture":"amd64","os":"linux"}'
+    digest = put_config(t, repo, config)
+    body = tiny_manifest(digest, len(config))
+    headers = {**t.auth(f"repository:{repo}:pull,push"), "Content-Type": OCI_MANIFEST}
+    reqs = [("PUT", f"{t.base}/v2/{repo}/manifests/t{i:06d}", headers, body) for i in range(count)]
+    return asyncio.run(_fill(t, reqs))
+
+
+def fill_repositories(t: Target, count: int) -> float:
+    config = b'{"architecture":"amd64","os":"linux","bench":"catalog"}'
+    digest = put_config(t, "cat/source", config)
+    body = tiny_manifest(digest, len(config))
+    mounts, manifests = [], []
+    for i in range(count):
+        repo = f"cat/r{i:05d}"
+        headers = t.auth(f"repository:{repo}:pull,push", "repository:cat/source:pull")
+        mounts.append(("POST", f"{t.base}/v2/{repo}/blobs/uploads/?mount={digest}&from=cat/source", headers, b""))
+        manifests.append(("PUT", f"{t.base}/v2/{repo}/manifests/v1", {**headers, "Content-Type": OCI_MANIFEST}, body))
+    rate = asyncio.run(_fill(t, mounts))
+    asyncio.run(_fill(t, manifests))
+    return rate
+
+
+def all_tags(t: Target, repo: str) -> int:
+    url: str | None = f"{t.base}/v2/{repo}/tags/list"
+    n = 0
+    with httpx.Client(timeout=120, headers=t.auth(f"repository:{repo}:pull")) as c:
+        while url:
+            r = c.get(url)
+            r.raise_for_status()
+            n += len(r.json()["tags"] or [])
+            link = r.headers.get("link")
+            url = (t.base + link[1 : link.index(">")]) if link else None
+    return n
+
+
+@dataclass
+class Row:
+    label: str
+    unit: str
+    values: dict[str, float]
+    higher_is_better: bool = True
+    note: str = ""
+
+
+def alternate(targets: list[Target], reps: int, fn: Callable[[Target, int], float]) -> dict[str, float]:
+    """Median over `reps` of fn(target, rep), alternating the order of targets every repetition."""
+    samples: dict[str, list[float]] = {t.name: [] for t in targets}
+    for rep in range(reps):
+        order = targets if rep % 2 == 0 else list(reversed(targets))
+        for t in order:
+            samples[t.name].append(fn(t, rep))
+    return {name: statistics.median(vals) for name, vals in samples.items()}
+
+
+def run_bench(args: argparse.Namespace) -> list[Row]:
+    work = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
+    work.chmod(0o755)  # nginx workers run as an unprivileged user
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        blob = work / "blob"
+        with open(blob, "wb") as f:
+            for _ in range(BLOB_SIZE // MiB):
+                f.write(os.urandom(MiB))
+        digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+        chunks = []
+        with open(blob, "rb") as f:
+            for i in range(BLOB_SIZE // CHUNK):
+                path = work / f"chunk{i:02d}"
+                path.write_bytes(f.read(CHUNK))
+                chunks.append(path)
+
+        dockyard = start_dockyard(work, args.workers)
+        reference = start_reference(work)
+        nginx, nginx_url = start_nginx(work, blob)
+        procs += [dockyard.proc, reference.proc, nginx]
+        targets = [dockyard, reference]
+        sampler = RssSampler(targets)
+        sampler.start()
+        rows: list[Row] = []
+        reps = args.reps
+
+        log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+        want = lambda group: not args.only or group in args.only  # noqa: E731
+        if want("uploads"):
+            log("uploads")
+            rows.append(
+                Row(
+                    "blob upload, 256 MiB monolithic",
+                    "MB/s",
+                    alternate(targets, reps, lambda t, i: upload_monolithic(t, f"up/mono{i}", blob, digest)),
+                )
+            )
+            rows.append(
+                Row(
+                    "blob upload, 256 MiB in 16 MiB chunks",
+                    "MB/s",
+                    alternate(targets, reps, lambda t, i: upload_chunked(t, f"up/chunk{i}", chunks, digest)),
+                )
+            )
+        else:
+            for t in targets:
+                upload_monolithic(t, "up/mono0", blob, digest)
+
+        for streams in (1, 8) if want("downloads") else ():
+
+            def dl(t: Target, _i: int, streams: int = streams) -> float:
+                return download(f"{t.base}/v2/up/mono0/blobs/{digest}", streams, t.auth("repository:up/mono0:pull"))
+
+            values = alternate(targets, reps, dl)
+            values["nginx"] = statistics.median(download(nginx_url, streams, {}) for _ in range(reps))
+            rows.append(Row(f"blob download, {streams} stream{'s' if streams > 1 else ''}", "MB/s", values))
+
+        config = b'{"architecture":"amd64","os":"linux"}'
+        for t in targets if want("manifest") else ():
+            cfg = put_config(t, "hot/app", config)
+            r = httpx.put(
+                f"{t.base}/v2/hot/app/manifests/latest",
+                content=tiny_manifest(cfg, len(config)),
+                headers={**t.auth("repository:hot/app:pull,push"), "Content-Type": OCI_MANIFEST},
+            )
+            assert r.status_code == 201, r.text
+        if want("manifest"):
+            rows.append(
+                Row(
+                    "manifest GET by tag (wrk, 32 conns)",
+                    "req/s",
+                    alternate(
+                        targets,
+                        reps,
+                        lambda t, _i: wrk_rps(
+                            f"{t.base}/v2/hot/app/manifests/latest",
+                            {**t.auth("repository:hot/app:pull"), "Accept": OCI_MANIFEST},
+                            args.wrk_seconds,
+                        ),
+                    ),
+                )
+            )
+
+        for count in (1000, args.many_tags) if want("tags") else ():
+            log(f"{count} tags")
+            repo = f"tags/n{count}"
+            fill = {t.name: fill_tags(t, repo, count) for t in targets}
+            rows.append(Row(f"tag push while filling {count:,} tags (32 in flight)", "req/s", fill))
+            for t in targets:
+                assert all_tags(t, repo) == count, t.name
+            rows.append(
+                Row(
+                    f"tags/list, {count:,} tags (full list)",
+                    "ms",
+                    alternate(targets, 1, lambda t, _i, repo=repo: median_ms(lambda: all_tags(t, repo), 5)),
+                    higher_is_better=False,
+                )
+            )
+
+        if want("catalog"):
+            fill = {t.name: fill_repositories(t, args.repos) for t in targets}
+            rows.append(Row(f"cross-repo mount while filling {args.repos:,} repositories", "req/s", fill))
+
+        def catalog(t: Target, _i: int) -> float:
+            headers = t.auth("registry:catalog:*")
+
+            def once() -> None:
+                r = httpx.get(f"{t.base}/v2/_catalog", params={"n": 100}, headers=headers)
+                assert r.status_code == 200 and len(r.json()["repositories"]) == 100, r.text
+
+            return median_ms(once, 9)
+
+        if want("catalog"):
+            rows.append(
+                Row(
+                    f"_catalog first page (n=100), {args.repos:,} repositories",
+                    "ms",
+                    alternate(targets, reps, catalog),
+                    higher_is_better=False,
+                )
+            )
+        sampler.stop.set()
+        sampler.join()
+        rows.append(
+            Row(
+                "peak RSS, whole process tree",
+                "MiB",
+                {t.name: t.peak_rss_kib / 1024 for t in targets},
+                higher_is_better=False,
+                note=f"Dockyard: supervisor + {args.workers} workers",
+            )
+        )
+        return rows
+    finally:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        if args.keep:
+            print(f"work folder kept: {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def render(rows: list[Row]) -> str:
+    lines = [
+        "| measurement | unit | Dockyard | reference | nginx | Dockyard/reference | Dockyard/nginx |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        d, ref, ngx = r.values.get("dockyard"), r.values.get("reference"), r.values.get("nginx")
+        fmt = lambda v: "" if v is None else (f"{v:,.0f}" if v >= 100 else f"{v:,.1f}")  # noqa: E731
+        ratio = f"{d / ref:.2f}" if d and ref else ""
+        ratio_ngx = f"{d / ngx:.2f}" if d and ngx else ""
+        if not r.higher_is_better and ratio:
+            ratio += " (lower is better)"
+        lines.append(f"| {r.label} | {r.unit} | {fmt(d)} | {fmt(ref)} | {fmt(ngx)} | {ratio} | {ratio_ngx} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10,000 tags instead of 100,000; 3 repetitions")
+    parser.add_argument("--workers", type=int, default=2, help="Dockyard worker processes (default 2 = cores)")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3, quick 3)")
+    parser.add_argument("--repos", type=int, default=10_000, help="repositories for the _catalog row")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=["uploads", "downloads", "manifest", "tags", "catalog"],
+        help="run only these groups of rows",
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = parser.parse_args()
+    args.many_tags = 10_000 if args.quick else 100_000
+    args.reps = args.reps or 3
+    args.wrk_seconds = 5 if args.quick else 10
+    for tool in ("docker-registry", "nginx", "wrk", "curl"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (scripts/system-deps.sh installs it)")
+    rows = run_bench(args)
+    print(
+        f"\nDockyard ({args.workers} workers) vs reference registry (docker-registry) vs nginx, "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs\n"
+    )
+    print(render(rows))
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=2))
+
+
+if __name__ == "__main__":
+    main()
