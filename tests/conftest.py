@@ -28,25 +28,34 @@ def missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def pg_database_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped at the end."""
+def create_pg_database(prefix: str) -> tuple[str, sa.Engine]:
+    """A new, empty PostgreSQL database: its URL, and an admin engine to drop it with."""
     admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"dockyard_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except sa.exc.OperationalError as exc:
         admin.dispose()
         missing(f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}")
-    url = sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    return sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), admin
+
+
+def drop_pg_database(url: str, admin: sa.Engine) -> None:
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{sa.engine.make_url(url).database}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped at the end."""
+    url, admin = create_pg_database("dockyard_test")
     migrated = Database(url)
     migrated.migrate()
     migrated.dispose()
     yield url
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    drop_pg_database(url, admin)
 
 
 def _truncate_pg(db: Database) -> None:

@@ -13,16 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
-from tests.conftest import PG_URL, missing
+from tests.conftest import create_pg_database, drop_pg_database, missing
 
 pytestmark = pytest.mark.e2e
 DOCKYARD = Path(sys.executable).with_name("dockyard")
@@ -65,17 +63,6 @@ def require_tool(name: str) -> str:
     return path
 
 
-def _pg_database() -> tuple[str, sa.Engine]:
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    name = f"dockyard_e2e_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        missing(f"PostgreSQL not reachable at {PG_URL}: {exc.__class__.__name__}")
-    return sa.engine.make_url(PG_URL).set(database=name).render_as_string(hide_password=False), admin
-
-
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp(f"server-{request.param}")
@@ -86,7 +73,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     args = [str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
     admin_engine = None
     if request.param == "postgres":
-        env["DOCKYARD_DATABASE_URL"], admin_engine = _pg_database()
+        env["DOCKYARD_DATABASE_URL"], admin_engine = create_pg_database("dockyard_e2e")
         args += ["--workers", "2"]
     log = data / "server.log"
     with open(log, "wb") as out:
@@ -112,10 +99,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             proc.kill()
             proc.wait()
         if admin_engine is not None:
-            db = sa.engine.make_url(env["DOCKYARD_DATABASE_URL"]).database
-            with admin_engine.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-            admin_engine.dispose()
+            drop_pg_database(env["DOCKYARD_DATABASE_URL"], admin_engine)
 
 
 def run(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from dockyard.storage.base import DigestMismatch, UploadNotFound, UploadOffsetMi
 from dockyard.storage.hashing import DEFAULT_ALGORITHM, HashCache
 
 READ_CHUNK = 1024 * 1024
+PARALLEL_HASH_BYTES = 1024 * 1024
+_HASH_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dockyard-hash")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -124,9 +127,15 @@ class FilesystemBlobStore:
             # At offset 0 the state is known (empty) even if another process created the upload.
             hasher = self._hashes.take(upload_id, size) if size else self._hashes.start(upload_id)
             for chunk in chunks:
-                f.write(chunk)
-                if hasher is not None:
-                    hasher.update(chunk)
+                if hasher is not None and len(chunk) >= PARALLEL_HASH_BYTES:
+                    # hashlib and write() both release the GIL: hash on a helper thread meanwhile.
+                    hashing = _HASH_POOL.submit(hasher.update, chunk)
+                    f.write(chunk)
+                    hashing.result()
+                else:
+                    f.write(chunk)
+                    if hasher is not None:
+                        hasher.update(chunk)
             new_size = f.tell()
             if self._fsync:
                 # Flush each appended batch now, while the server receives the next one, so the

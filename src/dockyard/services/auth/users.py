@@ -30,28 +30,24 @@ class UserService:
         with self.db.write() as conn:
             if conn.execute(sa.select(sa.func.count()).select_from(s.users)).scalar():
                 return None  # another process won the race
-            conn.execute(
-                sa.insert(s.users).values(
-                    username=ADMIN_USERNAME,
-                    password_hash=hash_password(password),
-                    is_admin=True,
-                    disabled=False,
-                    created_at=now(),
-                )
-            )
+            self._insert(conn, ADMIN_USERNAME, password, is_admin=True)
         return generated
 
     def create(self, username: str, password: str, is_admin: bool = False) -> None:
         with self.db.write() as conn:
-            conn.execute(
-                sa.insert(s.users).values(
-                    username=username,
-                    password_hash=hash_password(password),
-                    is_admin=is_admin,
-                    disabled=False,
-                    created_at=now(),
-                )
+            self._insert(conn, username, password, is_admin)
+
+    @staticmethod
+    def _insert(conn: sa.Connection, username: str, password: str, is_admin: bool) -> None:
+        conn.execute(
+            sa.insert(s.users).values(
+                username=username,
+                password_hash=hash_password(password),
+                is_admin=is_admin,
+                disabled=False,
+                created_at=now(),
             )
+        )
 
     def set_password(self, username: str, password: str) -> bool:
         with self.db.write() as conn:

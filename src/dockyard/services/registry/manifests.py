@@ -108,33 +108,22 @@ class ManifestService:
         return PushResult(digest, parsed.subject.digest if parsed.subject else None)
 
     def _check_references(self, conn: sa.Connection, repo_id: int, parsed: ParsedManifest) -> None:
-        blob_refs = {d.digest for d in parsed.blob_references()}
-        if blob_refs:
+        checks = (
+            ({d.digest for d in parsed.blob_references()}, s.repository_blobs.c, "a blob"),
+            ({d.digest for d in parsed.manifests}, s.manifests.c, "a manifest"),
+        )
+        for wanted, table, what in checks:
+            if not wanted:
+                continue
             present = set(
                 conn.execute(
-                    sa.select(s.repository_blobs.c.digest).where(
-                        s.repository_blobs.c.repository_id == repo_id, s.repository_blobs.c.digest.in_(blob_refs)
-                    )
+                    sa.select(table.digest).where(table.repository_id == repo_id, table.digest.in_(wanted))
                 ).scalars()
             )
-            missing = sorted(blob_refs - present)
+            missing = sorted(wanted - present)
             if missing:
                 raise ManifestBlobUnknown(
-                    "manifest references a blob unknown to the repository", {"digest": missing[0], "missing": missing}
-                )
-        child_refs = {d.digest for d in parsed.manifests}
-        if child_refs:
-            present = set(
-                conn.execute(
-                    sa.select(s.manifests.c.digest).where(
-                        s.manifests.c.repository_id == repo_id, s.manifests.c.digest.in_(child_refs)
-                    )
-                ).scalars()
-            )
-            missing = sorted(child_refs - present)
-            if missing:
-                raise ManifestBlobUnknown(
-                    "index references a manifest unknown to the repository", {"digest": missing[0], "missing": missing}
+                    f"manifest references {what} unknown to the repository", {"digest": missing[0], "missing": missing}
                 )
 
     def _store(self, conn: sa.Connection, repo_id: int, digest: str, body: bytes, parsed: ParsedManifest) -> int:
