@@ -63,3 +63,31 @@ def test_same_blob_and_same_tag_from_many_clients(tmp_path: Path, database: Data
     assert svc.catalog.tags("p/app").items == ["latest"]
     assert sorted(svc.store.list_digests()) == sorted({sha(layer), sha(config)})
     assert list((svc.settings.resolved_storage_path / "uploads").iterdir()) == []
+
+
+def test_identical_manifest_pushed_concurrently(tmp_path: Path, database: Database) -> None:
+    """Regression: two transactions inserting one manifest must not both record its references."""
+    svc = build_services(
+        Settings(data_dir=tmp_path, database_url=database.url, admin_password="x", fsync=False), db=database
+    )
+    prepare(svc)
+    config, layer = b'{"os":"linux"}', b"layer-bytes"
+    for blob in (config, layer):
+        svc.uploads.monolithic("p/same", sha(blob), [blob])
+    body = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_MANIFEST,
+            "config": {"mediaType": mt.OCI_CONFIG, "digest": sha(config), "size": len(config)},
+            "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer), "size": len(layer)}
+            ],
+        }
+    ).encode()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        digests = set(
+            pool.map(lambda i: svc.manifests.put("p/same", f"t{i % 4}", body, mt.OCI_MANIFEST).digest, range(64))
+        )
+    assert digests == {sha(body)}
+    assert svc.catalog.tags("p/same").items == ["t0", "t1", "t2", "t3"]
+    assert svc.manifests.get("p/same", "t3").content == body

@@ -70,7 +70,7 @@ class Database:
             with conn.begin():
                 yield conn
 
-    def insert_ignore(self, table: sa.Table, **values: Any) -> sa.sql.Executable:
+    def insert_ignore(self, table: sa.Table, **values: Any) -> Any:
         """INSERT … ON CONFLICT DO NOTHING in the engine's dialect."""
         ins = (postgresql.insert if not self.is_sqlite else sqlite.insert)(table).values(**values)
         return ins.on_conflict_do_nothing()

@@ -133,7 +133,9 @@ class ManifestService:
         if existing is not None:
             return int(existing)
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
-        conn.execute(
+        # RETURNING tells whether this statement inserted the row (rowcount is not reliable for
+        # INSERT … ON CONFLICT across drivers).
+        inserted = conn.execute(
             self.db.insert_ignore(
                 s.manifests,
                 repository_id=repo_id,
@@ -145,15 +147,19 @@ class ManifestService:
                 size=len(body),
                 content=body,
                 created_at=now(),
+            ).returning(s.manifests.c.id)
+        ).scalar()
+        if inserted is None:
+            # A concurrent push of the same manifest committed first (PostgreSQL waited for it on the
+            # unique key): its transaction recorded the references already.
+            return int(
+                conn.execute(
+                    sa.select(s.manifests.c.id).where(
+                        s.manifests.c.repository_id == repo_id, s.manifests.c.digest == digest
+                    )
+                ).scalar_one()
             )
-        )
-        manifest_id = int(
-            conn.execute(
-                sa.select(s.manifests.c.id).where(
-                    s.manifests.c.repository_id == repo_id, s.manifests.c.digest == digest
-                )
-            ).scalar_one()
-        )
+        manifest_id = int(inserted)
         blob_refs = {d.digest for d in parsed.blob_references()}
         if blob_refs:
             conn.execute(sa.insert(s.manifest_blobs), [{"manifest_id": manifest_id, "digest": d} for d in blob_refs])
