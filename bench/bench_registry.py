@@ -55,16 +55,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(p: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=20)
+
+
 def wait_http(url: str, proc: subprocess.Popen[bytes], ok: Callable[[int], bool]) -> None:
+    """Wait until `url` answers a status `ok` accepts; stop the process if it never does."""
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
-        with contextlib.suppress(httpx.TransportError):
-            if ok(httpx.get(url, timeout=2, headers={"Range": "bytes=0-0"}).status_code):
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                if ok(httpx.get(url, timeout=2, headers={"Range": "bytes=0-0"}).status_code):
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"{url} did not come up")
+    except BaseException:
+        stop_process(proc)
+        raise
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -453,17 +468,16 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         blob = work / "blob"
-        with open(blob, "wb") as f:
-            for _ in range(BLOB_SIZE // MiB):
-                f.write(os.urandom(MiB))
+        chunks = [os.urandom(CHUNK) for _ in range(BLOB_SIZE // CHUNK)]
+        blob.write_bytes(b"".join(chunks))
         digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
-        with open(blob, "rb") as f:
-            chunks = [f.read(CHUNK) for _ in range(BLOB_SIZE // CHUNK)]
 
         dockyard = start_dockyard(work, args.workers)
+        procs.append(dockyard.proc)
         reference = start_reference(work)
+        procs.append(reference.proc)
         nginx, nginx_url = start_nginx(work, blob)
-        procs += [dockyard.proc, reference.proc, nginx]
+        procs.append(nginx)
         targets = [dockyard, reference]
         sampler = RssSampler(targets)
         sampler.start()
@@ -589,10 +603,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
             with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)
         for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p)
         if args.keep:
             print(f"work folder kept: {work}", file=sys.stderr)
         else:
@@ -615,6 +626,10 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10,000 tags instead of 100,000; 3 repetitions")
@@ -630,6 +645,9 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block stops the servers and removes the work folder.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     args.many_tags = 10_000 if args.quick else 100_000
     args.reps = args.reps or 3
     args.wrk_seconds = 5 if args.quick else 10

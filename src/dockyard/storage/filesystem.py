@@ -10,8 +10,8 @@ import contextlib
 import hashlib
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dockyard.storage.base import DigestMismatch, UploadNotFound, UploadOffsetMismatch
