@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_FILE_ENV = "DOCKYARD_CONFIG"
@@ -45,12 +45,64 @@ class Settings(BaseSettings):
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     server: str = Field("granian", pattern="^(granian|uvicorn)$", description="ASGI server implementation.")
 
+    # --- projects and access -------------------------------------------------------------------
+    users_can_create_projects: bool = Field(
+        False, description="Let every user create projects (otherwise system admins and users flagged for it)."
+    )
+    auto_create_projects: bool = Field(
+        True,
+        description="A push into a project that does not exist creates it (private, pusher as admin) "
+        "when the pusher may create projects; otherwise the push is DENIED.",
+    )
+    audit_retention_days: float = Field(
+        365, ge=0, description="Audit events older than this are pruned daily; 0 keeps them for ever."
+    )
+    login_slow_after: int = Field(
+        5, ge=1, description="Failed logins (per address or account) before answers slow down."
+    )
+    login_lock_after: int = Field(10, ge=1, description="Failed logins within the window before logins are refused.")
+    login_window_seconds: float = Field(900, gt=0, description="Window in which failed logins are counted.")
+    login_lockout_seconds: float = Field(900, gt=0, description="How long logins stay refused after the limit.")
+
+    # --- LDAP / Active Directory (on when ldap_url is set) -------------------------------------
+    ldap_url: str | None = Field(None, description="ldap://host:389 or ldaps://host:636; unset: LDAP off.")
+    ldap_bind_dn: str | None = Field(None, description="Service account that searches for users.")
+    ldap_bind_password: str | None = Field(None, description="Its password.")
+    ldap_user_base: str | None = Field(None, description="Where users are searched (required with ldap_url).")
+    ldap_user_filter: str = Field(
+        "(&(objectClass=inetOrgPerson)(uid={username}))",
+        description="Filter finding one user; AD: (&(objectClass=user)(sAMAccountName={username})).",
+    )
+    ldap_group_base: str | None = Field(None, description="Where groups are searched; unset: only memberOf.")
+    ldap_group_filter: str = Field("(|(member={dn})(uniqueMember={dn}))", description="Groups of the user {dn}.")
+    ldap_group_name_attribute: str = Field("cn", description="Attribute naming a group (used in project grants).")
+    ldap_start_tls: bool = Field(False, description="Upgrade ldap:// connections with StartTLS.")
+    ldap_verify_tls: bool = Field(True, description="Verify the directory's certificate.")
+    ldap_ca_file: str | None = Field(None, description="CA certificate (PEM) for the directory.")
+
+    # --- OIDC (on when oidc_issuer is set) -----------------------------------------------------
+    oidc_issuer: str | None = Field(None, description="Issuer URL (discovery at /.well-known/openid-configuration).")
+    oidc_client_id: str | None = Field(None, description="Client id registered with the provider.")
+    oidc_client_secret: str | None = Field(None, description="Client secret.")
+    oidc_scopes: str = Field("openid profile email", description="Scopes asked for at login.")
+    oidc_username_claim: str = Field("preferred_username", description="ID-token claim used as the user name.")
+    oidc_groups_claim: str = Field("groups", description="ID-token claim listing the user's groups.")
+    oidc_verify_tls: bool = Field(True, description="Verify the provider's certificate.")
+
     @field_validator("database_url")
     @classmethod
     def _check_db_url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:// or postgresql+psycopg:// URL")
         return v
+
+    @model_validator(mode="after")
+    def _check_providers(self) -> Settings:
+        if self.ldap_url and not self.ldap_user_base:
+            raise ValueError("ldap_user_base is required when ldap_url is set")
+        if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
+            raise ValueError("oidc_client_id and oidc_client_secret are required when oidc_issuer is set")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

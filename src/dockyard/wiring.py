@@ -6,9 +6,16 @@ from dataclasses import dataclass
 
 from dockyard.config import Settings
 from dockyard.db.engine import Database
+from dockyard.services.audit import AuditLog
+from dockyard.services.auth.access_tokens import AccessTokenService
+from dockyard.services.auth.authenticator import Authenticator
+from dockyard.services.auth.guard import GuardSettings, LoginGuard
+from dockyard.services.auth.ldap import LdapProvider, LdapSettings
 from dockyard.services.auth.policy import AccessPolicy
+from dockyard.services.auth.robots import RobotService
 from dockyard.services.auth.tokens import TokenService
 from dockyard.services.auth.users import UserService
+from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
 from dockyard.storage.base import BlobStore
 from dockyard.storage.filesystem import FilesystemBlobStore
@@ -19,32 +26,76 @@ class Services:
     settings: Settings
     db: Database
     store: BlobStore
+    audit: AuditLog
     blobs: BlobService
     uploads: UploadService
     manifests: ManifestService
     catalog: CatalogService
     users: UserService
+    projects: ProjectService
+    robots: RobotService
+    access_tokens: AccessTokenService
+    authenticator: Authenticator
     tokens: TokenService
     policy: AccessPolicy
 
     def close(self) -> None:
+        self.audit.close()
         self.db.dispose()
+
+
+def ldap_provider(settings: Settings) -> LdapProvider | None:
+    if not settings.ldap_url:
+        return None
+    assert settings.ldap_user_base is not None  # checked by the settings validator
+    return LdapProvider(
+        LdapSettings(
+            url=settings.ldap_url,
+            user_base=settings.ldap_user_base,
+            bind_dn=settings.ldap_bind_dn,
+            bind_password=settings.ldap_bind_password,
+            user_filter=settings.ldap_user_filter,
+            group_base=settings.ldap_group_base,
+            group_filter=settings.ldap_group_filter,
+            group_name_attribute=settings.ldap_group_name_attribute,
+            start_tls=settings.ldap_start_tls,
+            verify_tls=settings.ldap_verify_tls,
+            ca_file=settings.ldap_ca_file,
+        )
+    )
 
 
 def build_services(settings: Settings, store: BlobStore | None = None, db: Database | None = None) -> Services:
     db = db or Database(settings.resolved_database_url)
     store = store or FilesystemBlobStore(settings.resolved_storage_path, fsync=settings.fsync)
+    audit = AuditLog(db)
+    users = UserService(db, audit)
+    projects = ProjectService(db, audit)
+    guard = LoginGuard(
+        db,
+        GuardSettings(
+            slow_after=settings.login_slow_after,
+            lock_after=settings.login_lock_after,
+            window_seconds=settings.login_window_seconds,
+            lockout_seconds=settings.login_lockout_seconds,
+        ),
+    )
     return Services(
         settings=settings,
         db=db,
         store=store,
-        blobs=BlobService(db, store),
+        audit=audit,
+        blobs=BlobService(db, store, audit),
         uploads=UploadService(db, store),
-        manifests=ManifestService(db, settings.max_manifest_bytes),
+        manifests=ManifestService(db, settings.max_manifest_bytes, audit),
         catalog=CatalogService(db),
-        users=UserService(db),
+        users=users,
+        projects=projects,
+        robots=RobotService(db, audit),
+        access_tokens=AccessTokenService(db, audit),
+        authenticator=Authenticator(db, users, audit, guard, ldap_provider(settings)),
         tokens=TokenService(db, settings.token_issuer, settings.token_service, settings.token_ttl_seconds),
-        policy=AccessPolicy(),
+        policy=AccessPolicy(db, projects, settings.users_can_create_projects, settings.auto_create_projects),
     )
 
 

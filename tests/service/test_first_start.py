@@ -9,18 +9,18 @@ def test_first_start_generates_admin_password_once(tmp_path: Path, database: Dat
     svc = build_services(Settings(data_dir=tmp_path, database_url=database.url), db=database)
     generated = prepare(svc)
     assert generated and len(generated) >= 20
-    identity = svc.users.authenticate("admin", generated)
+    identity = svc.authenticator.authenticate("admin", generated)
     assert identity is not None and identity.is_admin
-    assert svc.users.authenticate("admin", generated + "x") is None
-    assert svc.users.authenticate("nobody", generated) is None
+    assert svc.authenticator.authenticate("admin", generated + "x") is None
+    assert svc.authenticator.authenticate("nobody", generated) is None
     assert prepare(svc) is None  # second start: nothing generated, password unchanged
-    assert svc.users.authenticate("admin", generated) is not None
+    assert svc.authenticator.authenticate("admin", generated) is not None
 
 
 def test_admin_password_from_settings(tmp_path: Path, database: Database) -> None:
     svc = build_services(Settings(data_dir=tmp_path, database_url=database.url, admin_password="chosen"), db=database)
     assert prepare(svc) is None
-    assert svc.users.authenticate("admin", "chosen") is not None
+    assert svc.authenticator.authenticate("admin", "chosen") is not None
 
 
 def test_signing_key_is_shared_by_replicas(tmp_path: Path, database: Database) -> None:
@@ -30,7 +30,7 @@ def test_signing_key_is_shared_by_replicas(tmp_path: Path, database: Database) -
     prepare(a)
     b = build_services(settings, db=Database(database.url))
     try:
-        identity = a.users.authenticate("admin", "pw")
+        identity = a.authenticator.authenticate("admin", "pw")
         assert identity is not None
         token = a.tokens.issue(identity, []).token
         assert b.tokens.verify(token).subject == "admin"

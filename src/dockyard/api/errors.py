@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -28,6 +29,10 @@ STATUS: dict[type[e.RegistryError], int] = {
     e.Unsupported: 415,
     e.PaginationInvalid: 400,
     e.RangeNotSatisfiable: 416,
+    e.TooManyRequests: 429,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.InvalidInput: 400,
 }
 
 
@@ -51,10 +56,15 @@ def error_response(exc: e.RegistryError, headers: dict[str, str] | None = None) 
         hdrs["Range"] = f"0-{max(exc.current_size - 1, 0)}"
     if isinstance(exc, e.RangeNotSatisfiable):
         hdrs["Content-Range"] = f"bytes */{exc.size}"
+    if isinstance(exc, e.TooManyRequests):
+        hdrs["Retry-After"] = str(exc.retry_after)
     return JSONResponse(error_body(code, exc.message, exc.detail), status_code=status, headers=hdrs)
 
 
 async def registry_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, e.RegistryError)
     headers = getattr(exc, "headers", None)
+    delay = getattr(exc, "delay", 0.0)
+    if delay:  # slow down repeated failed logins without holding a worker thread
+        await asyncio.sleep(delay)
     return error_response(exc, headers)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dockyard.api.auth import basic_credentials
+from dockyard.api.auth import basic_credentials, client_ip
 from dockyard.api.distribution.common import services
 from dockyard.api.errors import error_body
+from dockyard.services.audit import Actor, acting_as
 from dockyard.services.auth.identity import ANONYMOUS, Identity
 from dockyard.services.auth.scopes import parse_scopes
 
@@ -19,32 +22,51 @@ def _unauthorized(message: str) -> Response:
     )
 
 
-def _token_response(request: Request, identity: Identity, scope_values: list[str]) -> Response:
+def _issue(request: Request, identity: Identity, scope_values: list[str]) -> dict[str, object]:
     svc = services(request)
-    granted = svc.policy.grant(identity, parse_scopes(scope_values))
+    # Auto-created projects are recorded as created by this caller.
+    with acting_as(Actor.of(identity, client_ip(request), request.headers.get("user-agent"))):
+        granted = svc.policy.grant(identity, parse_scopes(scope_values))
     issued = svc.tokens.issue(identity, granted)
-    return JSONResponse(
-        {
-            "token": issued.token,
-            "access_token": issued.token,
-            "expires_in": issued.expires_in,
-            "issued_at": issued.issued_at,
-        },
-        headers={"Cache-Control": "no-store"},
+    return {
+        "token": issued.token,
+        "access_token": issued.token,
+        "expires_in": issued.expires_in,
+        "issued_at": issued.issued_at,
+    }
+
+
+async def _respond(request: Request, identity: Identity, scope_values: list[str]) -> Response:
+    body = await run_in_threadpool(_issue, request, identity, scope_values)
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+async def _login(request: Request, username: str, password: str) -> Identity | Response:
+    outcome = await run_in_threadpool(
+        services(request).authenticator.login,
+        username,
+        password,
+        client_ip(request),
+        request.headers.get("user-agent"),
     )
+    if outcome.identity is None:
+        if outcome.delay:
+            await asyncio.sleep(outcome.delay)
+        return _unauthorized("invalid username or password")
+    return outcome.identity
 
 
 async def get_token(request: Request) -> Response:
-    identity = ANONYMOUS
+    identity: Identity = ANONYMOUS
     if request.headers.get("authorization"):
         creds = basic_credentials(request)
         if creds is None:
             return _unauthorized("malformed Basic credentials")
-        found = await run_in_threadpool(services(request).users.authenticate, *creds)
-        if found is None:
-            return _unauthorized("invalid username or password")
+        found = await _login(request, *creds)
+        if isinstance(found, Response):
+            return found
         identity = found
-    return _token_response(request, identity, request.query_params.getlist("scope"))
+    return await _respond(request, identity, request.query_params.getlist("scope"))
 
 
 async def post_token(request: Request) -> Response:
@@ -52,8 +74,7 @@ async def post_token(request: Request) -> Response:
     form = await request.form()
     if form.get("grant_type") != "password":
         return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
-    username, password = str(form.get("username", "")), str(form.get("password", ""))
-    found = await run_in_threadpool(services(request).users.authenticate, username, password)
-    if found is None:
-        return _unauthorized("invalid username or password")
-    return _token_response(request, found, [str(v) for v in form.getlist("scope")])
+    identity = await _login(request, str(form.get("username", "")), str(form.get("password", "")))
+    if isinstance(identity, Response):
+        return identity
+    return await _respond(request, identity, [str(v) for v in form.getlist("scope")])

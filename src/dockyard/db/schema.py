@@ -111,6 +111,114 @@ users = sa.Table(
     sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    # Where the user comes from: local (password here), ldap or oidc (password checked there).
+    sa.Column("provider", sa.String(16), nullable=False, server_default="local"),
+    sa.Column("email", sa.String(255), nullable=True),
+    # Groups the provider reported at the last login (JSON list): matched against group grants.
+    sa.Column("groups", sa.Text, nullable=True),
+    sa.Column("can_create_projects", sa.Boolean, nullable=False, server_default=sa.false()),
+    # OIDC users log in to the registry with this secret (SHA-256; the secret is 256 random bits).
+    sa.Column("cli_secret_hash", sa.String(64), nullable=True),
+    sa.Column("last_login_at", Timestamp, nullable=True),
+)
+
+# A project groups repositories `<project>/...`; public projects may be pulled anonymously.
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("public", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_by", sa.String(255), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# Role grants: to a user or to a group (as named by LDAP or the OIDC groups claim).
+project_members = sa.Table(
+    "project_members",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("principal_kind", sa.String(8), primary_key=True),  # user | group
+    sa.Column("principal", sa.String(255), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_project_members_principal", "principal_kind", "principal"),
+)
+
+robots = sa.Table(
+    "robots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),  # the login name, robot$<name>
+    sa.Column("description", sa.Text, nullable=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_by", sa.String(255), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+# What a robot may do in each project it is scoped to: a comma-separated subset of pull,push,delete.
+robot_permissions = sa.Table(
+    "robot_permissions",
+    metadata,
+    sa.Column("robot_id", sa.Integer, sa.ForeignKey("robots.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("actions", sa.String(64), nullable=False),
+    sa.Index("ix_robot_permissions_project", "project_id"),
+)
+
+# Personal access tokens: a named, expiring, revocable password for registry logins.
+access_tokens = sa.Table(
+    "access_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("revoked_at", Timestamp, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_used_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("user_id", "name"),
+)
+
+# One row per push, pull, delete, login, permission change, policy decision …
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),  # username, robot$name, or "" for anonymous
+    sa.Column("actor_kind", sa.String(16), nullable=False),  # user | robot | anonymous | system
+    sa.Column("provider", sa.String(16), nullable=True),
+    sa.Column("source_ip", sa.String(64), nullable=True),
+    sa.Column("user_agent", sa.String(512), nullable=True),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("project", sa.String(255), nullable=True),
+    sa.Column("repository", sa.String(255), nullable=True),
+    sa.Column("reference", sa.String(255), nullable=True),  # tag, or another target name (user, robot…)
+    sa.Column("digest", sa.String(150), nullable=True),
+    sa.Column("result", sa.String(16), nullable=False),  # success | failure | denied
+    sa.Column("detail", sa.Text, nullable=True),  # JSON
+    # Filters are "this column, newest first": each index ends with id so pages are index range scans.
+    sa.Index("ix_audit_events_ts", "ts"),
+    sa.Index("ix_audit_events_project", "project", "id"),
+    sa.Index("ix_audit_events_repository", "repository", "id"),
+    sa.Index("ix_audit_events_actor", "actor", "id"),
+    sa.Index("ix_audit_events_action", "action", "id"),
+    sa.Index("ix_audit_events_digest", "digest"),
+)
+
+# Failed-login counters for brute-force protection, shared by every replica.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),  # "ip:<addr>" or "user:<name>"
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("window_start", Timestamp, nullable=False),
+    sa.Column("locked_until", Timestamp, nullable=True),
 )
 
 # Token-signing keys live in the database so every replica signs and verifies with the same key.

@@ -94,3 +94,26 @@ class RangeNotSatisfiable(RegistryError):
     def __init__(self, message: str, size: int) -> None:
         super().__init__(message, {"size": size})
         self.size = size
+
+
+class TooManyRequests(RegistryError):
+    """Refused for a while (brute-force lock-out, HTTP 429)."""
+
+    code = "TOOMANYREQUESTS"
+
+    def __init__(self, message: str, retry_after: int, detail: Any = None) -> None:
+        super().__init__(message, detail)
+        self.retry_after = retry_after
+
+
+# Management-API failures (problem+json); the registry API never raises these.
+class NotFound(RegistryError):
+    code = "NOT_FOUND"
+
+
+class Conflict(RegistryError):
+    code = "CONFLICT"
+
+
+class InvalidInput(RegistryError):
+    code = "INVALID"

@@ -13,6 +13,7 @@ from dockyard.api.auth import authorize
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import PaginationInvalid, TooLarge
+from dockyard.services.registry.common import check_name
 from dockyard.wiring import Services
 
 # Request bodies are handed to the (synchronous) storage layer in batches of this size, so a
@@ -26,6 +27,7 @@ def services(request: Request) -> Services:
 
 
 def require(request: Request, name: str, *actions: str) -> Identity:
+    check_name(name)  # a malformed name is NAME_INVALID for everyone, before any access question
     return authorize(request, services(request), Scope("repository", name, frozenset(actions)))
 
 

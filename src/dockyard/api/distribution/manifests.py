@@ -13,8 +13,12 @@ async def get_manifest(request: Request) -> Response:
     name, reference = request.path_params["name"], request.path_params["reference"]
     require(request, name, "pull")
     # A single indexed query on the event loop: cheaper than a thread hop for this hot path.
-    manifest = services(request).manifests.get(name, reference)
+    svc = services(request)
+    manifest = svc.manifests.get(name, reference)
     headers = {"Docker-Content-Digest": manifest.digest, "ETag": f'"{manifest.digest}"'}
+    if request.method == "GET":  # a pull, for "who pulled this image, when, from where"
+        tag = None if reference.startswith(("sha256:", "sha512:")) else reference
+        svc.audit.record_access("pull", repository=name, reference=tag, digest=manifest.digest)
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(manifest.content))
         return Response(status_code=200, headers=headers, media_type=manifest.media_type)

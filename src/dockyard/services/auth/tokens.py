@@ -45,6 +45,7 @@ class TokenClaims:
     subject: str
     expires_at: float
     access: frozenset[tuple[str, str, str]]  # (type, name, action)
+    credential: str | None = None  # the revocable credential the token was issued from, if any
 
     def allows(self, type_: str, name: str, action: str) -> bool:
         return (type_, name, action) in self.access or (type_, name, "*") in self.access
@@ -121,6 +122,8 @@ class TokenService:
             "jti": secrets.token_hex(16),
             "access": [scope.as_claim() for scope in scopes],
         }
+        if identity.credential:
+            claims["dyc"] = identity.credential
         token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
         issued_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued))
         return IssuedToken(token, lifetime, issued_at)
@@ -171,4 +174,10 @@ class TokenService:
             if isinstance(entry, dict):
                 for action in entry.get("actions") or []:
                     access.add((str(entry.get("type")), str(entry.get("name")), str(action)))
-        return TokenClaims(str(payload["sub"]), float(payload["exp"]), frozenset(access))
+        credential = payload.get("dyc")
+        return TokenClaims(
+            str(payload["sub"]),
+            float(payload["exp"]),
+            frozenset(access),
+            credential if isinstance(credential, str) else None,
+        )

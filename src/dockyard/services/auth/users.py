@@ -1,23 +1,76 @@
-"""Local users: the first-start admin, and credential checks."""
+"""Users: the first-start admin, local accounts, and the records of LDAP and OIDC users."""
 
 from __future__ import annotations
 
+import json
+import re
 import secrets
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
-from dockyard.services.auth.identity import Identity
-from dockyard.services.auth.passwords import VerifiedCache, hash_password, verify_password
+from dockyard.services.audit import AuditLog
+from dockyard.services.auth import secrets as gen
+from dockyard.services.auth.passwords import hash_password
+from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
 ADMIN_USERNAME = "admin"
+PROVIDERS = ("local", "ldap", "oidc")
+# No `$` (robot names use it) and no `:` (it separates Basic credentials).
+_USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$")
+MIN_PASSWORD = 8
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    provider: str
+    email: str | None
+    is_admin: bool
+    disabled: bool
+    can_create_projects: bool
+    groups: tuple[str, ...]
+    created_at: float
+    last_login_at: float | None
+
+
+def check_username(username: str) -> str:
+    if not _USERNAME_RE.match(username):
+        raise InvalidInput(
+            "invalid user name: 1-255 characters, letters, digits and . _ @ + - (not starting with a symbol)",
+            {"username": username},
+        )
+    return username
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters")
+
+
+def _user(row: sa.Row[tuple[object, ...]]) -> User:
+    m = row._mapping
+    return User(
+        int(m["id"]),
+        m["username"],
+        m["provider"],
+        m["email"],
+        bool(m["is_admin"]),
+        bool(m["disabled"]),
+        bool(m["can_create_projects"]),
+        tuple(json.loads(m["groups"])) if m["groups"] else (),
+        float(m["created_at"]),
+        m["last_login_at"],
+    )
 
 
 class UserService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db = db
-        self._verified = VerifiedCache()
+        self.audit = audit
 
     def ensure_admin(self, password: str | None) -> str | None:
         """Create `admin` when the user table is empty. Returns the password if it was generated."""
@@ -30,58 +83,156 @@ class UserService:
         with self.db.write() as conn:
             if conn.execute(sa.select(sa.func.count()).select_from(s.users)).scalar():
                 return None  # another process won the race
-            self._insert(conn, ADMIN_USERNAME, password, is_admin=True)
+            self._insert(conn, ADMIN_USERNAME, hash_password(password), is_admin=True)
+            self.audit.record(
+                conn, "user.create", reference=ADMIN_USERNAME, detail={"admin": True, "first_start": True}
+            )
         return generated
 
-    def create(self, username: str, password: str, is_admin: bool = False) -> None:
-        with self.db.write() as conn:
-            self._insert(conn, username, password, is_admin)
-
     @staticmethod
-    def _insert(conn: sa.Connection, username: str, password: str, is_admin: bool) -> None:
+    def _insert(
+        conn: sa.Connection,
+        username: str,
+        password_hash: str | None,
+        is_admin: bool = False,
+        provider: str = "local",
+        email: str | None = None,
+        can_create_projects: bool = False,
+    ) -> None:
         conn.execute(
             sa.insert(s.users).values(
                 username=username,
-                password_hash=hash_password(password),
+                password_hash=password_hash,
                 is_admin=is_admin,
                 disabled=False,
                 created_at=now(),
+                provider=provider,
+                email=email,
+                can_create_projects=can_create_projects,
             )
         )
 
-    def set_password(self, username: str, password: str) -> bool:
+    def find(self, conn: sa.Connection, username: str) -> User | None:
+        row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
+        return _user(row) if row is not None else None
+
+    def get(self, username: str) -> User:
+        with self.db.read() as conn:
+            user = self.find(conn, username)
+        if user is None:
+            raise NotFound(f"user {username!r} does not exist", {"user": username})
+        return user
+
+    def list_users(self) -> list[User]:
+        with self.db.read() as conn:
+            return [_user(r) for r in conn.execute(sa.select(s.users).order_by(s.users.c.username))]
+
+    def create(
+        self,
+        username: str,
+        password: str,
+        is_admin: bool = False,
+        email: str | None = None,
+        can_create_projects: bool = False,
+    ) -> User:
+        check_username(username)
+        _check_password(password)
         with self.db.write() as conn:
-            return bool(
-                conn.execute(
-                    sa.update(s.users)
-                    .where(s.users.c.username == username)
-                    .values(password_hash=hash_password(password))
-                ).rowcount
+            if self.find(conn, username) is not None:
+                raise Conflict(f"user {username!r} already exists", {"user": username})
+            self._insert(conn, username, hash_password(password), is_admin, "local", email, can_create_projects)
+            self.audit.record(
+                conn,
+                "user.create",
+                reference=username,
+                detail={"admin": is_admin, "can_create_projects": can_create_projects},
             )
+            user = self.find(conn, username)
+        assert user is not None
+        return user
 
-    def authenticate(self, username: str, password: str) -> Identity | None:
-        """The identity for these credentials, or None. Checked against the database every time,
-        so a disabled user is refused at once; only the argon2 verification is cached."""
-        with self.db.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(s.users.c.password_hash, s.users.c.is_admin, s.users.c.disabled).where(
-                    s.users.c.username == username
+    def update(
+        self,
+        username: str,
+        *,
+        is_admin: bool | None = None,
+        disabled: bool | None = None,
+        can_create_projects: bool | None = None,
+        email: str | None = None,
+    ) -> User:
+        values: dict[str, object] = {}
+        if is_admin is not None:
+            values["is_admin"] = is_admin
+        if disabled is not None:
+            values["disabled"] = disabled
+        if can_create_projects is not None:
+            values["can_create_projects"] = can_create_projects
+        if email is not None:
+            values["email"] = email
+        with self.db.write() as conn:
+            if self.find(conn, username) is None:
+                raise NotFound(f"user {username!r} does not exist", {"user": username})
+            if values:
+                conn.execute(sa.update(s.users).where(s.users.c.username == username).values(**values))
+                self.audit.record(conn, "user.update", reference=username, detail=values)
+            user = self.find(conn, username)
+        assert user is not None
+        return user
+
+    def delete(self, username: str) -> None:
+        with self.db.write() as conn:
+            gone = conn.execute(sa.delete(s.users).where(s.users.c.username == username)).rowcount
+            if not gone:
+                raise NotFound(f"user {username!r} does not exist", {"user": username})
+            # Direct grants go with the user; a new user of the same name must not inherit them.
+            conn.execute(
+                sa.delete(s.project_members).where(
+                    s.project_members.c.principal_kind == "user", s.project_members.c.principal == username
                 )
-            ).first()
-        if row is None or row.disabled or not row.password_hash:
-            return None
-        if not self._verified.get(username, password, row.password_hash):
-            if not verify_password(row.password_hash, password):
-                return None
-            self._verified.put(username, password, row.password_hash)
-        return Identity(username, bool(row.is_admin))
+            )
+            self.audit.record(conn, "user.delete", reference=username)
 
-    def identity(self, username: str) -> Identity | None:
-        """The current identity behind a token subject; None if the user is gone or disabled."""
-        with self.db.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(s.users.c.is_admin, s.users.c.disabled).where(s.users.c.username == username)
-            ).first()
-        if row is None or row.disabled:
-            return None
-        return Identity(username, bool(row.is_admin))
+    def set_password(self, username: str, password: str) -> None:
+        _check_password(password)
+        with self.db.write() as conn:
+            user = self.find(conn, username)
+            if user is None:
+                raise NotFound(f"user {username!r} does not exist", {"user": username})
+            if user.provider != "local":
+                raise InvalidInput(f"user {username!r} is managed by {user.provider}; its password is set there")
+            conn.execute(
+                sa.update(s.users).where(s.users.c.username == username).values(password_hash=hash_password(password))
+            )
+            self.audit.record(conn, "user.password", reference=username)
+
+    def upsert_external(
+        self, conn: sa.Connection, username: str, provider: str, email: str | None, groups: list[str]
+    ) -> User:
+        """Record an LDAP/OIDC user at login: created on first login, groups refreshed on every one."""
+        user = self.find(conn, username)
+        if user is None:
+            self._insert(conn, username, None, provider=provider, email=email)
+            self.audit.record(conn, "user.create", reference=username, detail={"provider": provider})
+        elif user.provider != provider:
+            raise Conflict(f"user {username!r} exists with provider {user.provider}")
+        conn.execute(
+            sa.update(s.users)
+            .where(s.users.c.username == username)
+            .values(groups=json.dumps(sorted(set(groups))), email=email, last_login_at=now())
+        )
+        found = self.find(conn, username)
+        assert found is not None
+        return found
+
+    def new_cli_secret(self, username: str) -> str:
+        """A fresh registry-login secret for an OIDC user (shown once; the old one stops working)."""
+        secret = gen.generate(gen.CLI_PREFIX)
+        with self.db.write() as conn:
+            user = self.find(conn, username)
+            if user is None:
+                raise NotFound(f"user {username!r} does not exist", {"user": username})
+            conn.execute(
+                sa.update(s.users).where(s.users.c.username == username).values(cli_secret_hash=gen.digest(secret))
+            )
+            self.audit.record(conn, "user.cli_secret", reference=username)
+        return secret

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
+from dockyard.services.audit import AuditLog
 from dockyard.services.errors import BlobUnknown, NameInvalid
 from dockyard.services.registry.common import check_digest, check_name, ensure_repository, link_blob
 from dockyard.storage.base import BlobStore
@@ -23,9 +24,10 @@ class BlobInfo:
 
 
 class BlobService:
-    def __init__(self, db: Database, store: BlobStore) -> None:
+    def __init__(self, db: Database, store: BlobStore, audit: AuditLog | None = None) -> None:
         self.db = db
         self.store = store
+        self.audit = audit
 
     def _linked_size(self, name: str, digest: str) -> int | None:
         q = (
@@ -66,6 +68,8 @@ class BlobService:
                         s.repository_blobs.c.repository_id == repo_id, s.repository_blobs.c.digest == digest
                     )
                 ).rowcount
+            if deleted and self.audit is not None:
+                self.audit.record(conn, "blob.delete", repository=name, digest=digest)
         if not deleted:
             raise BlobUnknown("blob unknown to repository", {"digest": digest})
 

@@ -13,6 +13,7 @@ from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import Digest, is_digest
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import ParsedManifest, parse_manifest
+from dockyard.services.audit import AuditLog
 from dockyard.services.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
@@ -37,9 +38,10 @@ class PushResult:
 
 
 class ManifestService:
-    def __init__(self, db: Database, max_bytes: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, db: Database, max_bytes: int = 4 * 1024 * 1024, audit: AuditLog | None = None) -> None:
         self.db = db
         self.max_bytes = max_bytes
+        self.audit = audit
         m, t, r = s.manifests.c, s.tags.c, s.repositories.c
         cols = (m.digest, m.media_type, m.content)
         # Prepared once: GET by tag is the hottest read in the registry.
@@ -105,6 +107,8 @@ class ManifestService:
                         updated_at=now(),
                     )
                 )
+            if self.audit is not None:
+                self.audit.record(conn, "push", repository=name, reference=tag, digest=digest)
         return PushResult(digest, parsed.subject.digest if parsed.subject else None)
 
     def _check_references(self, conn: sa.Connection, repo_id: int, parsed: ParsedManifest) -> None:
@@ -191,6 +195,8 @@ class ManifestService:
                 conn.execute(sa.delete(s.manifest_blobs).where(s.manifest_blobs.c.manifest_id == manifest_id))
                 conn.execute(sa.delete(s.manifest_children).where(s.manifest_children.c.manifest_id == manifest_id))
                 conn.execute(sa.delete(s.manifests).where(s.manifests.c.id == manifest_id))
+                if self.audit is not None:
+                    self.audit.record(conn, "delete", repository=name, digest=reference)
             else:
                 check_tag(reference)
                 deleted = 0
@@ -200,6 +206,8 @@ class ManifestService:
                     ).rowcount
                 if not deleted:
                     raise ManifestUnknown("tag unknown", {"name": name, "reference": reference})
+                if self.audit is not None:
+                    self.audit.record(conn, "delete", repository=name, reference=reference)
 
     # --- referrers --------------------------------------------------------------------------
     def referrers(self, name: str, digest: str, artifact_type: str | None = None) -> dict[str, object]:

@@ -1,0 +1,265 @@
+"""The audit log: one event per push, pull, delete, login, permission change or policy decision.
+
+Who acts is carried in a context variable that the HTTP layer sets once per request (`acting_as`),
+so services record events without knowing about HTTP. Events of changes are written with
+`record(conn, …)` inside the transaction of the change; pulls, which change nothing and are by far
+the most frequent, are buffered and written in batches (`record_access`) so a pull costs no extra
+write transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from dockyard.db import schema as s
+from dockyard.db.engine import Database, now
+from dockyard.services.auth.identity import Identity
+
+SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    name: str
+    kind: str  # user | robot | anonymous | system
+    provider: str | None = None
+    source_ip: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def of(cls, identity: Identity, source_ip: str | None = None, user_agent: str | None = None) -> Actor:
+        return cls(identity.subject, identity.kind, identity.provider, source_ip, (user_agent or "")[:512] or None)
+
+
+SYSTEM = Actor("system", "system")
+_current: ContextVar[Actor | None] = ContextVar("dockyard_actor", default=None)
+
+
+def current_actor() -> Actor:
+    return _current.get() or SYSTEM
+
+
+def set_actor(actor: Actor) -> None:
+    """Set the actor for the rest of this request (the context is per request/task)."""
+    _current.set(actor)
+
+
+@contextmanager
+def acting_as(actor: Actor) -> Iterator[None]:
+    token = _current.set(actor)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def project_of(repository: str | None) -> str | None:
+    return repository.split("/", 1)[0] if repository else None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    project: str | None = None
+    repository: str | None = None
+    actor: str | None = None
+    action: str | None = None
+    digest: str | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+EXPORT_COLUMNS = (
+    "id", "ts", "actor", "actor_kind", "provider", "source_ip", "user_agent",
+    "action", "project", "repository", "reference", "digest", "result", "detail",
+)  # fmt: skip
+
+
+class AuditLog:
+    def __init__(self, db: Database, flush_interval: float = 1.0, max_buffer: int = 1000) -> None:
+        self.db = db
+        self._buffer: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._flush_interval = flush_interval
+        self._max_buffer = max_buffer
+        self._flusher: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- writing ------------------------------------------------------------------------------
+    @staticmethod
+    def _row(
+        action: str,
+        result: str,
+        actor: Actor | None,
+        project: str | None,
+        repository: str | None,
+        reference: str | None,
+        digest: str | None,
+        detail: Any,
+    ) -> dict[str, Any]:
+        who = actor or current_actor()
+        return {
+            "ts": now(),
+            "actor": who.name,
+            "actor_kind": who.kind,
+            "provider": who.provider,
+            "source_ip": who.source_ip,
+            "user_agent": who.user_agent,
+            "action": action,
+            "project": project or project_of(repository),
+            "repository": repository,
+            "reference": reference,
+            "digest": digest,
+            "result": result,
+            "detail": json.dumps(detail, sort_keys=True) if detail is not None else None,
+        }
+
+    def record(
+        self,
+        conn: sa.Connection,
+        action: str,
+        *,
+        result: str = SUCCESS,
+        actor: Actor | None = None,
+        project: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+        digest: str | None = None,
+        detail: Any = None,
+    ) -> None:
+        """Write one event in the caller's transaction: it commits or rolls back with the change."""
+        conn.execute(
+            sa.insert(s.audit_events).values(
+                self._row(action, result, actor, project, repository, reference, digest, detail)
+            )
+        )
+
+    def record_now(self, action: str, **kwargs: Any) -> None:
+        """Write one event in a transaction of its own (logins, refusals: there is no change to join)."""
+        with self.db.write() as conn:
+            self.record(conn, action, **kwargs)
+
+    def record_access(
+        self,
+        action: str,
+        *,
+        repository: str | None = None,
+        reference: str | None = None,
+        digest: str | None = None,
+        result: str = SUCCESS,
+        detail: Any = None,
+    ) -> None:
+        """Queue a read event (a pull); a background thread writes queued events in batches."""
+        row = self._row(action, result, None, None, repository, reference, digest, detail)
+        with self._lock:
+            self._buffer.append(row)
+            full = len(self._buffer) >= self._max_buffer
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_loop, name="audit-flush", daemon=True)
+                self._flusher.start()
+        if full:
+            self.flush()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self._flush_interval):
+            try:
+                self.flush()
+            except Exception:
+                time.sleep(self._flush_interval)
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._buffer = self._buffer, []
+        if not rows:
+            return
+        try:
+            with self.db.write() as conn:
+                conn.execute(sa.insert(s.audit_events), rows)
+        except Exception:
+            with self._lock:  # keep them for the next attempt, oldest first
+                self._buffer[:0] = rows
+            raise
+
+    def close(self) -> None:
+        self._stop.set()
+        with suppress(Exception):
+            self.flush()
+
+    # --- reading ------------------------------------------------------------------------------
+    def _where(self, f: AuditFilter) -> list[sa.ColumnElement[bool]]:
+        c = s.audit_events.c
+        conds: list[sa.ColumnElement[bool]] = []
+        for column, value in (
+            (c.project, f.project),
+            (c.repository, f.repository),
+            (c.actor, f.actor),
+            (c.action, f.action),
+            (c.digest, f.digest),
+        ):
+            if value is not None:
+                conds.append(column == value)
+        if f.since is not None:
+            conds.append(c.ts >= f.since)
+        if f.until is not None:
+            conds.append(c.ts < f.until)
+        return conds
+
+    def query(self, f: AuditFilter, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
+        """Newest first; page on with `before_id` = the last id of the previous page (keyset paging,
+        so page 1,000 costs what page 1 does)."""
+        self.flush()
+        c = s.audit_events.c
+        stmt = sa.select(s.audit_events).where(*self._where(f))
+        if before_id is not None:
+            stmt = stmt.where(c.id < before_id)
+        stmt = stmt.order_by(c.id.desc()).limit(limit)
+        with self.db.read() as conn:
+            return [self._public(dict(row._mapping)) for row in conn.execute(stmt)]
+
+    @staticmethod
+    def _public(row: dict[str, Any]) -> dict[str, Any]:
+        if row.get("detail"):
+            row["detail"] = json.loads(row["detail"])
+        return row
+
+    def export(self, f: AuditFilter, fmt: str, batch: int = 5000) -> Iterator[str]:
+        """All matching events, oldest first, as JSON lines or CSV, streamed in batches."""
+        self.flush()
+        c = s.audit_events.c
+        after = 0
+        if fmt == "csv":
+            buf = io.StringIO()
+            csv.writer(buf).writerow(EXPORT_COLUMNS)
+            yield buf.getvalue()
+        while True:
+            stmt = sa.select(s.audit_events).where(*self._where(f), c.id > after).order_by(c.id).limit(batch)
+            with self.db.read() as conn:
+                rows = [dict(r._mapping) for r in conn.execute(stmt)]
+            if not rows:
+                return
+            after = rows[-1]["id"]
+            buf = io.StringIO()
+            if fmt == "csv":
+                writer = csv.writer(buf)
+                for row in rows:
+                    writer.writerow([row[k] if row[k] is not None else "" for k in EXPORT_COLUMNS])
+            else:
+                for row in rows:
+                    buf.write(json.dumps(self._public(row), sort_keys=True) + "\n")
+            yield buf.getvalue()
+
+    def prune(self, older_than_seconds: float) -> int:
+        """Delete events older than the retention period; returns how many went."""
+        cutoff = now() - older_than_seconds
+        with self.db.write() as conn:
+            return int(conn.execute(sa.delete(s.audit_events).where(s.audit_events.c.ts < cutoff)).rowcount or 0)

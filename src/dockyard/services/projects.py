@@ -1,0 +1,218 @@
+"""Projects and their members (role grants to users and groups)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from dockyard.db import schema as s
+from dockyard.db.engine import Database, now
+from dockyard.services.audit import AuditLog
+from dockyard.services.auth.permissions import Role
+from dockyard.services.errors import Conflict, InvalidInput, NotFound
+
+# A project name is the first component of a repository name, so it follows that grammar.
+_PROJECT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+PRINCIPAL_KINDS = ("user", "group")
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    id: int
+    name: str
+    public: bool
+    created_by: str | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    principal_kind: str
+    principal: str
+    role: Role
+
+
+def check_project_name(name: str) -> str:
+    if not (1 <= len(name) <= 255) or not _PROJECT_RE.match(name):
+        raise InvalidInput(
+            "invalid project name: lowercase letters and digits, separated by '.', '_', '__' or '-'", {"name": name}
+        )
+    return name
+
+
+def project_of(repository: str) -> str:
+    return repository.split("/", 1)[0]
+
+
+def _project(row: sa.Row[tuple[object, ...]]) -> Project:
+    m = row._mapping
+    return Project(
+        int(m["id"]), m["name"], bool(m["public"]), m["created_by"], float(m["created_at"]), float(m["updated_at"])
+    )
+
+
+class ProjectService:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
+        self.db = db
+        self.audit = audit
+
+    # --- projects ----------------------------------------------------------------------------
+    def find(self, conn: sa.Connection, name: str) -> Project | None:
+        row = conn.execute(sa.select(s.projects).where(s.projects.c.name == name)).first()
+        return _project(row) if row is not None else None
+
+    def get(self, name: str) -> Project:
+        with self.db.read() as conn:
+            project = self.find(conn, name)
+        if project is None:
+            raise NotFound(f"project {name!r} does not exist", {"project": name})
+        return project
+
+    def create(self, name: str, public: bool = False, creator: str | None = None, auto: bool = False) -> Project:
+        """Create a project; its creator (a user) becomes its admin."""
+        check_project_name(name)
+        with self.db.write() as conn:
+            if self.find(conn, name) is not None:
+                raise Conflict(f"project {name!r} already exists", {"project": name})
+            ts = now()
+            conn.execute(
+                sa.insert(s.projects).values(name=name, public=public, created_by=creator, created_at=ts, updated_at=ts)
+            )
+            project = self.find(conn, name)
+            assert project is not None
+            if creator and not creator.startswith("robot$"):
+                self._set_member(conn, project.id, "user", creator, Role.ADMIN)
+            self.audit.record(conn, "project.create", project=name, detail={"public": public, "auto": auto})
+        return project
+
+    def list_projects(self, names: set[str] | None = None, public_only: bool = False) -> list[Project]:
+        """All projects, or those named (the ones a caller is a member of) plus public ones."""
+        stmt = sa.select(s.projects).order_by(s.projects.c.name)
+        if names is not None:
+            stmt = stmt.where(sa.or_(s.projects.c.name.in_(sorted(names)), s.projects.c.public.is_(True)))
+        elif public_only:
+            stmt = stmt.where(s.projects.c.public.is_(True))
+        with self.db.read() as conn:
+            return [_project(row) for row in conn.execute(stmt)]
+
+    def update(self, name: str, public: bool | None = None) -> Project:
+        with self.db.write() as conn:
+            project = self.find(conn, name)
+            if project is None:
+                raise NotFound(f"project {name!r} does not exist", {"project": name})
+            if public is not None and public != project.public:
+                conn.execute(
+                    sa.update(s.projects).where(s.projects.c.id == project.id).values(public=public, updated_at=now())
+                )
+                self.audit.record(conn, "project.update", project=name, detail={"public": public})
+            updated = self.find(conn, name)
+        assert updated is not None
+        return updated
+
+    def delete(self, name: str) -> None:
+        """Delete an empty project (as Harbor does: repositories must be deleted first, deliberately)."""
+        with self.db.write() as conn:
+            project = self.find(conn, name)
+            if project is None:
+                raise NotFound(f"project {name!r} does not exist", {"project": name})
+            repos = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(s.repositories)
+                .where(s.repositories.c.name.like(name.replace("_", r"\_") + "/%", escape="\\"))
+            ).scalar()
+            same = conn.execute(
+                sa.select(sa.func.count()).select_from(s.repositories).where(s.repositories.c.name == name)
+            ).scalar()
+            if repos or same:
+                raise Conflict(f"project {name!r} still has repositories", {"project": name})
+            conn.execute(sa.delete(s.projects).where(s.projects.c.id == project.id))
+            self.audit.record(conn, "project.delete", project=name)
+
+    # --- members -----------------------------------------------------------------------------
+    def _set_member(self, conn: sa.Connection, project_id: int, kind: str, principal: str, role: Role) -> None:
+        conn.execute(
+            self.db.upsert(
+                s.project_members,
+                ["project_id", "principal_kind", "principal"],
+                project_id=project_id,
+                principal_kind=kind,
+                principal=principal,
+                role=role.label,
+                created_at=now(),
+            )
+        )
+
+    def set_member(self, project_name: str, kind: str, principal: str, role: Role) -> None:
+        if kind not in PRINCIPAL_KINDS:
+            raise InvalidInput(f"member kind must be one of {', '.join(PRINCIPAL_KINDS)}", {"kind": kind})
+        if not principal or len(principal) > 255:
+            raise InvalidInput("member name must be 1 to 255 characters", {"principal": principal})
+        with self.db.write() as conn:
+            project = self.find(conn, project_name)
+            if project is None:
+                raise NotFound(f"project {project_name!r} does not exist", {"project": project_name})
+            if kind == "user":
+                exists = conn.execute(sa.select(s.users.c.id).where(s.users.c.username == principal)).first()
+                if exists is None:
+                    raise NotFound(f"user {principal!r} does not exist", {"user": principal})
+            self._set_member(conn, project.id, kind, principal, role)
+            self.audit.record(
+                conn, "member.set", project=project_name, reference=f"{kind}:{principal}", detail={"role": role.label}
+            )
+
+    def remove_member(self, project_name: str, kind: str, principal: str) -> None:
+        with self.db.write() as conn:
+            project = self.find(conn, project_name)
+            if project is None:
+                raise NotFound(f"project {project_name!r} does not exist", {"project": project_name})
+            gone = conn.execute(
+                sa.delete(s.project_members).where(
+                    s.project_members.c.project_id == project.id,
+                    s.project_members.c.principal_kind == kind,
+                    s.project_members.c.principal == principal,
+                )
+            ).rowcount
+            if not gone:
+                raise NotFound(f"{kind} {principal!r} is not a member of {project_name!r}")
+            self.audit.record(conn, "member.remove", project=project_name, reference=f"{kind}:{principal}")
+
+    def members(self, project_name: str) -> list[Member]:
+        with self.db.read() as conn:
+            project = self.find(conn, project_name)
+            if project is None:
+                raise NotFound(f"project {project_name!r} does not exist", {"project": project_name})
+            rows = conn.execute(
+                sa.select(s.project_members)
+                .where(s.project_members.c.project_id == project.id)
+                .order_by(s.project_members.c.principal_kind, s.project_members.c.principal)
+            ).all()
+        return [Member(r.principal_kind, r.principal, Role.parse(r.role)) for r in rows]
+
+    def roles_of(self, conn: sa.Connection, user: str, groups: frozenset[str]) -> dict[str, Role]:
+        """The caller's best role in every project it is a member of (directly or through a group)."""
+        m = s.project_members.c
+        who = sa.and_(m.principal_kind == "user", m.principal == user)
+        if groups:
+            who = sa.or_(who, sa.and_(m.principal_kind == "group", m.principal.in_(sorted(groups))))
+        rows = conn.execute(
+            sa.select(s.projects.c.name, m.role)
+            .select_from(s.project_members.join(s.projects, s.projects.c.id == m.project_id))
+            .where(who)
+        ).all()
+        best: dict[str, Role] = {}
+        for name, role in rows:
+            r = Role.parse(role)
+            if r > best.get(name, 0):
+                best[name] = r
+        return best
+
+    def role_in(self, conn: sa.Connection, project_id: int, user: str, groups: frozenset[str]) -> Role | None:
+        m = s.project_members.c
+        who = sa.and_(m.principal_kind == "user", m.principal == user)
+        if groups:
+            who = sa.or_(who, sa.and_(m.principal_kind == "group", m.principal.in_(sorted(groups))))
+        roles = conn.execute(sa.select(m.role).where(m.project_id == project_id, who)).scalars().all()
+        return max((Role.parse(r) for r in roles), default=None)
