@@ -10,11 +10,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
-from dockyard.api import health, token
+from dockyard.api import health, oidc, token
 from dockyard.api.distribution.routes import routes as distribution_routes
 from dockyard.api.errors import error_body, registry_error_handler
+from dockyard.api.management.app import create_management_app
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
 from dockyard.config import load_settings
 from dockyard.logs import get_logger
@@ -61,6 +62,8 @@ def create_app(services: Services | None = None) -> Starlette:
         Route("/token", token.get_token, methods=["GET"]),
         Route("/token", token.post_token, methods=["POST"]),
         *distribution_routes,
+        *oidc.routes(services),
+        Mount("/api/v1", app=create_management_app(services)),
     ]
     app = Starlette(
         routes=routes,

@@ -216,3 +216,18 @@ class ProjectService:
             who = sa.or_(who, sa.and_(m.principal_kind == "group", m.principal.in_(sorted(groups))))
         roles = conn.execute(sa.select(m.role).where(m.project_id == project_id, who)).scalars().all()
         return max((Role.parse(r) for r in roles), default=None)
+
+
+def repositories_in(db: Database, project: str) -> list[tuple[str, float, int]]:
+    """(name, created_at, tag count) of every repository in the project, by name."""
+    r, t = s.repositories.c, s.tags.c
+    like = project.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "/%"
+    stmt = (
+        sa.select(r.name, r.created_at, sa.func.count(t.name))
+        .select_from(s.repositories.outerjoin(s.tags, t.repository_id == r.id))
+        .where(sa.or_(r.name == project, r.name.like(like, escape="\\")))
+        .group_by(r.id, r.name, r.created_at)
+        .order_by(r.name)
+    )
+    with db.read() as conn:
+        return [(name, float(created), int(count)) for name, created, count in conn.execute(stmt)]

@@ -181,3 +181,34 @@ class TokenService:
             frozenset(access),
             credential if isinstance(credential, str) else None,
         )
+
+    # --- other signed values (login state cookies) ---------------------------------------------
+    def sign(self, payload: dict[str, Any], purpose: str, ttl: int) -> str:
+        """Sign a small value for the client to carry (e.g. OIDC login state); `purpose` keeps a
+        value made for one use from being accepted for another, and from passing as a registry token."""
+        kid, key = self._signing_key()
+        issued = int(time.time())
+        claims = {**payload, "iss": self.issuer, "aud": f"{self.service}#{purpose}", "iat": issued, "exp": issued + ttl}
+        return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
+
+    def unsign(self, token: str, purpose: str) -> dict[str, Any]:
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"malformed value: {exc}") from None
+        if kid not in self._keys:
+            self._load_keys()
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise InvalidToken("value signed with an unknown key")
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                key.public_key(),
+                algorithms=[ALGORITHM],
+                audience=f"{self.service}#{purpose}",
+                issuer=self.issuer,
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"invalid value: {exc}") from None
+        return payload

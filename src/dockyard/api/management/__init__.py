@@ -1,0 +1,1 @@
+"""The management REST API under /api/v1 (FastAPI: the OpenAPI description comes from the routes)."""

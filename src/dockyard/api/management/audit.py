@@ -1,0 +1,81 @@
+"""Audit events: filter, page and export. System admins see all; project admins their project's."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in
+from dockyard.api.management.models import AuditEventOut, AuditPage
+from dockyard.services.audit import AuditFilter
+from dockyard.services.auth.identity import Identity
+from dockyard.services.auth.permissions import Permission
+from dockyard.services.errors import InvalidInput
+from dockyard.wiring import Services
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+def _filter(
+    svc: Services,
+    caller: Identity,
+    project: str | None,
+    repository: str | None,
+    actor: str | None,
+    action: str | None,
+    digest: str | None,
+    since: float | None,
+    until: float | None,
+) -> AuditFilter:
+    signed_in(caller)
+    if repository and not project:
+        project = repository.split("/", 1)[0]
+    if not caller.is_admin:
+        if not project:
+            raise InvalidInput("give ?project=<name>: only system administrators read the whole audit log")
+        project_permission(svc, caller, project, Permission.AUDIT_READ)
+    return AuditFilter(project, repository, actor, action, digest, since, until)
+
+
+@router.get("", response_model=AuditPage, summary="Audit events, newest first")
+def list_events(
+    svc: ServicesDep,
+    caller: Caller,
+    project: str | None = None,
+    repository: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    digest: str | None = None,
+    since: Annotated[float | None, Query(description="UNIX time, inclusive")] = None,
+    until: Annotated[float | None, Query(description="UNIX time, exclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    before: Annotated[int | None, Query(description="Event id: return older events only")] = None,
+) -> AuditPage:
+    f = _filter(svc, caller, project, repository, actor, action, digest, since, until)
+    rows = svc.audit.query(f, limit, before)
+    events = [AuditEventOut(**row) for row in rows]
+    return AuditPage(events=events, next_before=events[-1].id if len(events) == limit else None)
+
+
+@router.get("/export", summary="All matching events as JSON lines or CSV, oldest first")
+def export_events(
+    svc: ServicesDep,
+    caller: Caller,
+    format: Literal["jsonl", "csv"] = "jsonl",
+    project: str | None = None,
+    repository: str | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+    digest: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> StreamingResponse:
+    f = _filter(svc, caller, project, repository, actor, action, digest, since, until)
+    media = "text/csv" if format == "csv" else "application/x-ndjson"
+    return StreamingResponse(
+        svc.audit.export(f, format),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="audit.{format}"'},
+    )

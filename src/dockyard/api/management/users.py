@@ -1,0 +1,148 @@
+"""Users (system administrators), the caller's own account, and personal access tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from dockyard.api.management.deps import Caller, ServicesDep, signed_in, system_admin
+from dockyard.api.management.models import (
+    MeOut,
+    PasswordIn,
+    SecretOut,
+    TokenCreated,
+    TokenIn,
+    TokenOut,
+    UserIn,
+    UserOut,
+    UserPatch,
+)
+from dockyard.services.auth.access_tokens import AccessToken
+from dockyard.services.auth.identity import Identity
+from dockyard.services.auth.users import User
+from dockyard.services.errors import Denied, InvalidInput
+
+router = APIRouter(tags=["users"])
+
+
+def _user(u: User) -> UserOut:
+    return UserOut(
+        username=u.username,
+        provider=u.provider,
+        email=u.email,
+        is_admin=u.is_admin,
+        disabled=u.disabled,
+        can_create_projects=u.can_create_projects,
+        groups=list(u.groups),
+        created_at=u.created_at,
+        last_login_at=u.last_login_at,
+    )
+
+
+def _token(t: AccessToken) -> TokenOut:
+    return TokenOut(
+        name=t.name,
+        expires_at=t.expires_at,
+        revoked_at=t.revoked_at,
+        created_at=t.created_at,
+        last_used_at=t.last_used_at,
+    )
+
+
+def _human(identity: Identity) -> Identity:
+    signed_in(identity)
+    if identity.is_robot:
+        raise Denied("robot accounts have no user profile")
+    return identity
+
+
+@router.get("/users", response_model=list[UserOut])
+def list_users(svc: ServicesDep, caller: Caller) -> list[UserOut]:
+    system_admin(caller)
+    return [_user(u) for u in svc.users.list_users()]
+
+
+@router.post("/users", response_model=UserOut, status_code=201, summary="Create a local user")
+def create_user(body: UserIn, svc: ServicesDep, caller: Caller) -> UserOut:
+    system_admin(caller)
+    return _user(svc.users.create(body.username, body.password, body.is_admin, body.email, body.can_create_projects))
+
+
+@router.get("/users/{username}", response_model=UserOut)
+def get_user(username: str, svc: ServicesDep, caller: Caller) -> UserOut:
+    if caller.subject != username:
+        system_admin(caller)
+    return _user(svc.users.get(username))
+
+
+@router.patch("/users/{username}", response_model=UserOut, summary="Disable, promote or change a user")
+def update_user(username: str, body: UserPatch, svc: ServicesDep, caller: Caller) -> UserOut:
+    system_admin(caller)
+    if username == caller.subject and (body.disabled or body.is_admin is False):
+        raise InvalidInput("you may not disable or demote yourself")
+    return _user(
+        svc.users.update(
+            username,
+            is_admin=body.is_admin,
+            disabled=body.disabled,
+            can_create_projects=body.can_create_projects,
+            email=body.email,
+        )
+    )
+
+
+@router.delete("/users/{username}", status_code=204)
+def delete_user(username: str, svc: ServicesDep, caller: Caller) -> Response:
+    system_admin(caller)
+    if username == caller.subject:
+        raise InvalidInput("you may not delete yourself")
+    svc.users.delete(username)
+    return Response(status_code=204)
+
+
+@router.put("/users/{username}/password", status_code=204, summary="Set a local user's password")
+def set_password(username: str, body: PasswordIn, svc: ServicesDep, caller: Caller) -> Response:
+    if caller.subject != username or caller.is_robot:
+        system_admin(caller)
+    svc.users.set_password(username, body.password)
+    return Response(status_code=204)
+
+
+@router.get("/me", response_model=MeOut, summary="Who the caller is")
+def me(caller: Caller) -> MeOut:
+    signed_in(caller)
+    return MeOut(
+        subject=caller.subject,
+        kind=caller.kind,
+        provider=caller.provider,
+        is_admin=caller.is_admin,
+        groups=sorted(caller.groups),
+        can_create_projects=caller.can_create_projects,
+    )
+
+
+@router.post("/me/cli-secret", response_model=SecretOut, summary="New registry-login secret (OIDC users)")
+def new_cli_secret(svc: ServicesDep, caller: Caller) -> SecretOut:
+    _human(caller)
+    if caller.provider != "oidc":
+        raise InvalidInput("only OIDC users have a CLI secret; others log in with their password or a token")
+    return SecretOut(secret=svc.users.new_cli_secret(caller.subject))
+
+
+@router.get("/me/tokens", response_model=list[TokenOut], tags=["tokens"])
+def list_tokens(svc: ServicesDep, caller: Caller) -> list[TokenOut]:
+    _human(caller)
+    return [_token(t) for t in svc.access_tokens.list(caller.subject)]
+
+
+@router.post("/me/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"])
+def create_token(body: TokenIn, svc: ServicesDep, caller: Caller) -> TokenCreated:
+    _human(caller)
+    created = svc.access_tokens.create(caller.subject, body.name, body.expires_at)
+    return TokenCreated(**_token(created.token).model_dump(), secret=created.secret)
+
+
+@router.delete("/me/tokens/{name}", status_code=204, tags=["tokens"], summary="Revoke a token")
+def revoke_token(name: str, svc: ServicesDep, caller: Caller) -> Response:
+    _human(caller)
+    svc.access_tokens.revoke(caller.subject, name)
+    return Response(status_code=204)

@@ -1,0 +1,123 @@
+"""Browser login through the OIDC provider: /auth/oidc/login → provider → /auth/oidc/callback.
+
+The login state (state, nonce, PKCE verifier) travels in a short-lived signed cookie, so any
+replica can finish a login another began.
+"""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from dockyard.api.auth import client_ip
+from dockyard.api.management.app import problem
+from dockyard.api.management.deps import SESSION_COOKIE
+from dockyard.services.audit import FAILURE, Actor, acting_as
+from dockyard.services.auth.identity import Identity
+from dockyard.services.auth.oidc import OidcClient, OidcError, OidcSettings
+from dockyard.services.auth.tokens import InvalidToken
+from dockyard.wiring import Services
+
+STATE_COOKIE = "dockyard_oidc"
+SESSION_TTL = 8 * 3600
+
+
+def routes(services: Services) -> list[BaseRoute]:
+    s = services.settings
+    if not s.oidc_issuer:
+        return []
+    assert s.oidc_client_id and s.oidc_client_secret  # checked by the settings validator
+    client = OidcClient(
+        OidcSettings(
+            issuer=s.oidc_issuer,
+            client_id=s.oidc_client_id,
+            client_secret=s.oidc_client_secret,
+            scopes=s.oidc_scopes,
+            username_claim=s.oidc_username_claim,
+            groups_claim=s.oidc_groups_claim,
+            verify_tls=s.oidc_verify_tls,
+        )
+    )
+
+    def redirect_uri(request: Request) -> str:
+        base = s.public_url or f"{request.url.scheme}://{request.url.netloc}"
+        return base.rstrip("/") + "/auth/oidc/callback"
+
+    async def login(request: Request) -> Response:
+        try:
+            start = await run_in_threadpool(client.start, redirect_uri(request))
+        except OidcError as exc:
+            return problem(502, "identity provider unavailable", str(exc), "OIDC_UNAVAILABLE")
+        state = services.tokens.sign(
+            {"state": start.state, "nonce": start.nonce, "verifier": start.verifier}, "oidc-login", 600
+        )
+        response = RedirectResponse(start.url, status_code=302)
+        response.set_cookie(STATE_COOKIE, state, max_age=600, httponly=True, samesite="lax", path="/auth/oidc")
+        return response
+
+    def _finish(request: Request, code: str, returned_state: str, cookie: str) -> dict[str, object]:
+        try:
+            saved = services.tokens.unsign(cookie, "oidc-login")
+        except InvalidToken as exc:
+            raise OidcError(f"login state: {exc}") from None
+        if saved.get("state") != returned_state:
+            raise OidcError("login state does not match: start the login again")
+        user = client.finish(code, redirect_uri(request), str(saved["nonce"]), str(saved["verifier"]))
+        with services.db.write() as conn:
+            record = services.users.upsert_external(conn, user.username, "oidc", user.email, user.groups)
+        if record.disabled:
+            raise OidcError(f"user {user.username!r} is disabled")
+        identity = Identity(record.username, record.is_admin, "user", "oidc", frozenset(user.groups))
+        actor = Actor.of(identity, client_ip(request), request.headers.get("user-agent"))
+        services.audit.record_now("login", actor=actor, detail={"provider": "oidc"})
+        cli_secret = None
+        if not _has_cli_secret(services, record.username):
+            with acting_as(actor):
+                cli_secret = services.users.new_cli_secret(record.username)
+        session = services.tokens.issue(identity, [], ttl=SESSION_TTL).token
+        return {
+            "username": record.username,
+            "groups": sorted(user.groups),
+            "cli_secret": cli_secret,
+            "session": session,
+        }
+
+    async def callback(request: Request) -> Response:
+        q = request.query_params
+        if "error" in q:
+            return problem(401, "login refused", f"the identity provider said: {q['error']}", "OIDC_REFUSED")
+        cookie = request.cookies.get(STATE_COOKIE)
+        if not q.get("code") or not q.get("state") or not cookie:
+            return problem(400, "bad callback", "missing code, state or login cookie", "OIDC_INVALID")
+        try:
+            result = await run_in_threadpool(_finish, request, q["code"], q["state"], cookie)
+        except OidcError as exc:
+            services.audit.record_now(
+                "login",
+                result=FAILURE,
+                actor=Actor("", "anonymous", "oidc", client_ip(request), request.headers.get("user-agent")),
+                detail={"provider": "oidc", "reason": str(exc)},
+            )
+            return problem(401, "login failed", str(exc), "OIDC_FAILED")
+        session = str(result.pop("session"))
+        body = {**result, "note": "cli_secret is shown once; use it as the password for registry logins"}
+        response = JSONResponse(body, headers={"Cache-Control": "no-store"})
+        response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL, httponly=True, samesite="lax")
+        response.delete_cookie(STATE_COOKIE, path="/auth/oidc")
+        return response
+
+    return [
+        Route("/auth/oidc/login", login, methods=["GET"]),
+        Route("/auth/oidc/callback", callback, methods=["GET"]),
+    ]
+
+
+def _has_cli_secret(services: Services, username: str) -> bool:
+    import sqlalchemy as sa
+
+    from dockyard.db import schema as s
+
+    with services.db.read() as conn:
+        return bool(conn.execute(sa.select(s.users.c.cli_secret_hash).where(s.users.c.username == username)).scalar())
