@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         5, ge=1, description="Failed logins (per address or account) before answers slow down."
     )
     login_lock_after: int = Field(10, ge=1, description="Failed logins within the window before logins are refused.")
+    login_ip_lock_after: int = Field(
+        50, ge=1, description="Failed logins from one address within the window before it is refused (NAT-friendly)."
+    )
     login_window_seconds: float = Field(900, gt=0, description="Window in which failed logins are counted.")
     login_lockout_seconds: float = Field(900, gt=0, description="How long logins stay refused after the limit.")
 

@@ -1,4 +1,4 @@
-"""People with every kind of access to one private project, for the role × endpoint tests."""
+"""People with every kind of access to one private project, for the role-by-endpoint tests."""
 
 from __future__ import annotations
 
@@ -64,5 +64,5 @@ def make_principals(svc: Services) -> list[Principal]:
 
 
 @pytest.fixture
-def principals(services: Services) -> Iterator[list[Principal]]:
+def principals(services: Services) -> Iterator[list[Principal]]:  # noqa: F811 - the imported fixture
     yield make_principals(services)

@@ -202,13 +202,14 @@ audit_events = sa.Table(
     sa.Column("digest", sa.String(150), nullable=True),
     sa.Column("result", sa.String(16), nullable=False),  # success | failure | denied
     sa.Column("detail", sa.Text, nullable=True),  # JSON
-    # Filters are "this column, newest first": each index ends with id so pages are index range scans.
-    sa.Index("ix_audit_events_ts", "ts"),
-    sa.Index("ix_audit_events_project", "project", "id"),
-    sa.Index("ix_audit_events_repository", "repository", "id"),
-    sa.Index("ix_audit_events_actor", "actor", "id"),
-    sa.Index("ix_audit_events_action", "action", "id"),
-    sa.Index("ix_audit_events_digest", "digest"),
+    # Filters are "this column, newest first": each index ends with (ts, id), the paging key, so a
+    # page is an index range scan however deep it is.
+    sa.Index("ix_audit_events_ts", "ts", "id"),
+    sa.Index("ix_audit_events_project", "project", "ts", "id"),
+    sa.Index("ix_audit_events_repository", "repository", "ts", "id"),
+    sa.Index("ix_audit_events_actor", "actor", "ts", "id"),
+    sa.Index("ix_audit_events_action", "action", "ts", "id"),
+    sa.Index("ix_audit_events_digest", "digest", "ts", "id"),
 )
 
 # Failed-login counters for brute-force protection, shared by every replica.

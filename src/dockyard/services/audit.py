@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.auth.identity import Identity
+from dockyard.services.errors import InvalidInput
 
 SUCCESS, FAILURE, DENIED = "success", "failure", "denied"
 
@@ -83,6 +84,14 @@ EXPORT_COLUMNS = (
     "id", "ts", "actor", "actor_kind", "provider", "source_ip", "user_agent",
     "action", "project", "repository", "reference", "digest", "result", "detail",
 )  # fmt: skip
+
+
+def parse_cursor(value: str) -> tuple[float, int]:
+    try:
+        ts, _, event_id = value.partition("_")
+        return float(ts), int(event_id)
+    except ValueError:
+        raise InvalidInput("invalid paging cursor", {"before": value}) from None
 
 
 class AuditLog:
@@ -214,17 +223,23 @@ class AuditLog:
             conds.append(c.ts < f.until)
         return conds
 
-    def query(self, f: AuditFilter, limit: int = 100, before_id: int | None = None) -> list[dict[str, Any]]:
-        """Newest first; page on with `before_id` = the last id of the previous page (keyset paging,
-        so page 1,000 costs what page 1 does)."""
+    def query(
+        self, f: AuditFilter, limit: int = 100, before: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first (by event time; buffered pull events are written late, so ids are not in time
+        order). Returns a page and the cursor for the next, older page: keyset paging on (ts, id), so
+        page 1,000 costs what page 1 does."""
         self.flush()
         c = s.audit_events.c
         stmt = sa.select(s.audit_events).where(*self._where(f))
-        if before_id is not None:
-            stmt = stmt.where(c.id < before_id)
-        stmt = stmt.order_by(c.id.desc()).limit(limit)
+        if before is not None:
+            ts, event_id = parse_cursor(before)
+            stmt = stmt.where(sa.or_(c.ts < ts, sa.and_(c.ts == ts, c.id < event_id)))
+        stmt = stmt.order_by(c.ts.desc(), c.id.desc()).limit(limit)
         with self.db.read() as conn:
-            return [self._public(dict(row._mapping)) for row in conn.execute(stmt)]
+            rows = [self._public(dict(row._mapping)) for row in conn.execute(stmt)]
+        cursor = f"{rows[-1]['ts']!r}_{rows[-1]['id']}" if len(rows) == limit else None
+        return rows, cursor
 
     @staticmethod
     def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -236,18 +251,21 @@ class AuditLog:
         """All matching events, oldest first, as JSON lines or CSV, streamed in batches."""
         self.flush()
         c = s.audit_events.c
-        after = 0
+        after: tuple[float, int] | None = None
         if fmt == "csv":
             buf = io.StringIO()
             csv.writer(buf).writerow(EXPORT_COLUMNS)
             yield buf.getvalue()
         while True:
-            stmt = sa.select(s.audit_events).where(*self._where(f), c.id > after).order_by(c.id).limit(batch)
+            stmt = sa.select(s.audit_events).where(*self._where(f))
+            if after is not None:
+                stmt = stmt.where(sa.or_(c.ts > after[0], sa.and_(c.ts == after[0], c.id > after[1])))
+            stmt = stmt.order_by(c.ts, c.id).limit(batch)
             with self.db.read() as conn:
                 rows = [dict(r._mapping) for r in conn.execute(stmt)]
             if not rows:
                 return
-            after = rows[-1]["id"]
+            after = (rows[-1]["ts"], rows[-1]["id"])
             buf = io.StringIO()
             if fmt == "csv":
                 writer = csv.writer(buf)

@@ -51,12 +51,11 @@ def list_events(
     since: Annotated[float | None, Query(description="UNIX time, inclusive")] = None,
     until: Annotated[float | None, Query(description="UNIX time, exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(description="Event id: return older events only")] = None,
+    before: Annotated[str | None, Query(description="`next_before` of the previous page")] = None,
 ) -> AuditPage:
     f = _filter(svc, caller, project, repository, actor, action, digest, since, until)
-    rows = svc.audit.query(f, limit, before)
-    events = [AuditEventOut(**row) for row in rows]
-    return AuditPage(events=events, next_before=events[-1].id if len(events) == limit else None)
+    rows, cursor = svc.audit.query(f, limit, before)
+    return AuditPage(events=[AuditEventOut(**row) for row in rows], next_before=cursor)
 
 
 @router.get("/export", summary="All matching events as JSON lines or CSV, oldest first")

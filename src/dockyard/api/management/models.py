@@ -151,7 +151,7 @@ class AuditEventOut(BaseModel):
 
 class AuditPage(BaseModel):
     events: list[AuditEventOut]
-    next_before: int | None = Field(None, description="Pass as `before` for the next (older) page.")
+    next_before: str | None = Field(None, description="Pass as `before` for the next (older) page.")
 
 
 class Problem(BaseModel):

@@ -14,8 +14,11 @@ from dockyard.services.errors import TooManyRequests
 
 @dataclass(frozen=True, slots=True)
 class GuardSettings:
-    slow_after: int = 5  # failures in the window before each failure answer is delayed
-    lock_after: int = 10  # failures in the window before logins are refused
+    slow_after: int = 5  # failures for one account in the window before each failure answer is delayed
+    lock_after: int = 10  # failures for one account in the window before its logins are refused
+    # One address may front a whole office (NAT), so it gets more rope before it is locked out.
+    ip_slow_after: int = 20
+    ip_lock_after: int = 50
     window_seconds: float = 900.0
     lockout_seconds: float = 900.0
     max_delay_seconds: float = 4.0
@@ -54,7 +57,7 @@ class LoginGuard:
         """Count a failure. Returns (seconds to delay the answer, whether this failure locked a key)."""
         t = now()
         cfg = self.settings
-        worst = 0
+        worst = 0  # failures past the slow-down threshold, for the key furthest past it
         locked_now = False
         with self.db.write() as conn:
             for key in keys:
@@ -63,7 +66,10 @@ class LoginGuard:
                     failures, start = 1, t
                 else:
                     failures, start = row.failures + 1, row.window_start
-                locked_until = t + cfg.lockout_seconds if failures >= cfg.lock_after else None
+                is_ip = key.startswith("ip:")
+                lock_after = cfg.ip_lock_after if is_ip else cfg.lock_after
+                slow_after = cfg.ip_slow_after if is_ip else cfg.slow_after
+                locked_until = t + cfg.lockout_seconds if failures >= lock_after else None
                 if locked_until and not (row is not None and row.locked_until and row.locked_until > t):
                     locked_now = True
                 conn.execute(
@@ -76,10 +82,8 @@ class LoginGuard:
                         locked_until=locked_until,
                     )
                 )
-                worst = max(worst, failures)
-        delay = 0.0
-        if worst > cfg.slow_after:
-            delay = min(cfg.max_delay_seconds, 0.25 * 2 ** (worst - cfg.slow_after - 1))
+                worst = max(worst, failures - slow_after)
+        delay = min(cfg.max_delay_seconds, 0.25 * 2 ** (worst - 1)) if worst > 0 else 0.0
         return delay, locked_now
 
     def succeeded(self, username: str) -> None:

@@ -37,12 +37,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_events")),
     )
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.create_index("ix_audit_events_action", ["action", "id"], unique=False)
-        batch_op.create_index("ix_audit_events_actor", ["actor", "id"], unique=False)
-        batch_op.create_index("ix_audit_events_digest", ["digest"], unique=False)
-        batch_op.create_index("ix_audit_events_project", ["project", "id"], unique=False)
-        batch_op.create_index("ix_audit_events_repository", ["repository", "id"], unique=False)
-        batch_op.create_index("ix_audit_events_ts", ["ts"], unique=False)
+        batch_op.create_index("ix_audit_events_action", ["action", "ts", "id"], unique=False)
+        batch_op.create_index("ix_audit_events_actor", ["actor", "ts", "id"], unique=False)
+        batch_op.create_index("ix_audit_events_digest", ["digest", "ts", "id"], unique=False)
+        batch_op.create_index("ix_audit_events_project", ["project", "ts", "id"], unique=False)
+        batch_op.create_index("ix_audit_events_repository", ["repository", "ts", "id"], unique=False)
+        batch_op.create_index("ix_audit_events_ts", ["ts", "id"], unique=False)
 
     op.create_table(
         "login_failures",
