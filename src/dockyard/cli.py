@@ -94,6 +94,15 @@ def _run_server(settings: Settings) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "dockyard.launch"])
 
 
+def _register_subcommands() -> None:
+    from dockyard import cli_manage
+
+    cli_manage.register(app)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     try:
         app()
