@@ -2,7 +2,8 @@
 # Install the Debian packages the test suite drives for real (clients, reference registry,
 # web server for benchmarks). Only runs apt-get when something is missing.
 set -euo pipefail
-PKGS=(skopeo umoci podman fuse-overlayfs uidmap docker-registry nginx-light wrk)
+# slapd + ldap-utils: the LDAP tests start their own OpenLDAP server on a loopback port.
+PKGS=(skopeo umoci podman fuse-overlayfs uidmap docker-registry nginx-light wrk slapd ldap-utils)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,5 +15,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     echo "installing Debian packages: ${missing[*]}"
     apt-get update -qq
+    # Install slapd without a system directory of its own: the tests configure theirs.
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

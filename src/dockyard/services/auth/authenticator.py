@@ -69,7 +69,9 @@ class Authenticator:
         except TooManyRequests as exc:
             self.audit.record_now("login", result=DENIED, actor=actor, detail={"reason": "locked out", **exc.detail})
             raise
-        identity = self.authenticate(username, password)
+        # A login at the token endpoint asks the directory afresh, so group changes apply at once;
+        # Basic credentials repeated on every request may use the short verification cache.
+        identity = self.authenticate(username, password, fresh=record_success)
         if identity is None:
             delay, locked = self.guard.failed(keys)
             self.audit.record_now("login", result=FAILURE, actor=actor, detail={"reason": "bad credentials"})
@@ -83,7 +85,7 @@ class Authenticator:
             self.audit.record_now("login", actor=Actor.of(identity, source_ip, user_agent))
         return LoginOutcome(identity)
 
-    def authenticate(self, username: str, password: str) -> Identity | None:
+    def authenticate(self, username: str, password: str, fresh: bool = False) -> Identity | None:
         """The identity for these credentials, or None. The account is read from the database on
         every call, so a disabled user is refused at once; only slow hash checks are cached."""
         if not username or not password:
@@ -97,7 +99,7 @@ class Authenticator:
         if password.startswith(gen.PAT_PREFIX):
             return self._access_token(username, password)
         if row is None or row.provider == "ldap":
-            return self._ldap(username, password, row)
+            return self._ldap(username, password, row, fresh)
         if row.provider == "oidc":
             return self._identity(row) if gen.matches(password, row.cli_secret_hash) else None
         if not row.password_hash:
@@ -139,11 +141,13 @@ class Authenticator:
             return None
         return self._identity(row, credential=f"pat:{row.token_id}")
 
-    def _ldap(self, username: str, password: str, row: sa.Row[tuple[object, ...]] | None) -> Identity | None:
+    def _ldap(
+        self, username: str, password: str, row: sa.Row[tuple[object, ...]] | None, fresh: bool
+    ) -> Identity | None:
         if self.ldap is None:
             return None
         marker = f"ldap:{row.id}" if row is not None else None
-        if marker is not None and self._verified.get(username, password, marker):
+        if marker is not None and not fresh and self._verified.get(username, password, marker):
             return self._identity(row)  # type: ignore[arg-type]
         try:
             found = self.ldap.authenticate(username, password)

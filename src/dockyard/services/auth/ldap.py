@@ -26,7 +26,7 @@ class LdapSettings:
     start_tls: bool = False
     verify_tls: bool = True
     ca_file: str | None = None
-    timeout: float = 5.0
+    timeout: int = 5  # seconds; ldap3 needs a whole number for the receive timeout
 
 
 @dataclass(frozen=True, slots=True)
