@@ -194,7 +194,8 @@ class Slapd:
 
     def remove_from_group(self, group: str, user: str) -> None:
         self.ldif(
-            f"dn: cn={group},ou=groups,{BASE}\nchangetype: modify\ndelete: member\nmember: uid={user},ou=people,{BASE}\n",
+            f"dn: cn={group},ou=groups,{BASE}\nchangetype: modify\n"
+            f"delete: member\nmember: uid={user},ou=people,{BASE}\n",
             modify=True,
         )
 

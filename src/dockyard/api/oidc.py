@@ -73,7 +73,7 @@ def routes(services: Services) -> list[BaseRoute]:
         actor = Actor.of(identity, client_ip(request), request.headers.get("user-agent"))
         services.audit.record_now("login", actor=actor, detail={"provider": "oidc"})
         cli_secret = None
-        if not _has_cli_secret(services, record.username):
+        if not services.users.has_cli_secret(record.username):
             with acting_as(actor):
                 cli_secret = services.users.new_cli_secret(record.username)
         session = services.tokens.issue(identity, [], ttl=SESSION_TTL).token
@@ -112,12 +112,3 @@ def routes(services: Services) -> list[BaseRoute]:
         Route("/auth/oidc/login", login, methods=["GET"]),
         Route("/auth/oidc/callback", callback, methods=["GET"]),
     ]
-
-
-def _has_cli_secret(services: Services, username: str) -> bool:
-    import sqlalchemy as sa
-
-    from dockyard.db import schema as s
-
-    with services.db.read() as conn:
-        return bool(conn.execute(sa.select(s.users.c.cli_secret_hash).where(s.users.c.username == username)).scalar())

@@ -224,6 +224,11 @@ class UserService:
         assert found is not None
         return found
 
+    def has_cli_secret(self, username: str) -> bool:
+        with self.db.read() as conn:
+            stored = conn.execute(sa.select(s.users.c.cli_secret_hash).where(s.users.c.username == username)).scalar()
+        return bool(stored)
+
     def new_cli_secret(self, username: str) -> str:
         """A fresh registry-login secret for an OIDC user (shown once; the old one stops working)."""
         secret = gen.generate(gen.CLI_PREFIX)
