@@ -158,9 +158,9 @@ class Authenticator:
             return None
         with self.db.write() as conn:
             self.users.upsert_external(conn, username, "ldap", found.email, found.groups)
-            fresh = conn.execute(sa.select(s.users).where(s.users.c.username == username)).one()
-        self._verified.put(username, password, f"ldap:{fresh.id}")
-        return self._identity(fresh)
+            record = conn.execute(sa.select(s.users).where(s.users.c.username == username)).one()
+        self._verified.put(username, password, f"ldap:{record.id}")
+        return self._identity(record)
 
     # --- token holders -----------------------------------------------------------------------
     def current(self, subject: str, credential: str | None = None) -> Identity | None:
