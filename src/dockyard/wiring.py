@@ -68,7 +68,7 @@ def ldap_provider(settings: Settings) -> LdapProvider | None:
 def build_services(settings: Settings, store: BlobStore | None = None, db: Database | None = None) -> Services:
     db = db or Database(settings.resolved_database_url)
     store = store or FilesystemBlobStore(settings.resolved_storage_path, fsync=settings.fsync)
-    audit = AuditLog(db)
+    audit = AuditLog(db, retention_seconds=settings.audit_retention_days * 86400)
     users = UserService(db, audit)
     projects = ProjectService(db, audit)
     guard = LoginGuard(

@@ -8,6 +8,7 @@ import time
 import jwt
 import pytest
 
+from dockyard.services.audit import AuditFilter, AuditLog
 from dockyard.services.auth.permissions import Role
 from tests.api.conftest import ADMIN, Registry, basic
 
@@ -248,3 +249,21 @@ def test_management_errors_are_problem_json(registry: Registry) -> None:
     assert r.status_code == 422
     r = registry.http.get("/api/v1/projects", headers=basic("admin", "wrong"))
     assert r.status_code == 401 and r.json()["code"] == "UNAUTHORIZED"
+
+
+def test_retention_prunes_in_the_background(registry: Registry) -> None:
+    services = registry.services
+    audit = AuditLog(services.db, flush_interval=0.05, retention_seconds=3600, prune_interval=0.0)
+    with services.db.write() as conn:
+        audit.record(conn, "old", repository="team/app")
+        conn.exec_driver_sql("UPDATE audit_events SET ts = ts - 7200 WHERE action = 'old'")
+        audit.record(conn, "recent", repository="team/app")
+    audit.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows, _ = audit.query(AuditFilter(), 10)
+        if "old" not in [r["action"] for r in rows]:
+            break
+        time.sleep(0.05)
+    audit.close()
+    assert [r["action"] for r in rows if r["action"] in ("old", "recent")] == ["recent"]

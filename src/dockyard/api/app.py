@@ -44,6 +44,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def _lifespan(services: Services) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services.audit.start()
         yield
         services.close()
 

@@ -95,8 +95,18 @@ def parse_cursor(value: str) -> tuple[float, int]:
 
 
 class AuditLog:
-    def __init__(self, db: Database, flush_interval: float = 1.0, max_buffer: int = 1000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        flush_interval: float = 1.0,
+        max_buffer: int = 1000,
+        retention_seconds: float = 0.0,
+        prune_interval: float = 3600.0,
+    ) -> None:
         self.db = db
+        self.retention_seconds = retention_seconds  # 0: keep for ever
+        self._prune_interval = prune_interval
+        self._last_prune = -float("inf")
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._flush_interval = flush_interval
@@ -173,17 +183,26 @@ class AuditLog:
         with self._lock:
             self._buffer.append(row)
             full = len(self._buffer) >= self._max_buffer
-            if self._flusher is None:
-                self._flusher = threading.Thread(target=self._flush_loop, name="audit-flush", daemon=True)
-                self._flusher.start()
+        self.start()
         if full:
             self.flush()
 
-    def _flush_loop(self) -> None:
+    def start(self) -> None:
+        """Start the background thread that writes queued events and applies the retention period."""
+        with self._lock:
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._background, name="audit-flush", daemon=True)
+                self._flusher.start()
+
+    def _background(self) -> None:
         while not self._stop.wait(self._flush_interval):
             try:
                 self.flush()
-            except Exception:
+                if self.retention_seconds and time.monotonic() - self._last_prune >= self._prune_interval:
+                    # Every replica may prune; the DELETE is idempotent, so no coordination is needed.
+                    self._last_prune = time.monotonic()
+                    self.prune(self.retention_seconds)
+            except Exception:  # a database hiccup must not kill the thread; queued rows are kept
                 time.sleep(self._flush_interval)
 
     def flush(self) -> None:
