@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     audit_retention_days: float = Field(
         365, ge=0, description="Audit events older than this are pruned daily; 0 keeps them for ever."
     )
+    account_check_seconds: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="How long a replica may rely on its last check that a token's account is still enabled "
+        "(0: check on every request). Changes made on the same replica apply at once.",
+    )
     login_slow_after: int = Field(
         5, ge=1, description="Failed logins (per address or account) before answers slow down."
     )

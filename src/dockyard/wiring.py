@@ -11,6 +11,7 @@ from dockyard.services.auth.access_tokens import AccessTokenService
 from dockyard.services.auth.authenticator import Authenticator
 from dockyard.services.auth.guard import GuardSettings, LoginGuard
 from dockyard.services.auth.ldap import LdapProvider, LdapSettings
+from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.policy import AccessPolicy
 from dockyard.services.auth.robots import RobotService
 from dockyard.services.auth.tokens import TokenService
@@ -69,7 +70,8 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
     db = db or Database(settings.resolved_database_url)
     store = store or FilesystemBlobStore(settings.resolved_storage_path, fsync=settings.fsync)
     audit = AuditLog(db, retention_seconds=settings.audit_retention_days * 86400)
-    users = UserService(db, audit)
+    liveness = LivenessCache(ttl=settings.account_check_seconds)
+    users = UserService(db, audit, liveness)
     projects = ProjectService(db, audit)
     guard = LoginGuard(
         db,
@@ -93,9 +95,9 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         catalog=CatalogService(db),
         users=users,
         projects=projects,
-        robots=RobotService(db, audit),
-        access_tokens=AccessTokenService(db, audit),
-        authenticator=Authenticator(db, users, audit, guard, ldap_provider(settings)),
+        robots=RobotService(db, audit, liveness),
+        access_tokens=AccessTokenService(db, audit, liveness),
+        authenticator=Authenticator(db, users, audit, guard, ldap_provider(settings), liveness),
         tokens=TokenService(db, settings.token_issuer, settings.token_service, settings.token_ttl_seconds),
         policy=AccessPolicy(db, projects, settings.users_can_create_projects, settings.auto_create_projects),
     )

@@ -267,3 +267,25 @@ def test_retention_prunes_in_the_background(registry: Registry) -> None:
         time.sleep(0.05)
     audit.close()
     assert [r["action"] for r in rows if r["action"] in ("old", "recent")] == ["recent"]
+
+
+def test_disabling_on_one_replica_reaches_another_within_the_check_interval(registry: Registry) -> None:
+    """Two replicas on one database: the one that disables refuses at once, the other within
+    `account_check_seconds` (1 s by default), even for a token it has just accepted."""
+    from dockyard.wiring import build_services
+
+    other = build_services(registry.services.settings, db=registry.services.db)
+    registry.services.projects.create("team", creator="admin")
+    push_image(registry)
+    registry.services.users.create("dev", "dev-password")
+    registry.services.projects.set_member("team", "user", "dev", Role.DEVELOPER)
+    token = bearer(registry, basic("dev", "dev-password"), f"repository:{REPO}:pull")["Authorization"][7:]
+    claims = other.tokens.verify(token)
+    assert other.authenticator.current(claims.subject, claims.credential) is not None  # now cached there
+    registry.http.patch("/api/v1/users/dev", json={"disabled": True}, headers=ADMIN)
+    assert registry.services.authenticator.current(claims.subject, claims.credential) is None
+    deadline = time.monotonic() + 5
+    while other.authenticator.current(claims.subject, claims.credential) is not None:
+        assert time.monotonic() < deadline, "the other replica still accepts the disabled account"
+        time.sleep(0.05)
+    assert time.monotonic() < deadline

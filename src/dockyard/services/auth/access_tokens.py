@@ -10,6 +10,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth import secrets as gen
+from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
 
@@ -35,9 +36,10 @@ def _token(row: sa.Row[tuple[object, ...]]) -> AccessToken:
 
 
 class AccessTokenService:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(self, db: Database, audit: AuditLog, liveness: LivenessCache | None = None) -> None:
         self.db = db
         self.audit = audit
+        self.liveness = liveness or LivenessCache(ttl=0)
 
     def _user_id(self, conn: sa.Connection, username: str) -> int:
         uid = conn.execute(sa.select(s.users.c.id).where(s.users.c.username == username)).scalar()
@@ -92,3 +94,4 @@ class AccessTokenService:
             if not done:
                 raise NotFound(f"no active token named {name!r}", {"name": name})
             self.audit.record(conn, "token.revoke", reference=name, detail={"user": username})
+        self.liveness.clear()

@@ -19,6 +19,7 @@ from dockyard.services.auth import secrets as gen
 from dockyard.services.auth.guard import LoginGuard, keys_for
 from dockyard.services.auth.identity import ROBOT, ROBOT_PREFIX, USER, Identity
 from dockyard.services.auth.ldap import LdapProvider, LdapUnavailable
+from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.passwords import VerifiedCache, verify_password
 from dockyard.services.auth.users import UserService
 from dockyard.services.errors import TooManyRequests
@@ -40,12 +41,14 @@ class Authenticator:
         audit: AuditLog,
         guard: LoginGuard,
         ldap: LdapProvider | None = None,
+        liveness: LivenessCache | None = None,
     ) -> None:
         self.db = db
         self.users = users
         self.audit = audit
         self.guard = guard
         self.ldap = ldap
+        self.liveness = liveness or LivenessCache(ttl=0)
         self._verified = VerifiedCache()
 
     # --- logins ------------------------------------------------------------------------------
@@ -168,6 +171,9 @@ class Authenticator:
         (deleted, disabled, expired robot, revoked access token)."""
         if not subject:
             return None
+        return self.liveness.get_or_load((subject, credential), lambda: self._current(subject, credential))
+
+    def _current(self, subject: str, credential: str | None) -> Identity | None:
         with self.db.read() as conn:
             if subject.startswith(ROBOT_PREFIX):
                 robot = conn.execute(

@@ -12,6 +12,7 @@ from dockyard.db.engine import Database, now
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth import secrets as gen
 from dockyard.services.auth.identity import ROBOT_PREFIX
+from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.permissions import ROBOT_ACTIONS
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
@@ -56,9 +57,10 @@ def _check_permissions(permissions: dict[str, list[str]]) -> dict[str, list[str]
 
 
 class RobotService:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(self, db: Database, audit: AuditLog, liveness: LivenessCache | None = None) -> None:
         self.db = db
         self.audit = audit
+        self.liveness = liveness or LivenessCache(ttl=0)
 
     def _load(self, conn: sa.Connection, name: str) -> Robot | None:
         row = conn.execute(sa.select(s.robots).where(s.robots.c.name == name)).first()
@@ -170,6 +172,7 @@ class RobotService:
             assert robot is not None
             for project in list(robot.permissions) or [None]:  # type: ignore[list-item]
                 self.audit.record(conn, "robot.update", project=project, reference=full, detail={"disabled": disabled})
+        self.liveness.clear()
         return robot
 
     def refresh_secret(self, name: str) -> str:
@@ -194,3 +197,4 @@ class RobotService:
             conn.execute(sa.delete(s.robots).where(s.robots.c.id == robot.id))
             for project in list(robot.permissions) or [None]:  # type: ignore[list-item]
                 self.audit.record(conn, "robot.delete", project=project, reference=full)
+        self.liveness.clear()

@@ -13,6 +13,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth import secrets as gen
+from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.passwords import hash_password
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
@@ -68,9 +69,10 @@ def _user(row: sa.Row[tuple[object, ...]]) -> User:
 
 
 class UserService:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    def __init__(self, db: Database, audit: AuditLog, liveness: LivenessCache | None = None) -> None:
         self.db = db
         self.audit = audit
+        self.liveness = liveness or LivenessCache(ttl=0)
 
     def ensure_admin(self, password: str | None) -> str | None:
         """Create `admin` when the user table is empty. Returns the password if it was generated."""
@@ -176,6 +178,7 @@ class UserService:
                 conn.execute(sa.update(s.users).where(s.users.c.username == username).values(**values))
                 self.audit.record(conn, "user.update", reference=username, detail=values)
             user = self.find(conn, username)
+        self.liveness.clear()
         assert user is not None
         return user
 
@@ -191,6 +194,7 @@ class UserService:
                 )
             )
             self.audit.record(conn, "user.delete", reference=username)
+        self.liveness.clear()
 
     def set_password(self, username: str, password: str) -> None:
         _check_password(password)
