@@ -27,6 +27,10 @@ repositories = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("name", sa.String(255), nullable=False, unique=True),
     sa.Column("created_at", Timestamp, nullable=False),
+    # The project it belongs to (by the first path component), for quotas and usage.
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="SET NULL"), nullable=True),
+    # Bytes of the blobs linked to it, kept up to date with every link added or removed.
+    sa.Column("used_bytes", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # A blob whose verified bytes are in storage. Rows are global; repositories see blobs via links.
@@ -36,6 +40,8 @@ blobs = sa.Table(
     sa.Column("digest", sa.String(150), primary_key=True),
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    # ok | deleting: the collector marks a blob before it removes the bytes (see docs/garbage-collection.md).
+    sa.Column("status", sa.String(16), nullable=False, server_default="ok"),
 )
 
 # Which repository may see which blob: set by an upload into it, a mount, or a manifest push.
@@ -132,6 +138,66 @@ projects = sa.Table(
     sa.Column("created_by", sa.String(255), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("quota_bytes", sa.BigInteger, nullable=True),  # None: no quota
+    # Bytes of distinct blobs linked anywhere in the project (a blob shared by two repositories counts once).
+    sa.Column("used_bytes", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# Which blobs a project holds, and in how many of its repositories: the basis of `used_bytes`.
+project_blobs = sa.Table(
+    "project_blobs",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("digest", sa.String(150), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("links", sa.Integer, nullable=False),
+)
+
+# Tag rules per project: immutability (a matching tag, once pushed, is never moved or deleted).
+tag_rules = sa.Table(
+    "tag_rules",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # immutable
+    sa.Column("pattern", sa.String(255), nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("project_id", "kind", "pattern"),
+)
+
+# A project's retention policy (JSON: keep_last, keep_days, keep_patterns, remove_untagged).
+retention_policies = sa.Table(
+    "retention_policies",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("policy", sa.Text, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("last_run_at", Timestamp, nullable=True),
+)
+
+# Things that may have become garbage, to be looked at once `due_at` passes: the collector's work
+# grows with what changed, not with the size of the registry. kind: manifest | link | blob.
+gc_queue = sa.Table(
+    "gc_queue",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("repository_id", sa.Integer, nullable=False),  # 0 for kind=blob
+    sa.Column("digest", sa.String(150), nullable=False),
+    sa.Column("due_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("kind", "repository_id", "digest"),
+    sa.Index("ix_gc_queue_due", "due_at"),
+)
+
+# Leases: one process at a time runs each background duty (collector, retention, scrub).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
 )
 
 # Role grants: to a user or to a group (as named by LDAP or the OIDC groups claim).

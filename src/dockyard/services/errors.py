@@ -117,3 +117,13 @@ class Conflict(RegistryError):
 
 class InvalidInput(RegistryError):
     code = "INVALID"
+
+
+class QuotaExceeded(Denied):
+    """A push that would take a project over its storage quota (HTTP 403 DENIED)."""
+
+    def __init__(self, project: str, quota: int, used: int, needed: int) -> None:
+        super().__init__(
+            f"quota exceeded: project {project!r} uses {used} of {quota} bytes; this blob needs {needed} more",
+            {"project": project, "quota_bytes": quota, "used_bytes": used, "needed_bytes": needed},
+        )

@@ -10,8 +10,15 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.audit import AuditLog
-from dockyard.services.errors import BlobUnknown, NameInvalid
-from dockyard.services.registry.common import check_digest, check_name, ensure_repository, link_blob
+from dockyard.services.errors import BlobUnknown, BlobUploadInvalid, NameInvalid
+from dockyard.services.registry.common import (
+    check_digest,
+    check_name,
+    check_quota,
+    ensure_repository,
+    link_blob,
+    unlink_blob,
+)
 from dockyard.storage.base import BlobStore
 
 
@@ -24,16 +31,18 @@ class BlobInfo:
 
 
 class BlobService:
-    def __init__(self, db: Database, store: BlobStore, audit: AuditLog | None = None) -> None:
+    def __init__(self, db: Database, store: BlobStore, audit: AuditLog | None = None, grace: float = 3600.0) -> None:
         self.db = db
         self.store = store
         self.audit = audit
+        self.grace = grace
 
     def _linked_size(self, name: str, digest: str) -> int | None:
         q = (
             sa.select(s.blobs.c.size)
             .select_from(s.repository_blobs.join(s.repositories).join(s.blobs))
-            .where(s.repositories.c.name == name, s.repository_blobs.c.digest == digest)
+            # A blob the collector has begun to delete is unknown: the client uploads it again.
+            .where(s.repositories.c.name == name, s.repository_blobs.c.digest == digest, s.blobs.c.status == "ok")
         )
         with self.db.read() as conn:
             return conn.execute(q).scalar()
@@ -61,13 +70,7 @@ class BlobService:
         check_digest(digest)
         with self.db.write() as conn:
             repo_id = conn.execute(sa.select(s.repositories.c.id).where(s.repositories.c.name == name)).scalar()
-            deleted = 0
-            if repo_id is not None:
-                deleted = conn.execute(
-                    sa.delete(s.repository_blobs).where(
-                        s.repository_blobs.c.repository_id == repo_id, s.repository_blobs.c.digest == digest
-                    )
-                ).rowcount
+            deleted = repo_id is not None and unlink_blob(self.db, conn, repo_id, digest)
             if deleted and self.audit is not None:
                 self.audit.record(conn, "blob.delete", repository=name, digest=digest)
         if not deleted:
@@ -87,7 +90,11 @@ class BlobService:
         size = self._linked_size(source, digest)
         if size is None or self.store.stat(digest) is None:
             return None
-        with self.db.write() as conn:
-            repo_id = ensure_repository(self.db, conn, name)
-            link_blob(self.db, conn, repo_id, digest, size)
+        try:
+            with self.db.write() as conn:
+                repo_id = ensure_repository(self.db, conn, name)
+                check_quota(self.db, conn, repo_id, digest, size)
+                link_blob(self.db, self.store, conn, repo_id, digest, size, self.grace)
+        except BlobUploadInvalid:
+            return None  # collected meanwhile: the client uploads instead
         return size

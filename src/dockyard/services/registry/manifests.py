@@ -21,7 +21,15 @@ from dockyard.services.errors import (
     ManifestUnknown,
     TooLarge,
 )
-from dockyard.services.registry.common import check_digest, check_name, check_tag, ensure_repository
+from dockyard.services.lifecycle.tag_rules import refuse_if_immutable
+from dockyard.services.registry.common import (
+    check_digest,
+    check_name,
+    check_tag,
+    delete_manifest_rows,
+    enqueue_gc,
+    ensure_repository,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +46,13 @@ class PushResult:
 
 
 class ManifestService:
-    def __init__(self, db: Database, max_bytes: int = 4 * 1024 * 1024, audit: AuditLog | None = None) -> None:
+    def __init__(
+        self, db: Database, max_bytes: int = 4 * 1024 * 1024, audit: AuditLog | None = None, grace: float = 3600.0
+    ) -> None:
         self.db = db
         self.max_bytes = max_bytes
         self.audit = audit
+        self.grace = grace  # how long an untagged manifest is kept before the collector may take it
         m, t, r = s.manifests.c, s.tags.c, s.repositories.c
         cols = (m.digest, m.media_type, m.content)
         # Prepared once: GET by tag is the hottest read in the registry.
@@ -97,33 +108,61 @@ class ManifestService:
             self._check_references(conn, repo_id, parsed)
             manifest_id = self._store(conn, repo_id, digest, body, parsed)
             if tag is not None:
-                conn.execute(
-                    self.db.upsert(
-                        s.tags,
-                        ["repository_id", "name"],
-                        repository_id=repo_id,
-                        name=tag,
-                        manifest_id=manifest_id,
-                        updated_at=now(),
-                    )
-                )
+                self._set_tag(conn, name, repo_id, tag, manifest_id)
+            else:  # pushed by digest: garbage unless a tag, an index or a kept subject claims it in time
+                enqueue_gc(self.db, conn, "manifest", repo_id, digest, self.grace)
             if self.audit is not None:
                 self.audit.record(conn, "push", repository=name, reference=tag, digest=digest)
         return PushResult(digest, parsed.subject.digest if parsed.subject else None)
 
-    def _check_references(self, conn: sa.Connection, repo_id: int, parsed: ParsedManifest) -> None:
-        checks = (
-            ({d.digest for d in parsed.blob_references()}, s.repository_blobs.c, "a blob"),
-            ({d.digest for d in parsed.manifests}, s.manifests.c, "a manifest"),
+    def _set_tag(self, conn: sa.Connection, name: str, repo_id: int, tag: str, manifest_id: int) -> None:
+        t = s.tags.c
+        old_stmt = sa.select(t.manifest_id).where(t.repository_id == repo_id, t.name == tag)
+        if not self.db.is_sqlite:
+            old_stmt = old_stmt.with_for_update()
+        old = conn.execute(old_stmt).scalar()
+        if old is None:
+            inserted = conn.execute(
+                self.db.insert_ignore(
+                    s.tags, repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now()
+                ).returning(t.name)
+            ).scalar()
+            if inserted is not None:
+                return
+            old = conn.execute(old_stmt).scalar()  # a concurrent push created the tag first
+        if old != manifest_id:
+            refuse_if_immutable(conn, name, tag, "moved to another manifest")
+            previous = conn.execute(sa.select(s.manifests.c.digest).where(s.manifests.c.id == old)).scalar()
+            if previous is not None:
+                enqueue_gc(self.db, conn, "manifest", repo_id, previous, self.grace)
+        conn.execute(
+            sa.update(s.tags)
+            .where(t.repository_id == repo_id, t.name == tag)
+            .values(manifest_id=manifest_id, updated_at=now())
         )
-        for wanted, table, what in checks:
+
+    def _check_references(self, conn: sa.Connection, repo_id: int, parsed: ParsedManifest) -> None:
+        """Every blob and child manifest must be in the repository. Their rows are share-locked until
+        commit, so the collector cannot remove them between this check and the insert."""
+        blobs = {d.digest for d in parsed.blob_references()}
+        children = {d.digest for d in parsed.manifests}
+        rb, b, m = s.repository_blobs.c, s.blobs.c, s.manifests.c
+        blob_q = (
+            sa.select(rb.digest)
+            .select_from(s.repository_blobs.join(s.blobs, b.digest == rb.digest))
+            .where(rb.repository_id == repo_id, rb.digest.in_(sorted(blobs)), b.status == "ok")
+            .order_by(rb.digest)
+        )
+        child_q = (
+            sa.select(m.digest).where(m.repository_id == repo_id, m.digest.in_(sorted(children))).order_by(m.digest)
+        )
+        if not self.db.is_sqlite:
+            blob_q = blob_q.with_for_update(read=True, of=s.blobs)
+            child_q = child_q.with_for_update(read=True)
+        for wanted, query, what in ((blobs, blob_q, "a blob"), (children, child_q, "a manifest")):
             if not wanted:
                 continue
-            present = set(
-                conn.execute(
-                    sa.select(table.digest).where(table.repository_id == repo_id, table.digest.in_(wanted))
-                ).scalars()
-            )
+            present = set(conn.execute(query).scalars())
             missing = sorted(wanted - present)
             if missing:
                 raise ManifestBlobUnknown(
@@ -131,9 +170,12 @@ class ManifestService:
                 )
 
     def _store(self, conn: sa.Connection, repo_id: int, digest: str, body: bytes, parsed: ParsedManifest) -> int:
-        existing = conn.execute(
-            sa.select(s.manifests.c.id).where(s.manifests.c.repository_id == repo_id, s.manifests.c.digest == digest)
-        ).scalar()
+        existing_q = sa.select(s.manifests.c.id).where(
+            s.manifests.c.repository_id == repo_id, s.manifests.c.digest == digest
+        )
+        if not self.db.is_sqlite:  # keep the collector off it until this push commits
+            existing_q = existing_q.with_for_update(read=True)
+        existing = conn.execute(existing_q).scalar()
         if existing is not None:
             return int(existing)
         annotations = json.dumps(parsed.annotations) if parsed.annotations else None
@@ -191,21 +233,27 @@ class ManifestService:
                     ).scalar()
                 if manifest_id is None:
                     raise ManifestUnknown("manifest unknown", {"name": name, "reference": reference})
-                conn.execute(sa.delete(s.tags).where(s.tags.c.manifest_id == manifest_id))
-                conn.execute(sa.delete(s.manifest_blobs).where(s.manifest_blobs.c.manifest_id == manifest_id))
-                conn.execute(sa.delete(s.manifest_children).where(s.manifest_children.c.manifest_id == manifest_id))
-                conn.execute(sa.delete(s.manifests).where(s.manifests.c.id == manifest_id))
+                for tag in conn.execute(sa.select(s.tags.c.name).where(s.tags.c.manifest_id == manifest_id)).scalars():
+                    refuse_if_immutable(conn, name, tag, "deleted")
+                assert repo_id is not None
+                delete_manifest_rows(self.db, conn, int(repo_id), int(manifest_id), reference)
                 if self.audit is not None:
                     self.audit.record(conn, "delete", repository=name, digest=reference)
             else:
                 check_tag(reference)
-                deleted = 0
+                untagged = None
                 if repo_id is not None:
-                    deleted = conn.execute(
-                        sa.delete(s.tags).where(s.tags.c.repository_id == repo_id, s.tags.c.name == reference)
-                    ).rowcount
-                if not deleted:
+                    untagged = conn.execute(
+                        sa.delete(s.tags)
+                        .where(s.tags.c.repository_id == repo_id, s.tags.c.name == reference)
+                        .returning(s.tags.c.manifest_id)
+                    ).scalar()
+                if untagged is None:
                     raise ManifestUnknown("tag unknown", {"name": name, "reference": reference})
+                refuse_if_immutable(conn, name, reference, "deleted")  # raising rolls the delete back
+                previous = conn.execute(sa.select(s.manifests.c.digest).where(s.manifests.c.id == untagged)).scalar()
+                if previous is not None:
+                    enqueue_gc(self.db, conn, "manifest", int(repo_id or 0), previous, self.grace)
                 if self.audit is not None:
                     self.audit.record(conn, "delete", repository=name, reference=reference)
 

@@ -14,17 +14,25 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
-from dockyard.services.errors import BlobUploadUnknown, DigestInvalid, RangeInvalid
-from dockyard.services.registry.common import check_digest, check_name, ensure_repository, link_blob
+from dockyard.services.errors import BlobUploadUnknown, DigestInvalid, QuotaExceeded, RangeInvalid
+from dockyard.services.registry.common import (
+    check_digest,
+    check_name,
+    check_quota,
+    ensure_repository,
+    link_blob,
+    lock_blob,
+)
 from dockyard.storage.base import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
 
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class UploadService:
-    def __init__(self, db: Database, store: BlobStore) -> None:
+    def __init__(self, db: Database, store: BlobStore, grace: float = 3600.0) -> None:
         self.db = db
         self.store = store
+        self.grace = grace  # how long an uploaded blob may wait for a manifest before it is garbage
 
     def start(self, name: str) -> str:
         check_name(name)
@@ -87,6 +95,16 @@ class UploadService:
 
     def _commit(self, repo_id: int, upload_id: str, digest: str) -> int:
         try:
+            staged = self.store.upload_size(upload_id)
+        except UploadNotFound:
+            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
+        try:
+            with self.db.read() as conn:
+                check_quota(self.db, conn, repo_id, digest, staged)
+        except QuotaExceeded:
+            self._drop_session(upload_id)  # refused before the bytes are committed: nothing remains
+            raise
+        try:
             size = self.store.commit_upload(upload_id, digest)
         except DigestMismatch as exc:
             self._drop_session(upload_id)
@@ -95,9 +113,18 @@ class UploadService:
             ) from None
         except UploadNotFound:
             raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
-        with self.db.write() as conn:
-            link_blob(self.db, conn, repo_id, digest, size)
-            conn.execute(sa.delete(s.upload_sessions).where(s.upload_sessions.c.id == upload_id))
+        try:
+            with self.db.write() as conn:
+                link_blob(self.db, self.store, conn, repo_id, digest, size, self.grace)
+                conn.execute(sa.delete(s.upload_sessions).where(s.upload_sessions.c.id == upload_id))
+        except QuotaExceeded:
+            # Lost a race for the last of the quota after the bytes were moved into place: remove
+            # them again unless another push owns them by now.
+            with self.db.write() as conn:
+                if lock_blob(self.db, conn, digest) is None:
+                    self.store.delete(digest)
+                conn.execute(sa.delete(s.upload_sessions).where(s.upload_sessions.c.id == upload_id))
+            raise
         return size
 
     def monolithic(self, name: str, digest: str, chunks: Iterable[bytes]) -> int:

@@ -1,0 +1,1 @@
+"""Image lifecycle: garbage collection, tag immutability, retention, quotas, storage scrub and reconcile."""
