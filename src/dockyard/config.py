@@ -45,6 +45,25 @@ class Settings(BaseSettings):
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     server: str = Field("granian", pattern="^(granian|uvicorn)$", description="ASGI server implementation.")
 
+    # --- lifecycle ------------------------------------------------------------------------------
+    gc_grace_seconds: float = Field(
+        3600,
+        ge=0,
+        description="How long unreferenced content is kept before the collector removes it "
+        "(uploaded layers waiting for their manifest, untagged manifests, unlinked blobs).",
+    )
+    gc_interval_seconds: float = Field(
+        60, ge=0, description="How often the background collector runs; 0 turns it off (use `dockyard gc`)."
+    )
+    upload_ttl_seconds: float = Field(86400, gt=0, description="Upload sessions older than this are abandoned.")
+    retention_interval_seconds: float = Field(
+        3600, ge=0, description="How often enabled retention policies run; 0 turns the schedule off."
+    )
+    scrub_interval_seconds: float = Field(
+        0, ge=0, description="How often the storage scrub re-verifies every blob; 0 (default) off."
+    )
+    scrub_rate_mb: float = Field(50, gt=0, description="Scrub read bandwidth limit, MB/s.")
+
     # --- projects and access -------------------------------------------------------------------
     users_can_create_projects: bool = Field(
         False, description="Let every user create projects (otherwise system admins and users flagged for it)."

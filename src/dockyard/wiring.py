@@ -16,6 +16,8 @@ from dockyard.services.auth.policy import AccessPolicy
 from dockyard.services.auth.robots import RobotService
 from dockyard.services.auth.tokens import TokenService
 from dockyard.services.auth.users import UserService
+from dockyard.services.lifecycle.collector import GarbageCollector
+from dockyard.services.lifecycle.tag_rules import TagRuleService
 from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
 from dockyard.storage.base import BlobStore
@@ -32,6 +34,8 @@ class Services:
     uploads: UploadService
     manifests: ManifestService
     catalog: CatalogService
+    collector: GarbageCollector
+    tag_rules: TagRuleService
     users: UserService
     projects: ProjectService
     robots: RobotService
@@ -89,9 +93,11 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         db=db,
         store=store,
         audit=audit,
-        blobs=BlobService(db, store, audit),
-        uploads=UploadService(db, store),
-        manifests=ManifestService(db, settings.max_manifest_bytes, audit),
+        blobs=BlobService(db, store, audit, settings.gc_grace_seconds),
+        uploads=UploadService(db, store, settings.gc_grace_seconds),
+        manifests=ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds),
+        collector=GarbageCollector(db, store, audit, settings.gc_grace_seconds, settings.upload_ttl_seconds),
+        tag_rules=TagRuleService(db, audit),
         catalog=CatalogService(db),
         users=users,
         projects=projects,

@@ -1,0 +1,290 @@
+"""Online garbage collection, from the database, with no read-only window.
+
+Every change that may create garbage queues a candidate (`gc_queue`): an untagged or moved-away
+manifest, a blob link of a deleted manifest or of an upload no manifest claimed, a blob whose last
+link went. The collector looks only at due candidates, so its cost grows with what changed, never
+with the size of the registry, and it never walks storage. The algorithm and why it is safe against
+concurrent pushes are written down in docs/garbage-collection.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import Counter
+
+from dockyard.db import schema as s
+from dockyard.db.engine import Database, now
+from dockyard.services.audit import Actor, AuditLog, acting_as
+from dockyard.services.registry.common import account_link, delete_manifest_rows, enqueue_gc, lock_blob
+from dockyard.storage.base import BlobStore
+
+COLLECTOR = Actor("system:gc", "system")
+DELETED_BYTES = Counter("dockyard_gc_deleted_bytes", "Bytes of blobs removed from storage by the collector")
+DELETED = Counter("dockyard_gc_deleted", "Objects removed by the collector", ["kind"])
+
+
+@dataclass
+class GcReport:
+    manifests: list[tuple[str, str]] = field(default_factory=list)  # (repository, digest)
+    links: list[tuple[str, str]] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
+    bytes: int = 0
+    kept: int = 0  # candidates that turned out to be in use
+    deferred: int = 0  # candidates still inside their grace period
+    stale_uploads: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "manifests": len(self.manifests),
+            "links": len(self.links),
+            "blobs": len(self.blobs),
+            "bytes": self.bytes,
+            "kept": self.kept,
+            "deferred": self.deferred,
+            "stale_uploads": self.stale_uploads,
+        }
+
+
+class _DryRun(Exception):
+    """Raised to roll the dry run's single transaction back."""
+
+
+Tx = Callable[[], AbstractContextManager[sa.Connection]]
+
+
+class GarbageCollector:
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        audit: AuditLog,
+        grace: float = 3600.0,
+        upload_ttl: float = 86400.0,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.audit = audit
+        self.grace = grace
+        self.upload_ttl = upload_ttl
+
+    # --- entry points ------------------------------------------------------------------------
+    def run(self, dry_run: bool = False, limit: int = 100_000) -> GcReport:
+        """Process every due candidate (and what their removal makes due), up to `limit` of them.
+
+        A dry run does the same work in one transaction that is rolled back, and removes no bytes:
+        it reports exactly what a real run would remove now.
+        """
+        report = GcReport()
+        if not dry_run:
+            with acting_as(COLLECTOR):
+                self._drain(self.db.write, report, limit, dry_run=False)
+                self._stale_uploads(report)
+            return report
+        try:
+            with self.db.write() as conn:
+
+                @contextmanager
+                def same() -> Iterator[sa.Connection]:
+                    yield conn
+
+                self._drain(same, report, limit, dry_run=True)
+                raise _DryRun
+        except _DryRun:
+            pass
+        return report
+
+    def enqueue_everything(self) -> int:
+        """Queue every manifest, link and blob (due now): for a registry that predates the queue, or
+        after restoring a database. This one walks the whole database, by design."""
+        count = 0
+        with self.db.write() as conn:
+            for repo_id, digest in conn.execute(sa.select(s.manifests.c.repository_id, s.manifests.c.digest)):
+                enqueue_gc(self.db, conn, "manifest", repo_id, digest, 0)
+                count += 1
+            for repo_id, digest in conn.execute(
+                sa.select(s.repository_blobs.c.repository_id, s.repository_blobs.c.digest)
+            ):
+                enqueue_gc(self.db, conn, "link", repo_id, digest, 0)
+                count += 1
+            for (digest,) in conn.execute(sa.select(s.blobs.c.digest)):
+                enqueue_gc(self.db, conn, "blob", 0, digest, 0)
+                count += 1
+        return count
+
+    def pending(self) -> int:
+        with self.db.read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(s.gc_queue)).scalar() or 0)
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _drain(self, tx: Tx, report: GcReport, limit: int, dry_run: bool) -> None:
+        q = s.gc_queue.c
+        done = 0
+        seen: set[int] = set()
+        while done < limit:
+            with tx() as conn:
+                batch = conn.execute(
+                    sa.select(q.id, q.kind, q.repository_id, q.digest, q.due_at)
+                    .where(q.due_at <= now())
+                    .order_by(q.due_at, q.id)
+                    .limit(200)
+                ).all()
+            batch = [item for item in batch if item.id not in seen]
+            if not batch:
+                return
+            for item in batch:
+                seen.add(item.id)
+                if item.kind == "manifest":
+                    self._manifest(tx, item, report)
+                elif item.kind == "link":
+                    self._link(tx, item, report)
+                else:
+                    self._blob(tx, item, report, dry_run)
+                done += 1
+
+    def _settle(self, conn: sa.Connection, item: Any, defer_until: float | None = None) -> None:
+        """Drop the queue entry, unless it was queued again meanwhile (then it stays for its new time)."""
+        q = s.gc_queue.c
+        if defer_until is not None:
+            conn.execute(
+                sa.update(s.gc_queue).where(q.id == item.id, q.due_at == item.due_at).values(due_at=defer_until)
+            )
+        else:
+            conn.execute(sa.delete(s.gc_queue).where(q.id == item.id, q.due_at == item.due_at))
+
+    def _manifest(self, tx: Tx, item: Any, report: GcReport) -> None:
+        m = s.manifests.c
+        with tx() as conn:
+            stmt = sa.select(m.id, m.created_at, m.subject_digest).where(
+                m.repository_id == item.repository_id, m.digest == item.digest
+            )
+            if not self.db.is_sqlite:
+                stmt = stmt.with_for_update()  # pushes share-lock a manifest they reuse or index
+            row = conn.execute(stmt).first()
+            if row is None:
+                return self._settle(conn, item)
+            if row.created_at > now() - self.grace:
+                report.deferred += 1
+                return self._settle(conn, item, row.created_at + self.grace)
+            if self._manifest_in_use(conn, int(item.repository_id), str(item.digest), row):
+                report.kept += 1
+                return self._settle(conn, item)
+            repo = conn.execute(
+                sa.select(s.repositories.c.name).where(s.repositories.c.id == item.repository_id)
+            ).scalar()
+            delete_manifest_rows(self.db, conn, int(item.repository_id), int(row.id), str(item.digest))
+            self.audit.record(conn, "gc.manifest", repository=repo, digest=str(item.digest))
+            self._settle(conn, item)
+        report.manifests.append((str(repo), str(item.digest)))
+        DELETED.labels("manifest").inc()
+
+    def _manifest_in_use(self, conn: sa.Connection, repo_id: int, digest: str, row: Any) -> bool:
+        m = s.manifests.c
+        if conn.execute(sa.select(s.tags.c.name).where(s.tags.c.manifest_id == row.id).limit(1)).first():
+            return True
+        parent = conn.execute(
+            sa.select(s.manifest_children.c.manifest_id)
+            .select_from(s.manifest_children.join(s.manifests, m.id == s.manifest_children.c.manifest_id))
+            .where(m.repository_id == repo_id, s.manifest_children.c.child_digest == digest)
+            .limit(1)
+        ).first()
+        if parent is not None:
+            return True
+        if row.subject_digest:  # a referrer lives as long as its subject
+            subject = conn.execute(
+                sa.select(m.id).where(m.repository_id == repo_id, m.digest == row.subject_digest)
+            ).first()
+            return subject is not None
+        return False
+
+    def _link(self, tx: Tx, item: Any, report: GcReport) -> None:
+        rb, m = s.repository_blobs.c, s.manifests.c
+        digest, repo_id = str(item.digest), int(item.repository_id)
+        with tx() as conn:
+            blob = lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
+            link = conn.execute(
+                sa.select(rb.created_at).where(rb.repository_id == repo_id, rb.digest == digest)
+            ).first()
+            if link is None:
+                return self._settle(conn, item)
+            if link.created_at > now() - self.grace:
+                report.deferred += 1
+                return self._settle(conn, item, link.created_at + self.grace)
+            used = conn.execute(
+                sa.select(s.manifest_blobs.c.manifest_id)
+                .select_from(s.manifest_blobs.join(s.manifests, m.id == s.manifest_blobs.c.manifest_id))
+                .where(m.repository_id == repo_id, s.manifest_blobs.c.digest == digest)
+                .limit(1)
+            ).first()
+            if used is not None:
+                report.kept += 1
+                return self._settle(conn, item)
+            conn.execute(sa.delete(s.repository_blobs).where(rb.repository_id == repo_id, rb.digest == digest))
+            account_link(self.db, conn, repo_id, digest, int(blob.size) if blob is not None else 0, -1)
+            enqueue_gc(self.db, conn, "blob", 0, digest, 0)
+            repo = conn.execute(sa.select(s.repositories.c.name).where(s.repositories.c.id == repo_id)).scalar()
+            self._settle(conn, item)
+        report.links.append((str(repo), digest))
+        DELETED.labels("link").inc()
+
+    def _blob(self, tx: Tx, item: Any, report: GcReport, dry_run: bool) -> None:
+        b = s.blobs.c
+        digest = str(item.digest)
+        # Phase 1: mark. Under the row lock, with no link and no manifest reference anywhere.
+        with tx() as conn:
+            blob = lock_blob(self.db, conn, digest)
+            if blob is None:
+                return self._settle(conn, item)
+            created = conn.execute(sa.select(b.created_at).where(b.digest == digest)).scalar_one()
+            if created > now() - self.grace:
+                report.deferred += 1
+                return self._settle(conn, item, created + self.grace)
+            linked = conn.execute(
+                sa.select(s.repository_blobs.c.repository_id).where(s.repository_blobs.c.digest == digest).limit(1)
+            ).first()
+            referenced = conn.execute(
+                sa.select(s.manifest_blobs.c.manifest_id).where(s.manifest_blobs.c.digest == digest).limit(1)
+            ).first()
+            if linked is not None or referenced is not None:
+                if blob.status != "ok":
+                    conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="ok"))
+                report.kept += 1
+                return self._settle(conn, item)
+            conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="deleting"))
+        # Phase 2: remove the bytes, then the row, still holding the lock: a push that took the blob
+        # back in between has set it to `ok`, and one that arrives now waits for this transaction and
+        # then finds no row (and, checking storage under the lock, no bytes) and uploads again.
+        with tx() as conn:
+            blob = lock_blob(self.db, conn, digest)
+            if blob is None or blob.status != "deleting":
+                report.kept += 1
+                return self._settle(conn, item)
+            if not dry_run:
+                self.store.delete(digest)
+            conn.execute(sa.delete(s.blobs).where(b.digest == digest))
+            self.audit.record(conn, "gc.blob", digest=digest, detail={"size": int(blob.size)})
+            self._settle(conn, item)
+        report.blobs.append(digest)
+        report.bytes += int(blob.size)
+        if not dry_run:
+            DELETED.labels("blob").inc()
+            DELETED_BYTES.inc(int(blob.size))
+
+    # --- abandoned uploads -------------------------------------------------------------------
+    def _stale_uploads(self, report: GcReport) -> None:
+        u = s.upload_sessions.c
+        cutoff = now() - self.upload_ttl
+        with self.db.read() as conn:
+            stale = list(conn.execute(sa.select(u.id).where(u.updated_at < cutoff)).scalars())
+        for upload_id in stale:
+            with self.db.write() as conn:
+                gone = conn.execute(
+                    sa.delete(s.upload_sessions).where(u.id == upload_id, u.updated_at < cutoff)
+                ).rowcount
+            if gone:
+                self.store.delete_upload(upload_id)
+                report.stale_uploads += 1

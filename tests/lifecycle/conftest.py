@@ -1,0 +1,55 @@
+"""Services on SQLite and PostgreSQL with a zero grace period, so the collector acts at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dockyard.db.engine import Database
+from dockyard.oci import mediatypes as mt
+from dockyard.wiring import Services, build_services, prepare
+from tests.api.conftest import make_settings
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def svc(tmp_path: Path, database: Database) -> Iterator[Services]:
+    settings = make_settings(tmp_path, database).model_copy(update={"gc_grace_seconds": 0.0})
+    services = build_services(settings, db=database)
+    prepare(services)
+    yield services
+
+
+def push_blob(svc: Services, repo: str, data: bytes) -> str:
+    digest = sha256(data)
+    svc.uploads.monolithic(repo, digest, [data])
+    return digest
+
+
+def image(svc: Services, repo: str, layers: list[bytes], tag: str | None, config: bytes | None = None) -> str:
+    """Push layers, config and manifest; returns the manifest digest."""
+    config = config or json.dumps({"architecture": "amd64", "os": "linux", "layers": len(layers)}).encode()
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": push_blob(svc, repo, config), "size": len(config)},
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": push_blob(svc, repo, layer),
+                "size": len(layer),
+            }
+            for layer in layers
+        ],
+    }
+    body = json.dumps(doc).encode()
+    digest = sha256(body)
+    svc.manifests.put(repo, tag or digest, body, mt.OCI_MANIFEST)
+    return digest
