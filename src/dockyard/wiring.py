@@ -17,6 +17,9 @@ from dockyard.services.auth.robots import RobotService
 from dockyard.services.auth.tokens import TokenService
 from dockyard.services.auth.users import UserService
 from dockyard.services.lifecycle.collector import GarbageCollector
+from dockyard.services.lifecycle.maintenance import Duty, Maintenance
+from dockyard.services.lifecycle.retention import RetentionService
+from dockyard.services.lifecycle.scrub import Scrubber
 from dockyard.services.lifecycle.tag_rules import TagRuleService
 from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
@@ -36,6 +39,8 @@ class Services:
     catalog: CatalogService
     collector: GarbageCollector
     tag_rules: TagRuleService
+    retention: RetentionService
+    scrubber: Scrubber
     users: UserService
     projects: ProjectService
     robots: RobotService
@@ -88,6 +93,7 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
             lockout_seconds=settings.login_lockout_seconds,
         ),
     )
+    manifests = ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds)
     return Services(
         settings=settings,
         db=db,
@@ -95,9 +101,11 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         audit=audit,
         blobs=BlobService(db, store, audit, settings.gc_grace_seconds),
         uploads=UploadService(db, store, settings.gc_grace_seconds),
-        manifests=ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds),
+        manifests=manifests,
         collector=GarbageCollector(db, store, audit, settings.gc_grace_seconds, settings.upload_ttl_seconds),
         tag_rules=TagRuleService(db, audit),
+        retention=RetentionService(db, manifests, audit),
+        scrubber=Scrubber(db, store, audit),
         catalog=CatalogService(db),
         users=users,
         projects=projects,
@@ -118,3 +126,20 @@ def prepare(services: Services) -> str | None:
     services.db.migrate()
     services.tokens.ensure_key()
     return services.users.ensure_admin(services.settings.admin_password)
+
+
+def maintenance(services: Services) -> Maintenance:
+    """The background duties a server process takes part in (each run by one replica at a time)."""
+    s = services.settings
+    return Maintenance(
+        services.db,
+        [
+            Duty("gc", s.gc_interval_seconds, services.collector.run),
+            Duty(
+                "retention",
+                s.retention_interval_seconds,
+                lambda: services.retention.run_due(s.retention_interval_seconds),
+            ),
+            Duty("scrub", s.scrub_interval_seconds, lambda: services.scrubber.run(s.scrub_rate_mb * 1_000_000)),
+        ],
+    )

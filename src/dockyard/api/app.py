@@ -20,7 +20,7 @@ from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
 from dockyard.config import load_settings
 from dockyard.logs import get_logger
 from dockyard.services.errors import RegistryError
-from dockyard.wiring import Services, build_services
+from dockyard.wiring import Services, build_services, maintenance
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -45,7 +45,10 @@ def _lifespan(services: Services) -> Callable[[Starlette], AbstractAsyncContextM
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.audit.start()
+        duties = maintenance(services)
+        duties.start()
         yield
+        duties.stop()
         services.close()
 
     return lifespan

@@ -55,6 +55,9 @@ class BlobStore(Protocol):
     def list_digests(self) -> Iterator[str]:
         """Every stored blob digest (for reconcile and scrub, never for serving)."""
 
+    def modified_at(self, digest: str) -> float | None:
+        """When the blob was last written (UNIX time), or None when absent."""
+
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         """Store a whole blob from a stream, verifying its digest; returns its size."""
 

@@ -82,6 +82,12 @@ class FilesystemBlobStore:
         except FileNotFoundError:
             return False
 
+    def modified_at(self, digest: str) -> float | None:
+        try:
+            return self._path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def list_digests(self) -> Iterator[str]:
         for alg_dir in sorted(p for p in self._blobs.iterdir() if p.is_dir()):
             for prefix in sorted(p for p in alg_dir.iterdir() if p.is_dir()):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 
@@ -13,6 +14,7 @@ from dockyard.storage.base import DigestMismatch, UploadNotFound, UploadOffsetMi
 class MemoryBlobStore:
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+        self._written: dict[str, float] = {}
         self._uploads: dict[str, bytearray] = {}
         self._lock = threading.Lock()
 
@@ -38,6 +40,9 @@ class MemoryBlobStore:
 
     def list_digests(self) -> Iterator[str]:
         return iter(sorted(self._blobs))
+
+    def modified_at(self, digest: str) -> float | None:
+        return self._written.get(digest) if digest in self._blobs else None
 
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         upload_id = uuid.uuid4().hex
@@ -76,6 +81,7 @@ class MemoryBlobStore:
             raise DigestMismatch(digest, actual)
         with self._lock:
             self._blobs[digest] = bytes(buf)
+            self._written[digest] = time.time()
         return len(buf)
 
     def delete_upload(self, upload_id: str) -> None:

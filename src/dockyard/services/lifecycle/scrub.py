@@ -1,0 +1,101 @@
+"""Storage scrub: re-read every stored blob and verify its digest, at a limited bandwidth.
+
+A missing or altered blob is reported as an audit event and a metric, so tampering and bit rot do not
+go unnoticed. The scrub only reports; what to do about a bad blob is the operator's decision (delete
+it from the repositories that hold it, and the clients will push it again).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from prometheus_client import Counter
+
+from dockyard.db import schema as s
+from dockyard.db.engine import Database
+from dockyard.services.audit import FAILURE, Actor, AuditLog, acting_as
+from dockyard.storage.base import BlobStore
+
+SCRUBBER = Actor("system:scrub", "system")
+PROBLEMS = Counter("dockyard_scrub_problems", "Blobs the scrub found missing or altered", ["problem"])
+SCRUBBED = Counter("dockyard_scrub_bytes", "Bytes re-read and verified by the scrub")
+
+
+@dataclass
+class ScrubReport:
+    blobs: int = 0
+    bytes: int = 0
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "blobs": self.blobs,
+            "bytes": self.bytes,
+            "missing": self.missing,
+            "corrupt": self.corrupt,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class Scrubber:
+    def __init__(self, db: Database, store: BlobStore, audit: AuditLog) -> None:
+        self.db = db
+        self.store = store
+        self.audit = audit
+
+    def run(self, rate_bytes_per_second: float | None = None, batch: int = 500) -> ScrubReport:
+        report = ScrubReport()
+        started = time.monotonic()
+        after = ""
+        with acting_as(SCRUBBER):
+            while True:
+                with self.db.read() as conn:
+                    rows = conn.execute(
+                        sa.select(s.blobs.c.digest, s.blobs.c.size)
+                        .where(s.blobs.c.digest > after, s.blobs.c.status == "ok")
+                        .order_by(s.blobs.c.digest)
+                        .limit(batch)
+                    ).all()
+                if not rows:
+                    break
+                for digest, size in rows:
+                    self._check(digest, int(size), report)
+                    if rate_bytes_per_second:
+                        # Sleep off any lead over the allowed rate, so pulls keep the disk.
+                        ahead = report.bytes / rate_bytes_per_second - (time.monotonic() - started)
+                        if ahead > 0:
+                            time.sleep(ahead)
+                after = rows[-1].digest
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _check(self, digest: str, size: int, report: ScrubReport) -> None:
+        report.blobs += 1
+        algorithm, expected = digest.split(":", 1)
+        hasher = hashlib.new(algorithm)
+        read = 0
+        try:
+            for chunk in self.store.open_range(digest):
+                hasher.update(chunk)
+                read += len(chunk)
+        except FileNotFoundError:
+            report.missing.append(digest)
+            PROBLEMS.labels("missing").inc()
+            self.audit.record_now("storage.scrub", result=FAILURE, digest=digest, detail={"problem": "missing"})
+            return
+        report.bytes += read
+        SCRUBBED.inc(read)
+        if hasher.hexdigest() != expected or read != size:
+            report.corrupt.append(digest)
+            PROBLEMS.labels("corrupt").inc()
+            self.audit.record_now(
+                "storage.scrub",
+                result=FAILURE,
+                digest=digest,
+                detail={"problem": "digest mismatch", "actual": f"{algorithm}:{hasher.hexdigest()}", "size": read},
+            )
