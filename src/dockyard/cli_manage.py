@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -417,7 +418,149 @@ def audit_prune(
     typer.echo(json.dumps({"pruned": gone, "older_than_days": days}))
 
 
+# --- lifecycle ---------------------------------------------------------------------------------
+storage_app = typer.Typer(help="Verify and tidy blob storage.", no_args_is_help=True)
+retention_app = typer.Typer(help="Retention policies.", no_args_is_help=True)
+immutable_app = typer.Typer(help="Tag immutability rules of a project.", no_args_is_help=True)
+projects_app.add_typer(immutable_app, name="immutable")
+
+
+def _size(text: str) -> int | None:
+    """`none`, a number of bytes, or a number with K/M/G/T (powers of 1024; KB, KiB, … accepted)."""
+    value = text.strip().upper()
+    if value in ("NONE", "OFF", ""):
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", value)
+    if m is None:
+        raise typer.BadParameter(f"not a size: {text!r} (e.g. 500M, 20GiB, none)")
+    return int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}[m.group(2)])
+
+
+def gc_command(
+    dry_run: Annotated[bool, typer.Option(help="Report what would be removed, remove nothing.")] = False,
+    everything: Annotated[
+        bool, typer.Option("--all", help="First queue every manifest and blob (registries from before the queue).")
+    ] = False,
+) -> None:
+    """Collect garbage now: untagged manifests, unreferenced links and blobs past the grace period."""
+    with _services() as svc:
+        if everything:
+            typer.echo(f"queued {svc.collector.enqueue_everything()} candidates")
+        report = svc.collector.run(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(
+        f"{verb} {len(report.manifests)} manifests, {len(report.links)} blob links and {len(report.blobs)} blobs "
+        f"({report.bytes} bytes); {report.kept} candidates still in use, {report.deferred} within the grace period"
+    )
+    for repo, digest in report.manifests:
+        typer.echo(f"  manifest {repo}@{digest}")
+    for digest in report.blobs:
+        typer.echo(f"  blob {digest}")
+
+
+@storage_app.command("reconcile")
+@_errors
+def storage_reconcile(
+    dry_run: Annotated[bool, typer.Option(help="List orphaned files, remove nothing.")] = False,
+    min_age_hours: Annotated[float, typer.Option(help="Leave unknown files younger than this.")] = 1.0,
+) -> None:
+    """Remove files in storage that the database does not know (walks the whole storage)."""
+    from dockyard.services.lifecycle.reconcile import Reconciler
+
+    with _services() as svc:
+        report = Reconciler(svc.db, svc.store, min_age_hours * 3600).run(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(
+        f"checked {report.checked} files: {verb} {len(report.orphans)} orphans ({report.bytes} bytes); "
+        f"{report.young} unknown files too recent to judge"
+    )
+    for digest in report.orphans:
+        typer.echo(f"  {digest}")
+
+
+@storage_app.command("scrub")
+@_errors
+def storage_scrub(rate_mb: Annotated[float, typer.Option(help="Read at most this many MB/s.")] = 50.0) -> None:
+    """Re-read every blob and verify its digest; exit status 1 when any is missing or altered."""
+    with _services() as svc:
+        report = svc.scrubber.run(rate_mb * 1_000_000)
+    typer.echo(json.dumps(report.as_dict(), indent=2))
+    if report.missing or report.corrupt:
+        raise typer.Exit(1)
+
+
+@projects_app.command("quota")
+@_errors
+def project_quota(name: str, size: Annotated[str, typer.Argument(help="e.g. 500M, 20G, or none")]) -> None:
+    """Set or lift a project's storage quota."""
+    with _services() as svc:
+        project = svc.projects.set_quota(name, _size(size))
+    typer.echo(f"project {name}: quota {project.quota_bytes or 'none'}, using {project.used_bytes} bytes")
+
+
+@immutable_app.command("add")
+@_errors
+def immutable_add(project: str, pattern: str) -> None:
+    """Make tags matching PATTERN (e.g. 'v*') immutable in PROJECT."""
+    with _services() as svc:
+        svc.tag_rules.add(project, pattern, creator=None)
+    typer.echo(f"tags matching {pattern!r} in {project} are immutable")
+
+
+@immutable_app.command("remove")
+@_errors
+def immutable_remove(project: str, pattern: str) -> None:
+    """Remove an immutability rule."""
+    with _services() as svc:
+        svc.tag_rules.remove(project, pattern)
+    typer.echo(f"removed rule {pattern!r} from {project}")
+
+
+@immutable_app.command("list")
+@_errors
+def immutable_list(project: str) -> None:
+    """List a project's immutability rules."""
+    with _services() as svc:
+        rules = svc.tag_rules.list_rules(project)
+    for rule in rules:
+        typer.echo(rule.pattern)
+
+
+@retention_app.command("set")
+@_errors
+def retention_set(
+    project: str,
+    keep_last: Annotated[int | None, typer.Option(help="Keep the N most recently pushed tags per repository.")] = None,
+    keep_days: Annotated[float | None, typer.Option(help="Keep tags pushed or pulled within D days.")] = None,
+    keep_pattern: Annotated[list[str] | None, typer.Option(help="Keep tags matching (repeatable).")] = None,
+    remove_untagged: bool = False,
+    disable: Annotated[bool, typer.Option(help="Keep the policy but do not run it on schedule.")] = False,
+) -> None:
+    """Set a project's retention policy."""
+    from dockyard.services.lifecycle.retention import RetentionPolicy
+
+    policy = RetentionPolicy(keep_last, keep_days, list(keep_pattern or []), remove_untagged)
+    with _services() as svc:
+        svc.retention.set_policy(project, policy, enabled=not disable)
+    typer.echo(f"retention policy of {project} set")
+
+
+@retention_app.command("run")
+@_errors
+def retention_run(project: str, dry_run: Annotated[bool, typer.Option(help="List, remove nothing.")] = False) -> None:
+    """Apply a project's retention policy now (or list what it would remove)."""
+    with _services() as svc:
+        removals = svc.retention.run(project, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {len(removals)}")
+    for r in removals:
+        typer.echo(f"  {r.repository}:{r.tag or '<untagged>'} {r.digest} ({r.reason})")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("gc")(_errors(gc_command))
+    app.add_typer(storage_app, name="storage")
+    app.add_typer(retention_app, name="retention")
     app.add_typer(users_app, name="user")
     app.add_typer(projects_app, name="project")
     app.add_typer(robots_app, name="robot")

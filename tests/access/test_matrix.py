@@ -192,6 +192,24 @@ def management_ops(reg: Registry) -> list[Op]:
             Permission.PROJECT_DELETE,
             lambda r, h: r.http.delete(f"/api/v1/projects/{empty_project()}", headers=h),
         ),
+        Op(
+            "POST immutable rule",
+            Permission.TAG_POLICY_MANAGE,
+            lambda r, h: r.http.post(f"{base}/immutable-tags", json={"pattern": f"{unique()}-*"}, headers=h),
+        ),
+        Op(
+            "GET immutable rules", Permission.PROJECT_READ, lambda r, h: r.http.get(f"{base}/immutable-tags", headers=h)
+        ),
+        Op(
+            "PUT retention",
+            Permission.TAG_POLICY_MANAGE,
+            lambda r, h: r.http.put(f"{base}/retention", json={"keep_last": 100}, headers=h),
+        ),
+        Op(
+            "POST retention dry run",
+            Permission.TAG_POLICY_MANAGE,
+            lambda r, h: r.http.post(f"{base}/retention/run", params={"dry_run": True}, headers=h),
+        ),
         Op("POST project", None, lambda r, h: r.http.post("/api/v1/projects", json={"name": unique()}, headers=h)),
         Op("GET users", None, lambda r, h: r.http.get("/api/v1/users", headers=h)),
         Op(
@@ -202,6 +220,16 @@ def management_ops(reg: Registry) -> list[Op]:
             ),
         ),
         Op("GET all audit", None, lambda r, h: r.http.get("/api/v1/audit", headers=h)),
+        Op("PUT quota", None, lambda r, h: r.http.put(f"{base}/quota", json={"quota_bytes": 10**12}, headers=h)),
+        Op("POST gc dry run", None, lambda r, h: r.http.post("/api/v1/system/gc", params={"dry_run": True}, headers=h)),
+        Op(
+            "DELETE immutable rule",
+            None,
+            lambda r, h: (
+                r.http.post(f"{base}/immutable-tags", json={"pattern": (p := f"{unique()}-*")}, headers=ADMIN),
+                r.http.delete(f"{base}/immutable-tags/{p}", headers=h),
+            )[1],
+        ),
     ]
 
 

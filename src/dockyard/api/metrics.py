@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,6 +30,9 @@ BYTES_IN = Counter("dockyard_http_request_bytes_total", "Request body bytes rece
 BYTES_OUT = Counter("dockyard_http_response_bytes_total", "Response body bytes sent", ["route"])
 
 API_VERSION_HEADER = (b"docker-distribution-api-version", b"registry/2.0")
+
+if TYPE_CHECKING:
+    from dockyard.wiring import Services
 
 
 class MetricsMiddleware:
@@ -88,11 +95,37 @@ def _route_label(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
-async def metrics_endpoint(request: Request) -> Response:
+class StorageUsageCollector:
+    """Per-project storage use and quota, read from the database at scrape time (the counters the
+    push path keeps up to date), so every replica reports the same figures."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+
+    def collect(self) -> Iterator[Metric]:
+        used = GaugeMetricFamily(
+            "dockyard_project_used_bytes", "Bytes of distinct blobs in a project", labels=["project"]
+        )
+        quota = GaugeMetricFamily("dockyard_project_quota_bytes", "A project's storage quota", labels=["project"])
+        pending = GaugeMetricFamily("dockyard_gc_pending", "Candidates waiting in the garbage collector's queue")
+        for project in self.services.projects.list_projects():
+            used.add_metric([project.name], project.used_bytes)
+            if project.quota_bytes is not None:
+                quota.add_metric([project.name], project.quota_bytes)
+        pending.add_metric([], self.services.collector.pending())
+        yield from (used, quota, pending)
+
+
+def _scrape(services: Services) -> bytes:
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         MultiProcessCollector(registry)
-        data = generate_latest(registry)
-    else:
-        data = generate_latest()
+        registry.register(StorageUsageCollector(services))
+        return bytes(generate_latest(registry))
+    registry.register(StorageUsageCollector(services))
+    return bytes(generate_latest()) + bytes(generate_latest(registry))
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    data = await run_in_threadpool(_scrape, request.app.state.services)
     return Response(data, media_type=CONTENT_TYPE_LATEST)

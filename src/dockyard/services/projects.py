@@ -26,6 +26,8 @@ class Project:
     created_by: str | None
     created_at: float
     updated_at: float
+    quota_bytes: int | None = None
+    used_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,14 @@ def project_of(repository: str) -> str:
 def _project(row: sa.Row[tuple[object, ...]]) -> Project:
     m = row._mapping
     return Project(
-        int(m["id"]), m["name"], bool(m["public"]), m["created_by"], float(m["created_at"]), float(m["updated_at"])
+        int(m["id"]),
+        m["name"],
+        bool(m["public"]),
+        m["created_by"],
+        float(m["created_at"]),
+        float(m["updated_at"]),
+        m["quota_bytes"],
+        int(m["used_bytes"] or 0),
     )
 
 
@@ -108,6 +117,21 @@ class ProjectService:
                     sa.update(s.projects).where(s.projects.c.id == project.id).values(public=public, updated_at=now())
                 )
                 self.audit.record(conn, "project.update", project=name, detail={"public": public})
+            updated = self.find(conn, name)
+        assert updated is not None
+        return updated
+
+    def set_quota(self, name: str, quota_bytes: int | None) -> Project:
+        """Set (or with None, lift) a project's storage quota. A quota below current usage is allowed:
+        it refuses new blobs until enough is deleted."""
+        if quota_bytes is not None and quota_bytes < 0:
+            raise InvalidInput("a quota is 0 bytes or more", {"quota_bytes": quota_bytes})
+        with self.db.write() as conn:
+            project = self.find(conn, name)
+            if project is None:
+                raise NotFound(f"project {name!r} does not exist", {"project": name})
+            conn.execute(sa.update(s.projects).where(s.projects.c.id == project.id).values(quota_bytes=quota_bytes))
+            self.audit.record(conn, "project.quota", project=name, detail={"quota_bytes": quota_bytes})
             updated = self.find(conn, name)
         assert updated is not None
         return updated
@@ -218,16 +242,16 @@ class ProjectService:
         return max((Role.parse(r) for r in roles), default=None)
 
 
-def repositories_in(db: Database, project: str) -> list[tuple[str, float, int]]:
-    """(name, created_at, tag count) of every repository in the project, by name."""
+def repositories_in(db: Database, project: str) -> list[tuple[str, float, int, int]]:
+    """(name, created_at, tag count, used bytes) of every repository in the project, by name."""
     r, t = s.repositories.c, s.tags.c
     like = project.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "/%"
     stmt = (
-        sa.select(r.name, r.created_at, sa.func.count(t.name))
+        sa.select(r.name, r.created_at, sa.func.count(t.name), r.used_bytes)
         .select_from(s.repositories.outerjoin(s.tags, t.repository_id == r.id))
         .where(sa.or_(r.name == project, r.name.like(like, escape="\\")))
-        .group_by(r.id, r.name, r.created_at)
+        .group_by(r.id, r.name, r.created_at, r.used_bytes)
         .order_by(r.name)
     )
     with db.read() as conn:
-        return [(name, float(created), int(count)) for name, created, count in conn.execute(stmt)]
+        return [(name, float(created), int(count), int(used)) for name, created, count, used in conn.execute(stmt)]

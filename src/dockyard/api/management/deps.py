@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.auth import basic_identity, client_ip
 from dockyard.services.audit import Actor, set_actor
@@ -38,18 +39,26 @@ def _bearer(request: Request, svc: Services, token: str) -> Identity:
     return identity
 
 
-def get_caller(request: Request, svc: ServicesDep) -> Identity:
-    """Basic credentials (password, access token or robot secret), a registry bearer token, or the
-    session cookie set by the OIDC login; anonymous without any."""
+def _identify(request: Request, svc: Services) -> Identity:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
-        identity = _bearer(request, svc, header[7:].strip())
-    elif header:
-        identity = basic_identity(request, svc)
-    elif SESSION_COOKIE in request.cookies:
-        identity = _bearer(request, svc, request.cookies[SESSION_COOKIE])
-    else:
-        identity = ANONYMOUS
+        return _bearer(request, svc, header[7:].strip())
+    if header:
+        return basic_identity(request, svc)
+    if SESSION_COOKIE in request.cookies:
+        return _bearer(request, svc, request.cookies[SESSION_COOKIE])
+    return ANONYMOUS
+
+
+async def get_caller(request: Request, svc: ServicesDep) -> Identity:
+    """Basic credentials (password, access token or robot secret), a registry bearer token, or the
+    session cookie set by the OIDC login; anonymous without any.
+
+    Async on purpose: the actor is set in the request's own context, which the (threaded) endpoint
+    then inherits; a sync dependency would set it in a throw-away copy and audit events would name
+    no one.
+    """
+    identity = await run_in_threadpool(_identify, request, svc)
     set_actor(Actor.of(identity, client_ip(request), request.headers.get("user-agent")))
     return identity
 

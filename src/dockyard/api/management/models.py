@@ -26,12 +26,48 @@ class ProjectOut(BaseModel):
     created_at: float
     updated_at: float
     role: str | None = Field(None, description="The caller's role in the project (system admins: admin).")
+    quota_bytes: int | None = Field(None, description="Storage quota; null: none.")
+    used_bytes: int = Field(0, description="Bytes of distinct blobs stored in the project.")
 
 
 class RepositoryOut(BaseModel):
     name: str
     created_at: float
     tag_count: int
+    used_bytes: int
+
+
+class QuotaIn(BaseModel):
+    quota_bytes: int | None = Field(None, ge=0, description="null lifts the quota.")
+
+
+class TagRuleIn(BaseModel):
+    pattern: str = Field(min_length=1, max_length=255, examples=["v*"])
+
+
+class TagRuleOut(BaseModel):
+    pattern: str
+    created_by: str | None
+    created_at: float
+
+
+class RetentionIn(BaseModel):
+    keep_last: int | None = Field(None, ge=0, description="Keep the N most recently pushed tags per repository.")
+    keep_days: float | None = Field(None, ge=0, description="Keep tags pushed or pulled within D days.")
+    keep_patterns: list[str] = Field(default_factory=list, description="Keep tags matching these patterns.")
+    remove_untagged: bool = False
+    enabled: bool = True
+
+
+class RetentionOut(RetentionIn):
+    pass
+
+
+class RemovalOut(BaseModel):
+    repository: str
+    tag: str | None
+    digest: str
+    reason: str
 
 
 class MemberIn(BaseModel):

@@ -15,7 +15,7 @@ from dockyard.wiring import Services
 router = APIRouter(prefix="/projects", tags=["projects"])
 
 
-def _out(svc: Services, identity: Identity, project: Project) -> ProjectOut:
+def project_out(svc: Services, identity: Identity, project: Project) -> ProjectOut:
     role = None
     if identity.is_admin:
         role = "admin"
@@ -30,12 +30,14 @@ def _out(svc: Services, identity: Identity, project: Project) -> ProjectOut:
         created_at=project.created_at,
         updated_at=project.updated_at,
         role=role,
+        quota_bytes=project.quota_bytes,
+        used_bytes=project.used_bytes,
     )
 
 
 @router.get("", response_model=list[ProjectOut], summary="Projects the caller can see")
 def list_projects(svc: ServicesDep, caller: Caller) -> list[ProjectOut]:
-    return [_out(svc, caller, p) for p in svc.policy.visible_projects(caller)]
+    return [project_out(svc, caller, p) for p in svc.policy.visible_projects(caller)]
 
 
 @router.post("", response_model=ProjectOut, status_code=201, summary="Create a project")
@@ -44,19 +46,19 @@ def create_project(body: ProjectIn, svc: ServicesDep, caller: Caller) -> Project
     if not svc.policy.can_create_projects(caller):
         raise Denied("you may not create projects")
     project = svc.projects.create(body.name, body.public, creator=caller.subject)
-    return _out(svc, caller, project)
+    return project_out(svc, caller, project)
 
 
 @router.get("/{name}", response_model=ProjectOut)
 def get_project(name: str, svc: ServicesDep, caller: Caller) -> ProjectOut:
     project_permission(svc, caller, name, Permission.PROJECT_READ)
-    return _out(svc, caller, svc.projects.get(name))
+    return project_out(svc, caller, svc.projects.get(name))
 
 
 @router.patch("/{name}", response_model=ProjectOut, summary="Change project settings")
 def update_project(name: str, body: ProjectPatch, svc: ServicesDep, caller: Caller) -> ProjectOut:
     project_permission(svc, caller, name, Permission.PROJECT_UPDATE)
-    return _out(svc, caller, svc.projects.update(name, public=body.public))
+    return project_out(svc, caller, svc.projects.update(name, public=body.public))
 
 
 @router.delete("/{name}", status_code=204, summary="Delete an empty project")
@@ -69,7 +71,9 @@ def delete_project(name: str, svc: ServicesDep, caller: Caller) -> Response:
 @router.get("/{name}/repositories", response_model=list[RepositoryOut])
 def list_repositories(name: str, svc: ServicesDep, caller: Caller) -> list[RepositoryOut]:
     project_permission(svc, caller, name, Permission.PULL)
-    return [RepositoryOut(name=n, created_at=c, tag_count=t) for n, c, t in repositories_in(svc.db, name)]
+    return [
+        RepositoryOut(name=n, created_at=c, tag_count=t, used_bytes=u) for n, c, t, u in repositories_in(svc.db, name)
+    ]
 
 
 @router.get("/{name}/members", response_model=list[MemberOut])

@@ -101,6 +101,7 @@ class RetentionService:
                 return []
             policy = found[0]
         removals: list[Removal] = []
+        self.audit.flush()  # this process's queued pull events count as pulls
         r, t, m = s.repositories.c, s.tags.c, s.manifests.c
         cutoff = now() - policy.keep_days * 86400 if policy.keep_days is not None else None
         with self.db.read() as conn:
