@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Online garbage collection under load, and against the reference registry's offline collector.
+
+1. Fill a Dockyard data folder with a history: MANIFESTS images over REPOS repositories, each image a
+   unique config + unique layer + two layers from a shared pool (shared across repositories).
+2. Start `dockyard serve` (2 workers, background collector off) and measure pull throughput (wrk,
+   manifest GET by tag) and push throughput (blob upload + manifest PUT, 4 threads) while idle.
+3. Delete half the tags, run `dockyard gc` as a separate process, and measure the same pulls and pushes
+   while it runs; report collection time, what it removed, and throughput as a fraction of idle.
+
+The reference Go registry cannot do step 3 at all: its `garbage-collect` requires the registry to be
+read-only or stopped. Usage:
+
+    .venv/bin/python bench/bench_gc.py                 # 10,000 manifests over 1,000 repositories
+    .venv/bin/python bench/bench_gc.py --quick         # 2,000 over 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_registry import DOCKYARD, free_port, stop_process, wait_http, wrk_rps
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+PASSWORD = "bench-password"
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def fill(data_dir: Path, manifests: int, repos: int) -> list[tuple[str, str]]:
+    """Write the history straight through the services (fast, no HTTP); returns (repo, tag) pairs."""
+    from dockyard.config import Settings
+    from dockyard.wiring import build_services, prepare
+
+    svc = build_services(Settings(data_dir=data_dir, admin_password=PASSWORD, fsync=False))
+    prepare(svc)
+    rnd = random.Random(1)
+    pool = [os.urandom(64 * 1024) for _ in range(50)]
+    for p in range(max(1, repos // 50)):
+        svc.projects.create(f"p{p}", creator="admin")
+    for layer in pool:
+        svc.uploads.monolithic("p0/pool", sha(layer), [layer])
+    tags = []
+    for i in range(manifests):
+        repo = f"p{(i % repos) % max(1, repos // 50)}/r{i % repos}"
+        config = json.dumps({"architecture": "amd64", "os": "linux", "i": i}).encode()
+        own = os.urandom(16 * 1024)
+        shared = rnd.sample(pool, 2)
+        for blob in (config, own, *shared):
+            svc.uploads.monolithic(repo, sha(blob), [blob])
+        doc = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha(config),
+                "size": len(config),
+            },
+            "layers": [
+                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(x), "size": len(x)}
+                for x in (own, *shared)
+            ],
+        }
+        tag = f"v{i}"
+        svc.manifests.put(repo, tag, json.dumps(doc).encode(), OCI_MANIFEST)
+        tags.append((repo, tag))
+    svc.close()
+    return tags
+
+
+class Pusher:
+    """Threads pushing small new images (2 blobs + manifest) as fast as they can."""
+
+    def __init__(self, base: str, token: str, threads: int = 4) -> None:
+        self.base, self.token, self.threads = base, token, threads
+        self.count = 0
+        self.errors = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def _run(self, n: int) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        with httpx.Client(base_url=self.base, headers=headers, timeout=60) as http:
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                repo = f"p0/load{n}"
+                layer, config = os.urandom(8 * 1024), json.dumps({"n": n, "i": i, "t": time.time()}).encode()
+                ok = True
+                for blob in (layer, config):
+                    r = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha(blob)}, content=blob)
+                    ok = ok and r.status_code == 201
+                doc = {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {
+                        "mediaType": "application/vnd.oci.image.config.v1+json",
+                        "digest": sha(config),
+                        "size": len(config),
+                    },
+                    "layers": [
+                        {
+                            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                            "digest": sha(layer),
+                            "size": len(layer),
+                        }
+                    ],
+                }
+                r = http.put(
+                    f"/v2/{repo}/manifests/t{i}", content=json.dumps(doc), headers={"Content-Type": OCI_MANIFEST}
+                )
+                with self._lock:
+                    if ok and r.status_code == 201:
+                        self.count += 1
+                    else:
+                        self.errors += 1
+
+    def measure(self, seconds: float) -> float:
+        self.count, self.errors = 0, 0
+        self._stop.clear()
+        threads = [threading.Thread(target=self._run, args=(n,)) for n in range(self.threads)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        time.sleep(seconds)
+        self._stop.set()
+        for t in threads:
+            t.join()
+        if self.errors:
+            raise RuntimeError(f"{self.errors} pushes failed")
+        return self.count / (time.monotonic() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seconds", type=int, default=0)
+    args = ap.parse_args()
+    manifests, repos = (2000, 200) if args.quick else (10000, 1000)
+    seconds = args.seconds or (5 if args.quick else 10)
+    work = Path(tempfile.mkdtemp(prefix="bench-gc-"))
+    try:
+        data = work / "data"
+        t0 = time.monotonic()
+        tags = fill(data, manifests, repos)
+        print(f"filled {manifests:,} manifests over {repos:,} repositories in {time.monotonic() - t0:.0f} s")
+        port = free_port()
+        env = {
+            **os.environ,
+            "DOCKYARD_ADMIN_PASSWORD": PASSWORD,
+            "DOCKYARD_LOG_LEVEL": "warning",
+            "DOCKYARD_GC_INTERVAL_SECONDS": "0",
+            "DOCKYARD_GC_GRACE_SECONDS": "0",
+            "DOCKYARD_FSYNC": "false",
+        }
+        log = open(work / "server.log", "wb")  # noqa: SIM115
+        server = subprocess.Popen(
+            [str(DOCKYARD), "serve", "--port", str(port), "--data-dir", str(data), "--workers", "2"],
+            env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{base}/readyz", server, lambda s: s == 200)
+            repo, tag = tags[-1]
+            scopes = [("scope", f"repository:{repo}:pull")]
+            scopes += [("scope", f"repository:p0/load{n}:pull,push") for n in range(4)]
+            token = httpx.get(
+                f"{base}/token", params=[("service", "dockyard"), *scopes], auth=("admin", PASSWORD)
+            ).json()["token"]
+            pull_headers = {"Authorization": f"Bearer {token}", "Accept": OCI_MANIFEST}
+            pusher = Pusher(base, token)
+            idle_pull = wrk_rps(f"{base}/v2/{repo}/manifests/{tag}", pull_headers, seconds)
+            idle_push = pusher.measure(seconds)
+            print(f"idle: {idle_pull:,.0f} pulls/s, {idle_push:,.1f} pushes/s")
+
+            # Delete half the history (every other tag), as a user would, through the API.
+            t0 = time.monotonic()
+            with httpx.Client(base_url=base, auth=("admin", PASSWORD), timeout=60) as http:
+                for r, t in tags[: len(tags) - 1 : 2]:
+                    http.delete(f"/v2/{r}/manifests/{t}").raise_for_status()
+            print(f"deleted {len(tags) // 2:,} tags in {time.monotonic() - t0:.0f} s")
+
+            gc_env = {**env, "DOCKYARD_DATA_DIR": str(data)}
+            start = time.monotonic()
+            gc = subprocess.Popen(
+                [str(DOCKYARD), "gc"], env=gc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            busy_pull = wrk_rps(f"{base}/v2/{repo}/manifests/{tag}", pull_headers, seconds)
+            busy_push = pusher.measure(seconds) if gc.poll() is None else float("nan")
+            out, _ = gc.communicate()
+            gc_seconds = time.monotonic() - start
+            print(out.strip().splitlines()[0])
+            print(f"collection took {gc_seconds:.1f} s")
+            print()
+            print("| measurement | idle | while collecting | ratio |")
+            print("|---|---:|---:|---:|")
+            rows = [
+                ("manifest GET by tag (wrk, 32 conns), req/s", idle_pull, busy_pull, ",.0f"),
+                ("push (2 blobs + manifest, 4 threads), images/s", idle_push, busy_push, ",.1f"),
+            ]
+            for label, idle, busy, fmt in rows:
+                print(f"| {label} | {idle:{fmt}} | {busy:{fmt}} | {busy / idle:.2f} |")
+            if gc.poll() is not None and gc_seconds < 2 * seconds:
+                print(
+                    "note: the collection finished before the second measurement ended; the ratios cover part idle time"
+                )
+        finally:
+            stop_process(server)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
