@@ -17,5 +17,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     # Install slapd without a system directory of its own: the tests configure theirs.
     echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+    # ...and keep the packaged service from ever starting (its init script honours this sentinel file).
+    mkdir -p /etc/ldap && touch /etc/ldap/noslapd
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -14,27 +14,27 @@ from dockyard.api.app import create_app
 from dockyard.db.engine import Database
 from dockyard.services.auth.permissions import Role
 from dockyard.wiring import build_services, prepare
-from tests.access.slapd_server import BASE, SERVICE_DN, SERVICE_PW, Slapd, slapd_missing
 from tests.api.conftest import ADMIN, Registry, basic, make_settings
 from tests.conftest import missing
+from tests.support.slapd import SlapdServer, slapd_available
 
 
 @pytest.fixture(scope="module")
-def slapd() -> Iterator[Slapd]:
-    reason = slapd_missing()
+def slapd() -> Iterator[SlapdServer]:
+    reason = slapd_available()
     if reason:
         missing(reason)
-    with Slapd() as server:
+    with SlapdServer() as server:
         yield server
 
 
-def ldap_settings(slapd: Slapd, **overrides: Any) -> dict[str, Any]:
+def ldap_settings(slapd: SlapdServer, **overrides: Any) -> dict[str, Any]:
     return {
         "ldap_url": slapd.url,
-        "ldap_bind_dn": SERVICE_DN,
-        "ldap_bind_password": SERVICE_PW,
-        "ldap_user_base": f"ou=people,{BASE}",
-        "ldap_group_base": f"ou=groups,{BASE}",
+        "ldap_bind_dn": slapd.service_dn,
+        "ldap_bind_password": slapd.service_password,
+        "ldap_user_base": slapd.people_dn,
+        "ldap_group_base": slapd.groups_dn,
         **overrides,
     }
 
@@ -48,7 +48,7 @@ def make_registry(tmp_path: Path, database: Database, **settings: Any) -> Iterat
 
 
 @pytest.fixture
-def ldap_registry(tmp_path: Path, database: Database, slapd: Slapd) -> Iterator[Registry]:
+def ldap_registry(tmp_path: Path, database: Database, slapd: SlapdServer) -> Iterator[Registry]:
     yield from make_registry(tmp_path, database, **ldap_settings(slapd))
 
 
@@ -61,7 +61,7 @@ def granted(reg: Registry, user: str, password: str, scope: str) -> list[str] | 
     return sorted(access[0]["actions"]) if access else []
 
 
-def test_ldap_users_and_group_grants(ldap_registry: Registry, slapd: Slapd) -> None:
+def test_ldap_users_and_group_grants(ldap_registry: Registry, slapd: SlapdServer) -> None:
     reg = ldap_registry
     reg.services.projects.create("team-a", creator="admin")
     reg.services.projects.set_member("team-a", "group", "team-a-devs", Role.DEVELOPER)
@@ -113,17 +113,17 @@ def test_local_users_still_log_in_with_ldap_on(ldap_registry: Registry) -> None:
 
 
 @pytest.mark.parametrize("mode", ["starttls", "ldaps"])
-def test_tls_options(tmp_path: Path, database: Database, slapd: Slapd, mode: str) -> None:
+def test_tls_options(tmp_path: Path, database: Database, slapd: SlapdServer, mode: str) -> None:
     url = slapd.url if mode == "starttls" else slapd.ldaps_url
     tls = {"ldap_url": url, "ldap_start_tls": mode == "starttls"}
     # Verified against the test CA: works.
-    for reg in make_registry(tmp_path / "ok", database, **ldap_settings(slapd, **tls, ldap_ca_file=slapd.ca_file)):
+    for reg in make_registry(tmp_path / "ok", database, **ldap_settings(slapd, **tls, ldap_ca_file=slapd.ca_cert_path)):
         assert granted(reg, "alice", "alice-pass", "repository:x/y:pull") == []
     # The same server without trusting its CA: refused, as a login failure, not a crash.
     for reg in make_registry(tmp_path / "untrusted", database, **ldap_settings(slapd, **tls)):
         assert granted(reg, "bob", "bob-pass", "repository:x/y:pull") is None
 
 
-def test_wrong_service_account_fails_closed(tmp_path: Path, database: Database, slapd: Slapd) -> None:
+def test_wrong_service_account_fails_closed(tmp_path: Path, database: Database, slapd: SlapdServer) -> None:
     for reg in make_registry(tmp_path, database, **ldap_settings(slapd, ldap_bind_password="wrong")):
         assert granted(reg, "alice", "alice-pass", "repository:x/y:pull") is None

@@ -12,21 +12,22 @@ import pytest
 
 from dockyard.db.engine import Database
 from dockyard.services.auth.permissions import Role
-from tests.access.oidc_provider import Misbehaviour, OidcProvider
 from tests.access.test_ldap import make_registry
 from tests.api.conftest import ADMIN, Registry, basic
+from tests.support.oidc_provider import OidcProvider
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[OidcProvider]:
-    with OidcProvider() as p:
+    # Strict, as real providers are: PKCE and a nonce are required, and the verifier's length is checked.
+    with OidcProvider(require_pkce=True, require_nonce=True) as p:
         yield p
 
 
 @pytest.fixture
 def oidc_registry(tmp_path: Path, database: Database, provider: OidcProvider) -> Iterator[Registry]:
-    provider.misbehave = Misbehaviour()
-    provider.current_user = "alice"
+    provider.reset_faults()
+    provider.login_as("alice")
     yield from make_registry(
         tmp_path,
         database,
@@ -80,14 +81,14 @@ def test_login_then_registry_access_with_cli_secret(oidc_registry: Registry, pro
     assert reg.http.get("/token", headers=basic("alice", secret)).status_code == 401
     assert reg.http.get("/token", headers=basic("alice", fresh)).status_code == 200
     user = reg.http.get("/api/v1/users/alice", headers=ADMIN).json()
-    assert user["provider"] == "oidc" and user["email"] == "alice@example.test"
+    assert user["provider"] == "oidc" and user["email"] == "alice@dockyard.test"
     events = reg.http.get("/api/v1/audit", params={"actor": "alice", "action": "login"}, headers=ADMIN).json()
     assert any(e["detail"] == {"provider": "oidc"} for e in events["events"])
 
 
-@pytest.mark.parametrize("fault", ["foreign_key", "expired", "wrong_nonce", "wrong_audience"])
+@pytest.mark.parametrize("fault", ["foreign_key", "expired", "wrong_nonce", "wrong_audience", "wrong_issuer"])
 def test_bad_id_tokens_are_refused(oidc_registry: Registry, provider: OidcProvider, fault: str) -> None:
-    setattr(provider.misbehave, fault, True)
+    setattr(provider.faults, fault, True)
     r = browser_login(oidc_registry)
     assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json", r.text
     assert r.json()["code"] == "OIDC_FAILED"
@@ -97,7 +98,7 @@ def test_bad_id_tokens_are_refused(oidc_registry: Registry, provider: OidcProvid
 def test_forged_state_and_disabled_users_are_refused(oidc_registry: Registry, provider: OidcProvider) -> None:
     r = browser_login(oidc_registry, state_override="forged")
     assert r.status_code == 401 and "state" in r.json()["detail"]
-    provider.current_user = "bob"
+    provider.login_as("bob")
     assert browser_login(oidc_registry).status_code == 200
     oidc_registry.http.patch("/api/v1/users/bob", json={"disabled": True}, headers=ADMIN)
     r = browser_login(oidc_registry)

@@ -39,7 +39,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core.grants import OpenIDCode
 from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -116,7 +116,7 @@ class _Code:
         return None
 
 
-class _Client(ClientMixin):  # type: ignore[misc]
+class _Client(ClientMixin):
     def __init__(self, provider: OidcProvider) -> None:
         self.p = provider
 
@@ -148,7 +148,7 @@ class _Client(ClientMixin):  # type: ignore[misc]
         return grant_type == "authorization_code"
 
 
-class _Payload(OAuth2Payload):  # type: ignore[misc]
+class _Payload(OAuth2Payload):
     def __init__(self, items: Sequence[tuple[str, str]]) -> None:
         self._data: dict[str, str] = {}
         self._datalist: defaultdict[str, list[str]] = defaultdict(list)
@@ -165,7 +165,7 @@ class _Payload(OAuth2Payload):  # type: ignore[misc]
         return self._datalist
 
 
-class _Request(OAuth2Request):  # type: ignore[misc]
+class _Request(OAuth2Request):
     """An authlib request from a Starlette one whose form has been read already."""
 
     def __init__(self, request: Request, form: Sequence[tuple[str, str]]) -> None:
@@ -183,7 +183,7 @@ class _Request(OAuth2Request):  # type: ignore[misc]
         return self._form
 
 
-class _Server(AuthorizationServer):  # type: ignore[misc]
+class _Server(AuthorizationServer):
     def __init__(self, provider: OidcProvider) -> None:
         super().__init__()
         self.p = provider
@@ -221,7 +221,7 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         pass
 
 
-class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
+class _CodeGrant(AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 
     @property
@@ -262,7 +262,7 @@ class _CodeGrant(AuthorizationCodeGrant):  # type: ignore[misc]
         return self.p.users.get(authorization_code.username)
 
 
-class _Pkce(CodeChallenge):  # type: ignore[misc]
+class _Pkce(CodeChallenge):
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
 
     def __init__(self, provider: OidcProvider) -> None:
@@ -275,7 +275,7 @@ class _Pkce(CodeChallenge):  # type: ignore[misc]
         super().validate_code_challenge(grant, redirect_uri)
 
 
-class _OpenIDCode(OpenIDCode):  # type: ignore[misc]
+class _OpenIDCode(OpenIDCode):
     def __init__(self, provider: OidcProvider) -> None:
         super().__init__(require_nonce=provider.require_nonce)
         self.p = provider
@@ -420,7 +420,7 @@ class OidcProvider:
 
     def jwks(self) -> dict[str, Any]:
         """The published JSON Web Key Set (public keys only)."""
-        return KeySet([self.key, *self._retired_keys]).as_dict(private=False)
+        return {"keys": [key.as_dict(private=False) for key in (self.key, *self._retired_keys)]}
 
     def mint_id_token(
         self,
@@ -543,7 +543,9 @@ class OidcProvider:
             found = self._access_tokens.get(token)
         if found is None or found[2] < time.time():
             return JSONResponse(
-                {"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                {"error": "invalid_token"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         user = self.users[found[0]]
         info: dict[str, Any] = {

@@ -14,6 +14,7 @@ user who started it) and as an ordinary user. The system slapd (port 389) is nev
 
 from __future__ import annotations
 
+import atexit
 import base64
 import hashlib
 import os
@@ -82,7 +83,7 @@ class SlapdServer:
     """An OpenLDAP server on 127.0.0.1 with ou=people (inetOrgPerson) and ou=groups (groupOfNames).
 
     Constructor (all keyword, all optional):
-      base_dn            suffix, default dc=dockyard,dc=test
+      base_dn            suffix, default dc=dockyard,dc=test (its first RDN must be a dc=)
       admin_password     password of the root DN cn=admin,<base_dn>
       users              {uid: password}, default alice/alice-pass, bob/bob-pass, carol/carol-pass
       groups             {group cn: [member uids]}, default team-a-devs: alice, team-a-admins: bob,
@@ -161,6 +162,7 @@ class SlapdServer:
         if reason:
             raise SlapdError(reason)
         self.workdir = Path(tempfile.mkdtemp(prefix="dockyard-slapd-"))
+        atexit.register(self.stop)  # no orphaned slapd if the test process exits without leaving the `with`
         self.log_path = self.workdir / "slapd.log"
         try:
             if self.tls:
@@ -178,6 +180,7 @@ class SlapdServer:
 
     def stop(self) -> None:
         """Stop slapd and delete its files."""
+        atexit.unregister(self.stop)
         self.stop_process()
         if self.workdir != Path() and self.workdir.exists():
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -218,12 +221,12 @@ class SlapdServer:
 
     def _load_directory(self) -> None:
         org = self.base_dn.split(",")[0].split("=", 1)[1]
-        entries = [
-            {"dn": self.base_dn, "objectClass": ["dcObject", "organization"], "dc": [org], "o": [f"{org} test"]},
-            {"dn": self.people_dn, "objectClass": ["organizationalUnit"], "ou": ["people"]},
-            {"dn": self.groups_dn, "objectClass": ["organizationalUnit"], "ou": ["groups"]},
+        entries: list[dict[str, list[str]]] = [
+            {"dn": [self.base_dn], "objectClass": ["dcObject", "organization"], "dc": [org], "o": [f"{org} test"]},
+            {"dn": [self.people_dn], "objectClass": ["organizationalUnit"], "ou": ["people"]},
+            {"dn": [self.groups_dn], "objectClass": ["organizationalUnit"], "ou": ["groups"]},
             {
-                "dn": self.service_dn,
+                "dn": [self.service_dn],
                 "objectClass": ["organizationalRole", "simpleSecurityObject"],
                 "cn": ["registry"],
                 "userPassword": [ssha(self.service_password)],
@@ -398,10 +401,10 @@ class SlapdServer:
         }
 
 
-def _ldif_entry(entry: Mapping[str, Sequence[str] | str]) -> str:
+def _ldif_entry(entry: Mapping[str, Sequence[str]]) -> str:
     lines = []
     for attribute, values in entry.items():
-        for value in [values] if isinstance(values, str) else values:
+        for value in values:
             if value.isascii() and value.isprintable() and not value.startswith((" ", ":", "<")):
                 lines.append(f"{attribute}: {value}")
             else:

@@ -75,7 +75,8 @@ class OidcClient:
         return self._discovery
 
     def start(self, redirect_uri: str) -> LoginStart:
-        state, nonce, verifier = (secrets.token_urlsafe(24) for _ in range(3))
+        # RFC 7636: a code verifier is 43 to 128 characters; 32 random bytes give 43.
+        state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         query = urlencode(
             {

@@ -9,6 +9,7 @@ concurrent pushes are written down in docs/garbage-collection.md.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -65,12 +66,17 @@ class GarbageCollector:
         audit: AuditLog,
         grace: float = 3600.0,
         upload_ttl: float = 86400.0,
+        pace: float | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.audit = audit
         self.grace = grace
         self.upload_ttl = upload_ttl
+        # SQLite has one writer at a time, and a waiting writer backs off in growing sleeps: a
+        # collector that takes the lock back at once starves pushes. With `pace` it holds the
+        # database for at most that fraction of the time and sleeps the rest.
+        self.pace = pace if pace is not None else (0.3 if db.is_sqlite else None)
 
     # --- entry points ------------------------------------------------------------------------
     def run(self, dry_run: bool = False, limit: int = 100_000) -> GcReport:
@@ -136,8 +142,10 @@ class GarbageCollector:
             batch = [item for item in batch if item.id not in seen]
             if not batch:
                 return
+            busy = 0.0
             for item in batch:
                 seen.add(item.id)
+                started = time.monotonic()
                 if item.kind == "manifest":
                     self._manifest(tx, item, report)
                 elif item.kind == "link":
@@ -145,6 +153,10 @@ class GarbageCollector:
                 else:
                     self._blob(tx, item, report, dry_run)
                 done += 1
+                busy += time.monotonic() - started
+                if self.pace and not dry_run and busy >= 0.01:
+                    time.sleep(busy * (1 / self.pace - 1))
+                    busy = 0.0
 
     def _settle(self, conn: sa.Connection, item: Any, defer_until: float | None = None) -> None:
         """Drop the queue entry, unless it was queued again meanwhile (then it stays for its new time)."""
