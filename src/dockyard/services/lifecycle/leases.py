@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 
 
 def acquire(db: Database, name: str, holder: str, ttl: float) -> bool:
-    """Take or renew the lease `name` for `ttl` seconds; False while another holder has it."""
+    """Take or renew the lease `name` for `ttl` seconds; False while another holder has it.
+
+    One atomic statement — insert, or take over only if ours or expired — so two processes racing
+    for a free lease cannot both win (a read-then-write would let them, on PostgreSQL).
+    """
+    t = now()
+    ins = (sqlite.insert if db.is_sqlite else postgresql.insert)(s.leases).values(
+        name=name, holder=holder, expires_at=t + ttl
+    )
+    stmt = ins.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"holder": ins.excluded.holder, "expires_at": ins.excluded.expires_at},
+        where=sa.or_(s.leases.c.holder == holder, s.leases.c.expires_at < t),
+    ).returning(s.leases.c.name)
     with db.write() as conn:
-        stmt = sa.select(s.leases.c.holder, s.leases.c.expires_at).where(s.leases.c.name == name)
-        if not db.is_sqlite:
-            stmt = stmt.with_for_update()
-        row = conn.execute(stmt).first()
-        t = now()
-        if row is not None and row.holder != holder and row.expires_at > t:
-            return False
-        conn.execute(db.upsert(s.leases, ["name"], name=name, holder=holder, expires_at=t + ttl))
-        return True
+        return conn.execute(stmt).first() is not None
 
 
 def release(db: Database, name: str, holder: str) -> None:
