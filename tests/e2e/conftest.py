@@ -6,6 +6,7 @@ with two worker processes, so every client test also proves the multi-process, s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -63,19 +64,20 @@ def require_tool(name: str) -> str:
     return path
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp(f"server-{request.param}")
+@contextlib.contextmanager
+def running_server(data: Path, engine: str, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """`dockyard serve` on a free port: SQLite with one worker, or PostgreSQL with two."""
     password = secrets.token_urlsafe(12)
     port = free_port()
-    env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": password}
+    env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": password, **(extra_env or {})}
     env.pop("DOCKYARD_DATABASE_URL", None)
     args = [str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
     admin_engine = None
-    if request.param == "postgres":
+    if engine == "postgres":
         env["DOCKYARD_DATABASE_URL"], admin_engine = create_pg_database("dockyard_e2e")
         args += ["--workers", "2"]
     log = data / "server.log"
+    data.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     srv = Server(f"127.0.0.1:{port}", "admin", password, log)
@@ -100,6 +102,12 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             proc.wait()
         if admin_engine is not None:
             drop_pg_database(env["DOCKYARD_DATABASE_URL"], admin_engine)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp(f"server-{request.param}"), request.param) as srv:
+        yield srv
 
 
 def run(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
