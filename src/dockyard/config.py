@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,12 @@ class Settings(BaseSettings):
     fsync: bool = Field(True, description="fsync blobs before they become visible.")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     server: str = Field("granian", pattern="^(granian|uvicorn)$", description="ASGI server implementation.")
+
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed, for "
+        "the client address in the audit log and login limits.",
+    )
 
     # --- lifecycle ------------------------------------------------------------------------------
     gc_grace_seconds: float = Field(
@@ -132,6 +139,17 @@ class Settings(BaseSettings):
         if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
             raise ValueError("oidc_client_id and oidc_client_secret are required when oidc_issuer is set")
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, v: list[str]) -> list[str]:
+        for item in v:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad entry
+        return v
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in self.trusted_proxies)
 
     @property
     def resolved_database_url(self) -> str:

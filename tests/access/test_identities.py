@@ -10,6 +10,7 @@ import pytest
 
 from dockyard.services.audit import AuditFilter, AuditLog
 from dockyard.services.auth.permissions import Role
+from dockyard.wiring import Services
 from tests.api.conftest import ADMIN, Registry, basic
 
 REPO = "team/app"
@@ -92,6 +93,7 @@ def test_personal_access_token_logs_in_and_revocation_is_immediate(registry: Reg
     assert registry.http.get("/token", headers=pat).status_code == 401
     listed = registry.http.get("/api/v1/me/tokens", headers=dev).json()
     assert listed[0]["name"] == "laptop" and listed[0]["revoked_at"] is not None
+    assert listed[0]["last_used_at"] is not None
 
 
 @pytest.mark.parametrize("how", ["disable", "delete"])
@@ -289,3 +291,23 @@ def test_disabling_on_one_replica_reaches_another_within_the_check_interval(regi
         assert time.monotonic() < deadline, "the other replica still accepts the disabled account"
         time.sleep(0.05)
     assert time.monotonic() < deadline
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "expected"),
+    [
+        ("10.0.0.5", "203.0.113.7", "203.0.113.7"),  # from the trusted proxy: the client it names
+        ("10.0.0.5", "198.51.100.1, 203.0.113.7, 10.0.0.9", "203.0.113.7"),  # nearest untrusted hop
+        ("192.0.2.50", "203.0.113.7", "192.0.2.50"),  # not from a proxy: the header is ignored
+    ],
+)
+def test_client_address_behind_trusted_proxies(services: Services, peer: str, forwarded: str, expected: str) -> None:
+    from starlette.testclient import TestClient
+
+    from dockyard.api.app import create_app
+
+    services.settings = services.settings.model_copy(update={"trusted_proxies": ["10.0.0.0/8"]})
+    with TestClient(create_app(services), base_url="http://registry.test", client=(peer, 1234)) as client:
+        client.get("/token", headers={**basic("admin", "wrong"), "X-Forwarded-For": forwarded})
+        events = client.get("/api/v1/audit", params={"action": "login"}, headers=ADMIN).json()["events"]
+    assert events[-1]["source_ip"] == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 
 from starlette.requests import Request
 
@@ -59,7 +60,25 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 def client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The caller's address for the audit log and brute-force limits. Behind a trusted reverse proxy
+    (`trusted_proxies`), the nearest address in X-Forwarded-For that is not itself a trusted proxy."""
+    peer = request.client.host if request.client else None
+    trusted = request.app.state.services.settings.trusted_proxy_networks
+    if not trusted or peer is None or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _in(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _in(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def _act(request: Request, identity: Identity) -> Identity:

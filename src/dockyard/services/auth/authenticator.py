@@ -84,6 +84,13 @@ class Authenticator:
                 )
             return LoginOutcome(None, delay)
         self.guard.succeeded(username)
+        if record_success and identity.credential and identity.credential.startswith("pat:"):
+            with self.db.write() as conn:
+                conn.execute(
+                    sa.update(s.access_tokens)
+                    .where(s.access_tokens.c.id == int(identity.credential[4:]))
+                    .values(last_used_at=now())
+                )
         if record_success:
             self.audit.record_now("login", actor=Actor.of(identity, source_ip, user_agent))
         return LoginOutcome(identity)
