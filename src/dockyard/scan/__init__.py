@@ -1,0 +1,1 @@
+"""Image scanning: what is inside an image (inventory), which advisories apply (matching), reports."""

@@ -1,0 +1,210 @@
+"""Image sources and layer streams: an OCI image layout or a `docker save` archive, read layer by
+layer as a stream of tar members (gzip, zstd or plain), never unpacked to disk."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import zstandard
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+class ImageError(Exception):
+    """The path is not an image this scanner can read, or the image is malformed."""
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    digest: str  # of the (possibly compressed) layer blob, or of the archive member for docker save
+    size: int
+
+
+@dataclass(frozen=True)
+class Image:
+    """One platform's image: its layers, bottom first, and how to open them."""
+
+    source: ImageSource
+    layers: list[LayerRef]
+    config: dict[str, Any]
+    platform: str  # os/architecture[/variant]
+
+
+@contextmanager
+def layer_stream(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
+    """A streaming tar reader over a layer, whatever its compression (sniffed from magic bytes)."""
+    head = raw.read(4)
+    rest = _Prefixed(head, raw)
+    if head.startswith(GZIP_MAGIC):
+        stream: IO[bytes] = gzip.GzipFile(fileobj=rest, mode="rb")  # type: ignore[call-overload]
+    elif head == ZSTD_MAGIC:
+        stream = zstandard.ZstdDecompressor().stream_reader(rest)  # type: ignore[arg-type]
+    else:
+        stream = rest  # type: ignore[assignment]
+    with tarfile.open(fileobj=stream, mode="r|") as tar:
+        yield tar
+
+
+class _Prefixed:
+    """A read-only stream that yields some already-read bytes before the rest of another stream."""
+
+    def __init__(self, prefix: bytes, rest: IO[bytes]) -> None:
+        self._prefix = prefix
+        self._rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._prefix:
+            if n is None or n < 0:
+                data, self._prefix = self._prefix + self._rest.read(), b""
+                return data
+            data, self._prefix = self._prefix[:n], self._prefix[n:]
+            if len(data) < n:
+                data += self._rest.read(n - len(data))
+            return data
+        return self._rest.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+
+class ImageSource:
+    """Base: something holding one or more images."""
+
+    def images(self, platform: str | None = None) -> list[Image]:
+        raise NotImplementedError
+
+    @contextmanager
+    def open_layer(self, layer: LayerRef) -> Iterator[IO[bytes]]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+
+def _platform(desc: dict[str, Any]) -> str:
+    p = desc.get("platform") or {}
+    parts = [p.get("os", "?"), p.get("architecture", "?")]
+    if p.get("variant"):
+        parts.append(p["variant"])
+    return "/".join(parts)
+
+
+class OciLayout(ImageSource):
+    """A directory with `oci-layout`, `index.json` and `blobs/<alg>/<hex>`."""
+
+    def __init__(self, path: Path, ref: str | None = None) -> None:
+        self.path = path
+        self.ref = ref  # org.opencontainers.image.ref.name to pick, when the index holds several
+
+    def _blob(self, digest: str) -> Path:
+        alg, hexpart = digest.split(":", 1)
+        return self.path / "blobs" / alg / hexpart
+
+    def _json(self, digest: str) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self._blob(digest).read_bytes())
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"cannot read {digest} from the layout: {exc}") from None
+        return data
+
+    def images(self, platform: str | None = None) -> list[Image]:
+        try:
+            index = json.loads((self.path / "index.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ImageError(f"{self.path} is not an OCI image layout: {exc}") from None
+        entries = index.get("manifests") or []
+        if self.ref is not None:
+            entries = [
+                m for m in entries if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") == self.ref
+            ]
+            if not entries:
+                raise ImageError(f"no image named {self.ref!r} in {self.path}")
+        images: list[Image] = []
+        for desc in entries:
+            images.extend(self._resolve(desc, platform))
+        if not images:
+            raise ImageError("no image (for that platform) in the layout")
+        return images
+
+    def _resolve(self, desc: dict[str, Any], platform: str | None) -> list[Image]:
+        doc = self._json(desc["digest"])
+        media = doc.get("mediaType") or desc.get("mediaType")
+        if media in INDEX_TYPES or "manifests" in doc:
+            out: list[Image] = []
+            for child in doc.get("manifests", []):
+                plat = _platform(child)
+                if plat.startswith("unknown/"):  # attestation manifests (buildkit)
+                    continue
+                if platform is None or plat == platform or plat.startswith(platform + "/"):
+                    out.extend(self._resolve(child, platform))
+            return out
+        config = self._json(doc["config"]["digest"])
+        plat = "/".join(x for x in (config.get("os", "?"), config.get("architecture", "?"), config.get("variant")) if x)
+        layers = [LayerRef(layer["digest"], int(layer.get("size", 0))) for layer in doc.get("layers", [])]
+        return [Image(self, layers, config, plat)]
+
+    @contextmanager
+    def open_layer(self, layer: LayerRef) -> Iterator[IO[bytes]]:
+        with open(self._blob(layer.digest), "rb") as f:
+            yield f
+
+
+class DockerArchive(ImageSource):
+    """A `docker save` tar: `manifest.json` names each image's config and layer members."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._tar = tarfile.open(path, "r:")  # noqa: SIM115 - random access for the object's life (uncompressed)
+            manifest = json.load(self._member("manifest.json"))
+        except (OSError, tarfile.TarError, ValueError, KeyError) as exc:
+            raise ImageError(f"{path} is not a docker save archive: {exc}") from None
+        self._manifest: list[dict[str, Any]] = manifest
+
+    def _member(self, name: str) -> IO[bytes]:
+        f = self._tar.extractfile(name)
+        if f is None:
+            raise KeyError(name)
+        return f
+
+    def images(self, platform: str | None = None) -> list[Image]:
+        out = []
+        for entry in self._manifest:
+            config = json.load(self._member(entry["Config"]))
+            plat = "/".join(
+                x for x in (config.get("os", "?"), config.get("architecture", "?"), config.get("variant")) if x
+            )
+            if platform is not None and not (plat == platform or plat.startswith(platform + "/")):
+                continue
+            layers = [LayerRef(name, self._tar.getmember(name).size) for name in entry["Layers"]]
+            out.append(Image(self, layers, config, plat))
+        if not out:
+            raise ImageError("no image (for that platform) in the archive")
+        return out
+
+    @contextmanager
+    def open_layer(self, layer: LayerRef) -> Iterator[IO[bytes]]:
+        yield self._member(layer.digest)
+
+
+def open_source(path: Path) -> ImageSource:
+    """An OCI layout directory (optionally `dir:ref`) or a docker save archive."""
+    text = str(path)
+    ref = None
+    if not path.exists() and ":" in text:
+        text, ref = text.rsplit(":", 1)
+        path = Path(text)
+    if path.is_dir():
+        if not (path / "index.json").exists():
+            raise ImageError(f"{path} has no index.json: not an OCI image layout")
+        return OciLayout(path, ref)
+    if path.is_file():
+        return DockerArchive(path)
+    raise ImageError(f"{path} does not exist")
