@@ -13,6 +13,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 CONFIG_FILE_ENV = "DOCKYARD_CONFIG"
 
 
+def _default_vulndb_sources() -> tuple[str, ...]:
+    from dockyard.scan.sources import DEFAULT_SOURCES
+
+    return DEFAULT_SOURCES
+
+
 class ConfigError(Exception):
     """A bad setting; the message names the setting and the problem."""
 
@@ -70,6 +76,21 @@ class Settings(BaseSettings):
         0, ge=0, description="How often the storage scrub re-verifies every blob; 0 (default) off."
     )
     scrub_rate_mb: float = Field(50, gt=0, description="Scrub read bandwidth limit, MB/s.")
+
+    # --- scanning --------------------------------------------------------------------------------
+    vulndb_path: Path | None = Field(None, description="Vulnerability database folder; default <data_dir>/vulndb.")
+    vulndb_sources: list[str] = Field(
+        default_factory=lambda: list(_default_vulndb_sources()),
+        description="OSV `all.zip` sources: https:// URLs (osv.dev's per-ecosystem zips by default), "
+        "file:// URLs or paths.",
+    )
+    vulndb_update_interval_seconds: float = Field(
+        21600, ge=0, description="How often the vulnerability database is updated; 0 turns the schedule off."
+    )
+    scan_on_push: bool = Field(True, description="Scan images when they are pushed (projects can override it).")
+    scan_workers: int = Field(
+        1, ge=0, le=16, description="Scan jobs run at once per replica; 0: this replica scans nothing."
+    )
 
     # --- projects and access -------------------------------------------------------------------
     users_can_create_projects: bool = Field(
@@ -156,6 +177,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'dockyard.db').resolve()}"
+
+    @property
+    def resolved_vulndb_path(self) -> Path:
+        return (self.vulndb_path or self.data_dir / "vulndb").resolve()
 
     @property
     def resolved_storage_path(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.scan.vulndb import SourceError, VulnDB, sources_in
 from tests.conftest import missing
 
 # Old releases with published advisories in ../shared/vulndb, and fixed releases as controls.
@@ -18,10 +20,24 @@ NPM_PACKAGES = ["lodash@4.17.15", "minimist@1.2.0"]
 
 @pytest.fixture(scope="session")
 def site_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("pip") / "site-packages"
+    return _pip_target(tmp_path_factory.mktemp("pip"), PYTHON_PACKAGES)
+
+
+@pytest.fixture(scope="session")
+def node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _npm_prefix(tmp_path_factory.mktemp("npm"), NPM_PACKAGES)
+
+
+# The same packages' releases that fixed those advisories: controls that must give no finding.
+PYTHON_FIXED = ["requests==2.32.3", "urllib3==2.2.3", "Jinja2==3.1.4", "PyYAML==6.0.2", "idna==3.7"]
+NPM_FIXED = ["lodash@4.17.21", "minimist@1.2.8"]
+
+
+def _pip_target(root: Path, packages: list[str]) -> Path:
+    target = root / "site-packages"
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target", str(target),
-         *PYTHON_PACKAGES],
+         *packages],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if proc.returncode != 0:
@@ -29,16 +45,44 @@ def site_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
-def node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _npm_prefix(root: Path, packages: list[str]) -> Path:
     npm = shutil.which("npm")
     if npm is None:
         missing("npm is not installed")
-    root = tmp_path_factory.mktemp("npm")
     proc = subprocess.run(
-        [str(npm), "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(root), *NPM_PACKAGES],
+        [str(npm), "install", "--no-audit", "--no-fund", "--ignore-scripts", "--prefix", str(root), *packages],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if proc.returncode != 0:
         missing(f"npm could not install the test packages: {proc.stderr[-500:]}")
     return root / "node_modules"
+
+
+@pytest.fixture(scope="session")
+def site_packages_fixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _pip_target(tmp_path_factory.mktemp("pipfixed"), PYTHON_FIXED)
+
+
+@pytest.fixture(scope="session")
+def node_modules_fixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _npm_prefix(tmp_path_factory.mktemp("npmfixed"), NPM_FIXED)
+
+
+def shared_vulndb() -> Path:
+    """The real OSV advisories in ../shared/vulndb (beside the checkout), or DOCKYARD_TEST_VULNDB."""
+    root = Path(__file__).resolve().parents[2]
+    candidates = [os.environ.get("DOCKYARD_TEST_VULNDB"), root.parent / "shared" / "vulndb", "/work/shared/vulndb"]
+    for c in candidates:
+        if c and (Path(c) / "PyPI" / "all.zip").is_file():
+            return Path(c)
+    missing("the shared OSV test advisories (../shared/vulndb) are not beside the checkout")
+    raise AssertionError  # unreachable: missing() skips or fails
+
+
+@pytest.fixture(scope="session")
+def vulndb(tmp_path_factory: pytest.TempPathFactory) -> VulnDB:
+    """Every shared advisory imported once per session (about two seconds)."""
+    db = VulnDB(tmp_path_factory.mktemp("vulndb"))
+    for result in db.update(sources_in(shared_vulndb())):
+        assert not isinstance(result, SourceError), result
+    return db

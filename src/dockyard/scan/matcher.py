@@ -1,0 +1,156 @@
+"""Matching an inventory against the vulnerability database.
+
+Distribution packages are looked up by their *source* package (Debian's advisories name source
+packages, Alpine's name the origin) within the image's release; language packages by name in their
+ecosystem. Results are cached per (ecosystem, release, name, version): images share most packages, so
+re-evaluating many stored inventories costs little more than the distinct packages among them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dockyard.scan.model import APK, CARGO, DEB, GEM, GOLANG, MAVEN, NPM, PYPI, RPM, Distro, Finding, Package
+from dockyard.scan.osv import Advisory, affected_by, normalize_name
+from dockyard.scan.vulndb import VulnDB
+
+LANGUAGE_ECOSYSTEMS = {PYPI: "PyPI", NPM: "npm", GOLANG: "Go", MAVEN: "Maven", GEM: "RubyGems", CARGO: "crates.io"}
+RPM_DISTROS = {"rocky": "Rocky Linux", "almalinux": "AlmaLinux", "rhel": "Red Hat", "opensuse-leap": "openSUSE"}
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    ecosystem: str  # OSV ecosystem
+    release: str  # OSV release ("" for language ecosystems)
+    name: str
+    version: str
+
+
+def query_for(pkg: Package, distro: Distro | None) -> Query | None:
+    """What to look up for a package, or None when its ecosystem or release has no advisories we know of."""
+    if pkg.ecosystem in LANGUAGE_ECOSYSTEMS:
+        eco = LANGUAGE_ECOSYSTEMS[pkg.ecosystem]
+        version = pkg.version.removeprefix("v") if pkg.ecosystem == GOLANG else pkg.version
+        return Query(eco, "", normalize_name(eco, pkg.name), version)
+    d = pkg.distro or distro
+    if d is None or not d.version_id:
+        return None
+    name, version = pkg.source_name or pkg.name, pkg.source_version or pkg.version
+    if pkg.ecosystem == DEB and d.id == "debian":
+        return Query("Debian", d.version_id.split(".")[0], name, version)
+    if pkg.ecosystem == DEB and d.id == "ubuntu":
+        return Query("Ubuntu", d.version_id, name, version)
+    if pkg.ecosystem == APK and d.id == "alpine":
+        return Query("Alpine", "v" + ".".join(d.version_id.split(".")[:2]), name, version)
+    if pkg.ecosystem == RPM and d.id in RPM_DISTROS:
+        # RPM feeds name binary packages and compare epoch:version-release.
+        return Query(RPM_DISTROS[d.id], d.version_id.split(".")[0], pkg.name, pkg.version)
+    return None
+
+
+def _release_matches(wanted: str, release: str) -> bool:
+    # Ubuntu's OSV releases carry a suffix ("22.04:LTS"); the others match exactly.
+    return release == wanted or release.startswith(wanted + ":")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    source: str
+    advisory_id: str
+    fixed: str | None
+
+
+class Matcher:
+    def __init__(self, db: VulnDB) -> None:
+        self.db = db
+        self.generation = db.generation
+        self._hits: dict[Query, tuple[Hit, ...]] = {}
+        self._advisories: dict[tuple[str, str], Advisory] = {}
+
+    def refresh(self) -> bool:
+        """Drop cached results if the database changed since they were computed."""
+        gen = self.db.generation
+        if gen == self.generation:
+            return False
+        self.generation = gen
+        self._hits.clear()
+        self._advisories.clear()
+        return True
+
+    def hits(self, q: Query) -> tuple[Hit, ...]:
+        cached = self._hits.get(q)
+        if cached is not None:
+            return cached
+        found: dict[str, Hit] = {}
+        for source, advisory_id, entry in self.db.affected_for(q.ecosystem, q.name):
+            if q.release and not _release_matches(q.release, entry.release):
+                continue
+            if advisory_id in found:
+                continue
+            hit, fixed = affected_by(q.version, entry)
+            if hit:
+                found[advisory_id] = Hit(source, advisory_id, fixed)
+        result = tuple(found.values())
+        self._hits[q] = result
+        return result
+
+    def advisory(self, source: str, advisory_id: str) -> Advisory:
+        key = (source, advisory_id)
+        adv = self._advisories.get(key)
+        if adv is None:
+            adv = self.db.advisory(source, advisory_id)
+            assert adv is not None
+            if adv.severity == "UNKNOWN":
+                # Feeds without scores (Debian, Alpine, Go) borrow the highest one given for the same CVE.
+                for alias in adv.aliases:
+                    borrowed = self.db.severity_of_alias(alias)
+                    if borrowed is not None:
+                        adv = _with_severity(adv, *borrowed)
+                        break
+            self._advisories[key] = adv
+        return adv
+
+    def match(self, packages: Iterable[Package], distro: Distro | None = None) -> list[Finding]:
+        findings: list[Finding] = []
+        seen: set[tuple[str, str, str]] = set()
+        for pkg in packages:
+            q = query_for(pkg, distro)
+            if q is None:
+                continue
+            for hit in self.hits(q):
+                key = (hit.advisory_id, pkg.purl, pkg.path)
+                if key in seen:
+                    continue
+                seen.add(key)
+                adv = self.advisory(hit.source, hit.advisory_id)
+                findings.append(
+                    Finding(
+                        advisory_id=adv.id,
+                        aliases=adv.aliases,
+                        package=pkg,
+                        installed_version=pkg.version,
+                        fixed_version=hit.fixed,
+                        severity=adv.severity,
+                        score=adv.score,
+                        link=adv.link,
+                        summary=adv.summary,
+                    )
+                )
+        findings.sort(key=finding_order)
+        return findings
+
+
+def _with_severity(adv: Advisory, severity: str, score: float | None) -> Advisory:
+    return Advisory(adv.id, adv.modified, adv.summary, adv.aliases, severity, score, adv.link, adv.withdrawn, ())
+
+
+_RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3, "UNKNOWN": 4}
+
+
+def finding_order(f: Finding) -> tuple[int, str, str, str]:
+    return (_RANK.get(f.severity, 5), f.package.name, f.package.path, f.advisory_id)
+
+
+def severity_at_least(severity: str, threshold: str) -> bool:
+    return _RANK.get(severity, 5) <= _RANK.get(threshold.upper(), 5)

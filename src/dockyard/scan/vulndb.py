@@ -1,0 +1,374 @@
+"""The vulnerability database: OSV advisories imported from `<ecosystem>/all.zip` sources into one
+SQLite file, incrementally and atomically.
+
+A source is read completely and checked (zip CRCs, every record parsed) before anything is written;
+the import of one source is then one transaction that writes only the advisories whose bytes changed.
+A download that fails, is cut short or holds a broken record therefore never touches the last good
+copy, and a scanner keeps matching against it offline. Every change bumps `generation`, which the
+registry compares to re-evaluate stored images after an update.
+
+Each replica keeps its own copy under its data folder (it is a cache of public data, rebuilt from the
+sources at any time); what is derived from it — findings — lives in the registry's database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dockyard.scan.osv import Advisory, Affected, Event, Range, RecordError, normalize_name, parse_record
+
+DB_FILE = "vulndb.sqlite"
+MAX_DOWNLOAD_BYTES = 4 * 1024**3
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS advisories (
+    source TEXT NOT NULL, id TEXT NOT NULL, sha256 TEXT NOT NULL, modified TEXT NOT NULL,
+    summary TEXT NOT NULL, aliases TEXT NOT NULL, severity TEXT NOT NULL, score REAL, link TEXT NOT NULL,
+    withdrawn INTEGER NOT NULL, PRIMARY KEY (source, id));
+CREATE TABLE IF NOT EXISTS affected (
+    source TEXT NOT NULL, advisory_id TEXT NOT NULL, ecosystem TEXT NOT NULL, release TEXT NOT NULL,
+    name TEXT NOT NULL, ranges TEXT NOT NULL, versions TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS affected_by_package ON affected (ecosystem, name, release);
+CREATE INDEX IF NOT EXISTS affected_by_advisory ON affected (source, advisory_id);
+CREATE TABLE IF NOT EXISTS aliases (alias TEXT NOT NULL, source TEXT NOT NULL, advisory_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS aliases_by_alias ON aliases (alias);
+CREATE INDEX IF NOT EXISTS aliases_by_advisory ON aliases (source, advisory_id);
+CREATE TABLE IF NOT EXISTS sources (
+    url TEXT PRIMARY KEY, checked_at TEXT, updated_at TEXT, etag TEXT, last_modified TEXT, sha256 TEXT,
+    records INTEGER, added INTEGER, changed INTEGER, removed INTEGER, error TEXT);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class SourceError(Exception):
+    """A source could not be read completely and correctly; the database was left as it was."""
+
+
+@dataclass(frozen=True)
+class ImportStats:
+    source: str
+    records: int
+    added: int
+    changed: int
+    removed: int
+    not_modified: bool = False  # the server said the copy we have is current
+
+    @property
+    def changes(self) -> int:
+        return self.added + self.changed + self.removed
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    url: str
+    checked_at: str | None
+    updated_at: str | None
+    records: int
+    added: int
+    changed: int
+    removed: int
+    error: str | None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class VulnDB:
+    def __init__(self, path: Path) -> None:
+        """`path` is the database folder; it is created if missing."""
+        self.folder = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path / DB_FILE
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM advisories").fetchone()[0])
+
+    def sources(self) -> list[SourceStatus]:
+        rows = self._conn.execute(
+            "SELECT url, checked_at, updated_at, records, added, changed, removed, error FROM sources ORDER BY url"
+        ).fetchall()
+        return [SourceStatus(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0, r[7]) for r in rows]
+
+    def affected_for(self, ecosystem: str, name: str) -> list[tuple[str, str, Affected]]:
+        """(source, advisory id, affected entry) for every advisory naming this package, all releases."""
+        rows = self._conn.execute(
+            "SELECT f.source, f.advisory_id, f.release, f.ranges, f.versions FROM affected f "
+            "JOIN advisories a ON a.source = f.source AND a.id = f.advisory_id "
+            "WHERE f.ecosystem = ? AND f.name = ? AND a.withdrawn = 0",
+            (ecosystem, normalize_name(ecosystem, name)),
+        ).fetchall()
+        return [(r[0], r[1], _affected_from_row(ecosystem, r[2], name, r[3], r[4])) for r in rows]
+
+    def advisory(self, source: str, advisory_id: str) -> Advisory | None:
+        row = self._conn.execute(
+            "SELECT id, modified, summary, aliases, severity, score, link, withdrawn FROM advisories "
+            "WHERE source = ? AND id = ?",
+            (source, advisory_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return Advisory(row[0], row[1], row[2], tuple(json.loads(row[3])), row[4], row[5], row[6], bool(row[7]), ())
+
+    def severity_of_alias(self, alias: str) -> tuple[str, float | None] | None:
+        """The highest severity any advisory sharing this alias gives (feeds without scores borrow it)."""
+        row = self._conn.execute(
+            "SELECT a.severity, a.score FROM aliases x "
+            "JOIN advisories a ON a.source = x.source AND a.id = x.advisory_id "
+            "WHERE x.alias = ? AND a.severity != 'UNKNOWN' ORDER BY coalesce(a.score, 0) DESC LIMIT 1",
+            (alias,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def ids_for(self, advisory_or_alias: str) -> set[str]:
+        """Every advisory id that is, or is an alias of, the given id (DSA-…, CVE-…, GHSA-…)."""
+        rows = self._conn.execute(
+            "SELECT advisory_id FROM aliases WHERE alias = ? UNION SELECT id FROM advisories WHERE id = ?",
+            (advisory_or_alias, advisory_or_alias),
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    # -- importing ---------------------------------------------------------------------------------
+
+    def update(self, sources: Iterable[str], timeout: float = 300.0) -> list[ImportStats | SourceError]:
+        """Import every source; one failing source is reported and does not stop the others."""
+        out: list[ImportStats | SourceError] = []
+        for source in sources:
+            try:
+                out.append(self.import_source(source, timeout=timeout))
+            except SourceError as exc:
+                self._record_error(source, str(exc))
+                out.append(exc)
+        return out
+
+    def import_source(self, source: str, timeout: float = 300.0) -> ImportStats:
+        with self._fetch(source, timeout) as fetched:
+            if fetched is None:
+                self._conn.execute("UPDATE sources SET checked_at = ?, error = NULL WHERE url = ?", (_now(), source))
+                return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
+            path, etag, last_modified = fetched
+            digest = _file_sha256(path)
+            row = self._conn.execute("SELECT sha256 FROM sources WHERE url = ?", (source,)).fetchone()
+            if row and row[0] == digest:  # same bytes as last time: nothing to parse
+                self._conn.execute("UPDATE sources SET checked_at = ?, error = NULL WHERE url = ?", (_now(), source))
+                return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
+            records = _read_zip(path)
+        return self._apply(source, records, digest, etag, last_modified)
+
+    def import_records(self, source: str, docs: Iterable[bytes]) -> ImportStats:
+        """Import records given as bytes (tests and single-file sources)."""
+        records = {}
+        for raw in docs:
+            adv = _parse(raw, source)
+            records[adv.id] = (hashlib.sha256(raw).hexdigest(), adv)
+        return self._apply(source, records, None, None, None)
+
+    def _records_of(self, source: str) -> int:
+        row = self._conn.execute("SELECT records FROM sources WHERE url = ?", (source,)).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def _record_error(self, source: str, error: str) -> None:
+        self._conn.execute(
+            "INSERT INTO sources (url, checked_at, error) VALUES (?, ?, ?) "
+            "ON CONFLICT (url) DO UPDATE SET checked_at = excluded.checked_at, error = excluded.error",
+            (source, _now(), error[:1000]),
+        )
+
+    @contextmanager
+    def _fetch(self, source: str, timeout: float) -> Iterator[tuple[Path, str | None, str | None] | None]:
+        """The source's zip as a local file, or None when an HTTP server says our copy is current."""
+        if source.startswith(("http://", "https://")):
+            row = self._conn.execute("SELECT etag, last_modified FROM sources WHERE url = ?", (source,)).fetchone()
+            headers = {}
+            if row and row[0]:
+                headers["If-None-Match"] = row[0]
+            if row and row[1]:
+                headers["If-Modified-Since"] = row[1]
+            fd, name = tempfile.mkstemp(prefix="osv-", suffix=".zip", dir=self.folder)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    try:
+                        with httpx.stream("GET", source, headers=headers, timeout=timeout, follow_redirects=True) as r:
+                            if r.status_code == 304:
+                                yield None
+                                return
+                            if r.status_code != 200:
+                                raise SourceError(f"{source}: HTTP {r.status_code}")
+                            size = 0
+                            for chunk in r.iter_bytes(1 << 20):
+                                size += len(chunk)
+                                if size > MAX_DOWNLOAD_BYTES:
+                                    raise SourceError(f"{source}: larger than {MAX_DOWNLOAD_BYTES} bytes")
+                                out.write(chunk)
+                            expected = r.headers.get("content-length")
+                            if expected is not None and int(expected) != size:
+                                raise SourceError(f"{source}: download cut short ({size} of {expected} bytes)")
+                            etag, modified = r.headers.get("etag"), r.headers.get("last-modified")
+                    except httpx.HTTPError as exc:
+                        raise SourceError(f"{source}: {exc}") from exc
+                yield Path(name), etag, modified
+            finally:
+                Path(name).unlink(missing_ok=True)
+        else:
+            path = Path(source.removeprefix("file://"))
+            if not path.is_file():
+                raise SourceError(f"{source}: no such file")
+            yield path, None, None
+
+    def _apply(
+        self,
+        source: str,
+        records: dict[str, tuple[str, Advisory]],
+        digest: str | None,
+        etag: str | None,
+        last_modified: str | None,
+    ) -> ImportStats:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            existing = dict(conn.execute("SELECT id, sha256 FROM advisories WHERE source = ?", (source,)).fetchall())
+            added = [i for i in records if i not in existing]
+            changed = [i for i in records if i in existing and existing[i] != records[i][0]]
+            removed = [i for i in existing if i not in records]
+            for advisory_id in [*changed, *removed]:
+                for table, column in (("advisories", "id"), ("affected", "advisory_id"), ("aliases", "advisory_id")):
+                    conn.execute(f"DELETE FROM {table} WHERE source = ? AND {column} = ?", (source, advisory_id))
+            for advisory_id in [*added, *changed]:
+                sha, adv = records[advisory_id]
+                _insert(conn, source, sha, adv)
+            now = _now()
+            conn.execute(
+                "INSERT INTO sources (url, checked_at, updated_at, etag, last_modified, sha256, records, added,"
+                " changed, removed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (url) DO UPDATE SET"
+                " checked_at = excluded.checked_at, updated_at = excluded.updated_at, etag = excluded.etag,"
+                " last_modified = excluded.last_modified, sha256 = excluded.sha256, records = excluded.records,"
+                " added = excluded.added, changed = excluded.changed, removed = excluded.removed, error = NULL",
+                (source, now, now, etag, last_modified, digest, len(records), len(added), len(changed), len(removed)),
+            )
+            if added or changed or removed:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('generation', '1') ON CONFLICT (key) DO UPDATE SET "
+                    "value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ImportStats(source, len(records), len(added), len(changed), len(removed))
+
+
+def _insert(conn: sqlite3.Connection, source: str, sha: str, adv: Advisory) -> None:
+    conn.execute(
+        "INSERT INTO advisories (source, id, sha256, modified, summary, aliases, severity, score, link, withdrawn) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (source, adv.id, sha, adv.modified, adv.summary, json.dumps(adv.aliases), adv.severity, adv.score, adv.link,
+         int(adv.withdrawn)),
+    )  # fmt: skip
+    conn.executemany(
+        "INSERT INTO affected (source, advisory_id, ecosystem, release, name, ranges, versions) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (source, adv.id, a.ecosystem, a.release, a.name, _ranges_json(a.ranges), json.dumps(a.versions))
+            for a in adv.affected
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO aliases (alias, source, advisory_id) VALUES (?, ?, ?)",
+        [(alias, source, adv.id) for alias in adv.aliases],
+    )
+
+
+def _ranges_json(ranges: tuple[Range, ...]) -> str:
+    return json.dumps([[r.type, [[e.kind, e.version] for e in r.events]] for r in ranges])
+
+
+def _affected_from_row(ecosystem: str, release: str, name: str, ranges: str, versions: str) -> Affected:
+    parsed = tuple(Range(t, tuple(Event(k, v) for k, v in evs)) for t, evs in json.loads(ranges))
+    return Affected(ecosystem, release, normalize_name(ecosystem, name), parsed, tuple(json.loads(versions)))
+
+
+def _parse(raw: bytes, where: str) -> Advisory:
+    try:
+        return parse_record(json.loads(raw))
+    except (ValueError, RecordError) as exc:
+        raise SourceError(f"{where}: not an OSV record: {exc}") from exc
+
+
+def _read_zip(path: Path) -> dict[str, tuple[str, Advisory]]:
+    """Every record of the zip, checked: a CRC mismatch, a truncated archive or a bad record fails it all."""
+    records: dict[str, tuple[str, Advisory]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir() or not info.filename.endswith(".json"):
+                    continue
+                raw = zf.read(info)  # verifies the member's CRC
+                adv = _parse(raw, f"{path.name}:{info.filename}")
+                records[adv.id] = (hashlib.sha256(raw).hexdigest(), adv)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError) as exc:
+        raise SourceError(f"{path}: unreadable zip: {exc}") from exc
+    if not records:
+        raise SourceError(f"{path}: no OSV records")
+    return records
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sources_in(path: Path) -> list[str]:
+    """The sources a `--vulndb` folder holds: `<ecosystem>/all.zip` files or zips directly inside."""
+    if path.is_file():
+        return [str(path.resolve())]
+    return sorted(str(p.resolve()) for p in [*path.glob("*/all.zip"), *path.glob("*.zip")])
+
+
+def open_for_cli(path: Path, cache_root: Path) -> VulnDB:
+    """A database folder is used as it is; zips are imported (incrementally) into a cache beside them."""
+    if (path / DB_FILE).is_file():
+        return VulnDB(path)
+    sources = sources_in(path)
+    if not sources:
+        raise SourceError(f"{path}: neither a vulnerability database folder nor OSV zip files")
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    db = VulnDB(cache_root / key)
+    for result in db.update(sources):
+        if isinstance(result, SourceError):
+            raise result
+    return db
+
+
+def record_bytes(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()
