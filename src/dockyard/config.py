@@ -88,8 +88,12 @@ class Settings(BaseSettings):
         21600, ge=0, description="How often the vulnerability database is updated; 0 turns the schedule off."
     )
     scan_on_push: bool = Field(True, description="Scan images when they are pushed (projects can override it).")
-    scan_workers: int = Field(
-        1, ge=0, le=16, description="Scan jobs run at once per replica; 0: this replica scans nothing."
+    scan_interval_seconds: float = Field(2, gt=0, description="How often the scan queue is looked at.")
+    scan_allowlist: list[str] = Field(
+        default_factory=list, description="Advisory or CVE ids no project's pull policy blocks on (system-wide)."
+    )
+    scanner_enabled: bool = Field(
+        True, description="This replica works the scan queue (one replica at a time does, holding a lease)."
     )
 
     # --- projects and access -------------------------------------------------------------------

@@ -23,6 +23,8 @@ from dockyard.services.lifecycle.scrub import Scrubber
 from dockyard.services.lifecycle.tag_rules import TagRuleService
 from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
+from dockyard.services.scanning.policy import PullGate
+from dockyard.services.scanning.scanner import ScanService
 from dockyard.storage.base import BlobStore
 from dockyard.storage.filesystem import FilesystemBlobStore
 
@@ -48,9 +50,12 @@ class Services:
     authenticator: Authenticator
     tokens: TokenService
     policy: AccessPolicy
+    scans: ScanService
+    pull_gate: PullGate
 
     def close(self) -> None:
         self.audit.close()
+        self.scans.vulndb.close()
         self.db.dispose()
 
 
@@ -93,7 +98,10 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
             lockout_seconds=settings.login_lockout_seconds,
         ),
     )
-    manifests = ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds)
+    from dockyard.scan.vulndb import VulnDB  # the scanner's imports load only with the services
+
+    scans = ScanService(db, store, VulnDB(settings.resolved_vulndb_path), audit, settings.scan_on_push)
+    manifests = ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds, scans.enqueue)
     return Services(
         settings=settings,
         db=db,
@@ -114,6 +122,8 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         authenticator=Authenticator(db, users, audit, guard, ldap_provider(settings), liveness),
         tokens=TokenService(db, settings.token_issuer, settings.token_service, settings.token_ttl_seconds),
         policy=AccessPolicy(db, projects, settings.users_can_create_projects, settings.auto_create_projects),
+        scans=scans,
+        pull_gate=PullGate(db, settings.scan_allowlist, ttl=settings.account_check_seconds),
     )
 
 
@@ -141,5 +151,11 @@ def maintenance(services: Services) -> Maintenance:
                 lambda: services.retention.run_due(s.retention_interval_seconds),
             ),
             Duty("scrub", s.scrub_interval_seconds, lambda: services.scrubber.run(s.scrub_rate_mb * 1_000_000)),
+            Duty("scan", s.scan_interval_seconds if s.scanner_enabled else 0, services.scans.run),
+            Duty(
+                "vulndb",
+                s.vulndb_update_interval_seconds,
+                lambda: services.scans.update_vulndb(s.vulndb_sources),
+            ),
         ],
     )

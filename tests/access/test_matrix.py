@@ -210,6 +210,23 @@ def management_ops(reg: Registry) -> list[Op]:
             Permission.TAG_POLICY_MANAGE,
             lambda r, h: r.http.post(f"{base}/retention/run", params={"dry_run": True}, headers=h),
         ),
+        Op(
+            "GET scan report",
+            Permission.PULL,
+            lambda r, h: r.http.get(f"/api/v1/repositories/{REPO}/manifests/v1/scan", headers=h),
+        ),
+        Op(
+            "POST scan",
+            Permission.PUSH,
+            lambda r, h: r.http.post(f"/api/v1/repositories/{REPO}/manifests/v1/scan", headers=h),
+        ),
+        Op("GET scan policy", Permission.PROJECT_READ, lambda r, h: r.http.get(f"{base}/scan-policy", headers=h)),
+        Op(
+            "PATCH scan policy",
+            Permission.PROJECT_UPDATE,
+            lambda r, h: r.http.patch(f"{base}/scan-policy", json={"scan_on_push": True}, headers=h),
+        ),
+        Op("POST vulndb update", None, lambda r, h: r.http.post("/api/v1/vulndb/update", headers=h)),
         Op("POST project", None, lambda r, h: r.http.post("/api/v1/projects", json={"name": unique()}, headers=h)),
         Op("GET users", None, lambda r, h: r.http.get("/api/v1/users", headers=h)),
         Op(

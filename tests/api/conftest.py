@@ -89,7 +89,15 @@ class Registry:
 
 
 def make_settings(tmp_path: Path, database: Database) -> Settings:
-    return Settings(data_dir=tmp_path, database_url=database.url, admin_password=ADMIN_PASSWORD, fsync=False)
+    # No background scanning (tests that want it run the scanner themselves) and no feeds to download.
+    return Settings(
+        data_dir=tmp_path,
+        database_url=database.url,
+        admin_password=ADMIN_PASSWORD,
+        fsync=False,
+        vulndb_sources=[],
+        scanner_enabled=False,
+    )
 
 
 @pytest.fixture

@@ -141,6 +141,13 @@ projects = sa.Table(
     sa.Column("quota_bytes", sa.BigInteger, nullable=True),  # None: no quota
     # Bytes of distinct blobs linked anywhere in the project (a blob shared by two repositories counts once).
     sa.Column("used_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    # Scanning policy (None: the system default).
+    sa.Column("scan_on_push", sa.Boolean, nullable=True),
+    sa.Column("block_severity", sa.String(16), nullable=True),  # refuse pulls with findings at or above
+    sa.Column("block_unscanned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("vulnerability_allowlist", sa.Text, nullable=True),  # JSON list of advisory/CVE ids
+    sa.Column("licence_denylist", sa.Text, nullable=True),  # JSON list of SPDX ids
+    sa.Column("block_denied_licences", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 # Which blobs a project holds, and in how many of its repositories: the basis of `used_bytes`.
@@ -296,4 +303,82 @@ signing_keys = sa.Table(
     sa.Column("algorithm", sa.String(16), nullable=False),
     sa.Column("private_pem", sa.Text, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+)
+
+# --- scanning -------------------------------------------------------------------------------------
+
+# A layer's inventory depends only on its bytes: extracted once, shared by every image with the layer.
+layer_inventories = sa.Table(
+    "layer_inventories",
+    metadata,
+    sa.Column("digest", sa.String(150), primary_key=True),
+    sa.Column("scanner_version", sa.Integer, nullable=False),
+    sa.Column("inventory", sa.Text, nullable=False),  # JSON (LayerInventory.to_json)
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+# One row per image manifest digest (content-addressed: the same digest in two repositories is the
+# same image). status: queued | scanning | done | failed | skipped | unsupported.
+image_scans = sa.Table(
+    "image_scans",
+    metadata,
+    sa.Column("digest", sa.String(150), primary_key=True),
+    sa.Column("repository", sa.String(255), nullable=False),  # where it was first pushed (for the audit trail)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("requested", sa.Boolean, nullable=False, server_default=sa.false()),  # on demand: scan regardless
+    sa.Column("queued_at", Timestamp, nullable=False),
+    sa.Column("scanned_at", Timestamp, nullable=True),
+    sa.Column("vulndb_generation", sa.Integer, nullable=True),
+    sa.Column("distro", sa.String(64), nullable=True),
+    sa.Column("packages", sa.Text, nullable=True),  # JSON: the combined inventory, for re-evaluation
+    sa.Column("summary", sa.Text, nullable=True),  # JSON: findings by severity
+    sa.Column("licences", sa.Text, nullable=True),  # JSON: distinct licence expressions
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_image_scans_status", "status", "queued_at"),
+)
+
+image_findings = sa.Table(
+    "image_findings",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(150), nullable=False),
+    sa.Column("advisory_id", sa.String(128), nullable=False),
+    sa.Column("aliases", sa.Text, nullable=False),  # JSON list
+    sa.Column("ecosystem", sa.String(16), nullable=False),
+    sa.Column("package", sa.String(512), nullable=False),
+    sa.Column("version", sa.String(255), nullable=False),
+    sa.Column("fixed_version", sa.String(255), nullable=True),
+    sa.Column("purl", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("link", sa.Text, nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Index("ix_image_findings_digest", "digest"),
+    sa.Index("ix_image_findings_advisory", "advisory_id"),
+)
+
+# Aliases of findings, one row each, so "which images are affected by CVE-…" is an index lookup.
+finding_aliases = sa.Table(
+    "finding_aliases",
+    metadata,
+    sa.Column("alias", sa.String(128), primary_key=True),
+    sa.Column("digest", sa.String(150), primary_key=True),
+    sa.Column("advisory_id", sa.String(128), primary_key=True),
+)
+
+image_packages = sa.Table(
+    "image_packages",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(150), nullable=False),
+    sa.Column("ecosystem", sa.String(16), nullable=False),
+    sa.Column("name", sa.String(512), nullable=False),
+    sa.Column("version", sa.String(255), nullable=False),
+    sa.Column("purl", sa.Text, nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("licence", sa.Text, nullable=True),
+    sa.Index("ix_image_packages_digest", "digest"),
+    sa.Index("ix_image_packages_name", "name", "version"),
 )

@@ -102,6 +102,12 @@ class VulnDB:
     def close(self) -> None:
         self._conn.close()
 
+    def copy_to(self, folder: Path) -> VulnDB:
+        """A consistent copy (SQLite's online backup), e.g. to seed another replica or a test."""
+        copy = VulnDB(folder)
+        self._conn.backup(copy._conn)
+        return copy
+
     # -- reading -----------------------------------------------------------------------------------
 
     @property

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -135,6 +137,51 @@ class ProjectService:
             updated = self.find(conn, name)
         assert updated is not None
         return updated
+
+    def scan_policy(self, name: str) -> dict[str, Any]:
+        p = s.projects.c
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    p.scan_on_push, p.block_severity, p.block_unscanned, p.vulnerability_allowlist,
+                    p.licence_denylist, p.block_denied_licences,
+                ).where(p.name == name)
+            ).first()  # fmt: skip
+        if row is None:
+            raise NotFound(f"project {name!r} does not exist", {"project": name})
+        return {
+            "scan_on_push": row.scan_on_push,
+            "block_severity": row.block_severity,
+            "block_unscanned": bool(row.block_unscanned),
+            "vulnerability_allowlist": json.loads(row.vulnerability_allowlist or "[]"),
+            "licence_denylist": json.loads(row.licence_denylist or "[]"),
+            "block_denied_licences": bool(row.block_denied_licences),
+        }
+
+    def set_scan_policy(self, name: str, **changes: Any) -> dict[str, Any]:
+        """Change some of a project's scanning rules (keys as `scan_policy` returns them)."""
+        allowed = {"scan_on_push", "block_severity", "block_unscanned", "vulnerability_allowlist",
+                   "licence_denylist", "block_denied_licences"}  # fmt: skip
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidInput(f"unknown scan policy settings: {', '.join(sorted(unknown))}", {"keys": sorted(unknown)})
+        severity = changes.get("block_severity")
+        if severity is not None:
+            if str(severity).upper() not in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"):
+                raise InvalidInput("block_severity is one of critical, high, medium, low, unknown", {"value": severity})
+            changes["block_severity"] = str(severity).upper()
+        values = dict(changes)
+        for key in ("vulnerability_allowlist", "licence_denylist"):
+            if key in values:
+                values[key] = json.dumps(sorted({str(v) for v in values[key] or []}))
+        with self.db.write() as conn:
+            project = self.find(conn, name)
+            if project is None:
+                raise NotFound(f"project {name!r} does not exist", {"project": name})
+            if values:
+                conn.execute(sa.update(s.projects).where(s.projects.c.id == project.id).values(**values))
+            self.audit.record(conn, "project.scan_policy", project=name, detail=changes)
+        return self.scan_policy(name)
 
     def delete(self, name: str) -> None:
         """Delete an empty project (as Harbor does: repositories must be deleted first, deliberately)."""

@@ -17,6 +17,7 @@ async def get_manifest(request: Request) -> Response:
     manifest = svc.manifests.get(name, reference)
     headers = {"Docker-Content-Digest": manifest.digest, "ETag": f'"{manifest.digest}"'}
     if request.method == "GET":  # a pull, for "who pulled this image, when, from where"
+        svc.pull_gate.check(name, manifest.digest, manifest.media_type, manifest.content)
         tag = None if reference.startswith(("sha256:", "sha512:")) else reference
         svc.audit.record_access("pull", repository=name, reference=tag, digest=manifest.digest)
     if request.method == "HEAD":

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from dockyard.api.errors import status_for
-from dockyard.api.management import audit, lifecycle, projects, robots, users
+from dockyard.api.management import audit, lifecycle, projects, robots, scanning, users
 from dockyard.services.auth.permissions import MATRIX, Role
 from dockyard.services.errors import RegistryError, TooManyRequests, Unauthorized
 from dockyard.wiring import Services
@@ -65,7 +65,7 @@ def create_management_app(services: Services) -> FastAPI:
         },
     )
     app.state.services = services
-    for module in (projects, users, robots, audit, lifecycle):
+    for module in (projects, users, robots, audit, lifecycle, scanning):
         app.include_router(module.router)
 
     @app.get("/permissions", tags=["access"], summary="The permission matrix: least role per permission")

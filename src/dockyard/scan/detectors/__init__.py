@@ -18,6 +18,16 @@ class Detector:
 
 
 def all_detectors() -> list[Detector]:
-    from dockyard.scan.detectors import apk, dpkg, golang, java, node, python, ruby
+    from dockyard.scan.detectors import apk, cargo, dpkg, golang, java, node, python, rpm, ruby
 
-    return [dpkg.DETECTOR, apk.DETECTOR, python.DETECTOR, node.DETECTOR, golang.DETECTOR, java.DETECTOR, ruby.DETECTOR]
+    return [
+        dpkg.DETECTOR,
+        apk.DETECTOR,
+        rpm.DETECTOR,
+        python.DETECTOR,
+        node.DETECTOR,
+        golang.DETECTOR,
+        cargo.DETECTOR,
+        java.DETECTOR,
+        ruby.DETECTOR,
+    ]

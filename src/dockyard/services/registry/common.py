@@ -210,9 +210,9 @@ def delete_manifest_rows(db: Database, conn: Connection, repo_id: int, manifest_
     conn.execute(sa.delete(s.manifest_blobs).where(s.manifest_blobs.c.manifest_id == manifest_id))
     conn.execute(sa.delete(s.manifest_children).where(s.manifest_children.c.manifest_id == manifest_id))
     conn.execute(sa.delete(s.manifests).where(s.manifests.c.id == manifest_id))
-    for blob in blobs:
+    # Queue entries in one global order (kind, digest): two deletes sharing blobs then wait for each
+    # other instead of deadlocking on PostgreSQL (seen in the GC stress test).
+    for blob in sorted(blobs):
         enqueue_gc(db, conn, "link", repo_id, blob, 0)
-    for child in children:
+    for child in sorted({*children, *referrers}):
         enqueue_gc(db, conn, "manifest", repo_id, child, 0)
-    for referrer in referrers:
-        enqueue_gc(db, conn, "manifest", repo_id, referrer, 0)

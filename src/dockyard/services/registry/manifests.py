@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -47,9 +48,15 @@ class PushResult:
 
 class ManifestService:
     def __init__(
-        self, db: Database, max_bytes: int = 4 * 1024 * 1024, audit: AuditLog | None = None, grace: float = 3600.0
+        self,
+        db: Database,
+        max_bytes: int = 4 * 1024 * 1024,
+        audit: AuditLog | None = None,
+        grace: float = 3600.0,
+        on_push: Callable[[sa.Connection, str, str], None] | None = None,
     ) -> None:
         self.db = db
+        self.on_push = on_push  # (conn, repository, digest), in the push's transaction: queues the scan
         self.max_bytes = max_bytes
         self.audit = audit
         self.grace = grace  # how long an untagged manifest is kept before the collector may take it
@@ -113,6 +120,8 @@ class ManifestService:
                 enqueue_gc(self.db, conn, "manifest", repo_id, digest, self.grace)
             if self.audit is not None:
                 self.audit.record(conn, "push", repository=name, reference=tag, digest=digest)
+            if self.on_push is not None and (parsed.config is not None or parsed.manifests):
+                self.on_push(conn, name, digest)
         return PushResult(digest, parsed.subject.digest if parsed.subject else None)
 
     def _set_tag(self, conn: sa.Connection, name: str, repo_id: int, tag: str, manifest_id: int) -> None:

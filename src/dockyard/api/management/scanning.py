@@ -1,0 +1,257 @@
+"""Scan reports, SBOMs, on-demand scans, registry-wide questions, scan policies and the vulnerability
+database's status."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in, system_admin
+from dockyard.oci.errors import InvalidManifest
+from dockyard.oci.manifest import parse_manifest
+from dockyard.services.auth.identity import Identity
+from dockyard.services.auth.permissions import Permission
+from dockyard.services.errors import NotFound
+from dockyard.wiring import Services
+
+router = APIRouter(tags=["scanning"])
+
+Severity = Literal["critical", "high", "medium", "low", "unknown"]
+
+
+class FindingOut(BaseModel):
+    advisory_id: str
+    aliases: list[str]
+    severity: str
+    score: float | None
+    package: str
+    ecosystem: str
+    installed_version: str
+    fixed_version: str | None
+    purl: str
+    path: str
+    link: str
+    summary: str
+
+
+class ImageReport(BaseModel):
+    digest: str
+    platform: str | None = None
+    status: str = Field(description="queued, scanning, done, failed, skipped (scan on push off), unsupported")
+    scanned_at: float | None = None
+    distro: str | None = None
+    summary: dict[str, int] | None = Field(default=None, description="Findings by severity.")
+    licences: list[str] = Field(default_factory=list, description="Distinct licence expressions of the packages.")
+    packages: int | None = None
+    error: str | None = None
+    findings: list[FindingOut] | None = None
+
+
+class ScanReport(BaseModel):
+    digest: str
+    media_type: str
+    images: list[ImageReport] = Field(description="One image; or, for an index, one per platform.")
+
+
+class ScanPolicy(BaseModel):
+    scan_on_push: bool | None = Field(default=None, description="null: the system default.")
+    block_severity: Severity | None = Field(
+        default=None, description="Refuse pulls of images with findings this severe."
+    )
+    block_unscanned: bool = False
+    vulnerability_allowlist: list[str] = Field(default_factory=list, description="Advisory or CVE ids to ignore.")
+    licence_denylist: list[str] = Field(default_factory=list, description="SPDX licence ids to report (and block).")
+    block_denied_licences: bool = False
+
+
+class ScanPolicyPatch(BaseModel):
+    scan_on_push: bool | None = None
+    block_severity: Severity | None = None
+    block_unscanned: bool | None = None
+    vulnerability_allowlist: list[str] | None = None
+    licence_denylist: list[str] | None = None
+    block_denied_licences: bool | None = None
+
+
+def _manifest(svc: Services, caller: Identity, repository: str, reference: str, permission: Permission) -> Any:
+    project_permission(svc, caller, repository.split("/", 1)[0], permission)
+    return svc.manifests.get(repository, reference)
+
+
+def _images(media_type: str, content: bytes, digest: str) -> list[tuple[str, str | None]]:
+    try:
+        parsed = parse_manifest(content, media_type)
+    except InvalidManifest:
+        return [(digest, None)]
+    if not parsed.manifests:
+        return [(digest, None)]
+    out = []
+    for d in parsed.manifests:
+        p = d.platform or {}
+        plat = "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x) or None
+        out.append((d.digest, plat))
+    return out
+
+
+def _image_report(svc: Services, digest: str, platform: str | None, with_findings: bool) -> ImageReport:
+    status = svc.scans.status(digest)
+    if status is None:
+        return ImageReport(digest=digest, platform=platform, status="not scanned")
+    report = ImageReport(
+        digest=digest,
+        platform=platform,
+        status=status["status"],
+        scanned_at=status["scanned_at"],
+        distro=status["distro"],
+        summary=status["summary"],
+        licences=status["licences"],
+        error=status["error"],
+    )
+    result = svc.scans.result(digest) if status["status"] == "done" else None
+    if result is not None:
+        report.packages = len(result.packages)
+        if with_findings:
+            report.findings = [
+                FindingOut(
+                    advisory_id=f.advisory_id,
+                    aliases=list(f.aliases),
+                    severity=f.severity,
+                    score=f.score,
+                    package=f.package.name,
+                    ecosystem=f.package.ecosystem,
+                    installed_version=f.installed_version,
+                    fixed_version=f.fixed_version,
+                    purl=f.package.purl,
+                    path=f.package.path,
+                    link=f.link,
+                    summary=f.summary,
+                )
+                for f in result.findings
+            ]
+    return report
+
+
+@router.get(
+    "/repositories/{repository:path}/manifests/{reference}/scan",
+    response_model=ScanReport,
+    summary="The scan report of an image (for an index, one per platform)",
+)
+def get_report(repository: str, reference: str, svc: ServicesDep, caller: Caller, findings: bool = True) -> ScanReport:
+    m = _manifest(svc, caller, repository, reference, Permission.PULL)
+    images = [_image_report(svc, d, plat, findings) for d, plat in _images(m.media_type, m.content, m.digest)]
+    return ScanReport(digest=m.digest, media_type=m.media_type, images=images)
+
+
+@router.post(
+    "/repositories/{repository:path}/manifests/{reference}/scan",
+    status_code=202,
+    summary="Scan (again) now: queued for the background scanner",
+)
+def request_scan(repository: str, reference: str, svc: ServicesDep, caller: Caller) -> Response:
+    m = _manifest(svc, caller, repository, reference, Permission.PUSH)
+    svc.scans.request(repository, m.digest)
+    return Response(status_code=202)
+
+
+@router.get(
+    "/repositories/{repository:path}/manifests/{reference}/sbom",
+    summary="The image's inventory as an SBOM (CycloneDX 1.6 or SPDX 2.3 JSON)",
+    responses={200: {"content": {"application/vnd.cyclonedx+json": {}, "application/spdx+json": {}}}},
+)
+def get_sbom(
+    repository: str,
+    reference: str,
+    svc: ServicesDep,
+    caller: Caller,
+    format: Literal["cyclonedx", "spdx"] = "cyclonedx",
+    platform: str | None = None,
+) -> Response:
+    from dockyard.scan.report import render_cyclonedx, render_spdx
+
+    m = _manifest(svc, caller, repository, reference, Permission.PULL)
+    images = _images(m.media_type, m.content, m.digest)
+    chosen = [d for d, plat in images if platform is None or plat == platform]
+    if len(chosen) != 1:
+        platforms = ", ".join(p or "?" for _, p in images)
+        raise NotFound(f"choose one platform with ?platform= (this index has {platforms})", {"platforms": platforms})
+    result = svc.scans.result(chosen[0])
+    if result is None:
+        raise NotFound(f"image {chosen[0]} has not been scanned", {"digest": chosen[0]})
+    name = f"{repository}@{chosen[0]}"
+    if format == "spdx":
+        doc = json.dumps(render_spdx(result, name=name, namespace_seed=name))
+        return Response(doc, media_type="application/spdx+json")
+    return Response(render_cyclonedx(result, name=name, version=chosen[0]), media_type="application/vnd.cyclonedx+json")
+
+
+def _visible(svc: Services, caller: Identity, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep only the locations the caller may pull from, and images with at least one."""
+    allowed: dict[str, bool] = {}
+    out = []
+    for row in rows:
+        keep = []
+        for loc in row.pop("locations"):
+            project = loc["repository"].split("/", 1)[0]
+            if project not in allowed:
+                allowed[project] = svc.policy.can(caller, project, Permission.PULL)
+            if allowed[project]:
+                keep.append(loc)
+        if keep:
+            out.append({**row, "locations": keep})
+    return out
+
+
+@router.get("/vulnerabilities/{advisory}/images", summary="Images affected by an advisory or CVE id")
+def affected_images(advisory: str, svc: ServicesDep, caller: Caller) -> list[dict[str, Any]]:
+    signed_in(caller)
+    return _visible(svc, caller, svc.scans.images_affected_by(advisory))
+
+
+@router.get("/packages/images", summary="Images that contain a package (at a version)")
+def images_with_package(
+    svc: ServicesDep, caller: Caller, name: str = Query(min_length=1), version: str | None = None
+) -> list[dict[str, Any]]:
+    signed_in(caller)
+    return _visible(svc, caller, svc.scans.images_with_package(name, version))
+
+
+@router.get("/projects/{name}/scan-policy", response_model=ScanPolicy)
+def get_policy(name: str, svc: ServicesDep, caller: Caller) -> ScanPolicy:
+    project_permission(svc, caller, name, Permission.PROJECT_READ)
+    return _policy_out(svc.projects.scan_policy(name))
+
+
+@router.patch("/projects/{name}/scan-policy", response_model=ScanPolicy, summary="Change the scanning rules")
+def set_policy(name: str, body: ScanPolicyPatch, svc: ServicesDep, caller: Caller) -> ScanPolicy:
+    project_permission(svc, caller, name, Permission.PROJECT_UPDATE)
+    policy = svc.projects.set_scan_policy(name, **body.model_dump(exclude_unset=True))
+    svc.pull_gate.forget(name)
+    return _policy_out(policy)
+
+
+def _policy_out(policy: dict[str, Any]) -> ScanPolicy:
+    severity = policy["block_severity"]
+    return ScanPolicy(**{**policy, "block_severity": severity.lower() if severity else None})
+
+
+@router.get("/vulndb", summary="The vulnerability database: sources, last check, last change, counts")
+def vulndb_status(svc: ServicesDep, caller: Caller) -> dict[str, Any]:
+    signed_in(caller)
+    db = svc.scans.vulndb
+    return {
+        "advisories": db.count(),
+        "generation": db.generation,
+        "sources": [asdict(s) for s in db.sources()],
+        "queued_scans": svc.scans.pending(),
+    }
+
+
+@router.post("/vulndb/update", summary="Update the database now and re-evaluate stored images (system admins)")
+def vulndb_update(svc: ServicesDep, caller: Caller) -> dict[str, Any]:
+    system_admin(caller)
+    result = svc.scans.update_vulndb(svc.settings.vulndb_sources)
+    return {"reevaluated": result.as_dict() if result else None, "generation": svc.scans.vulndb.generation}

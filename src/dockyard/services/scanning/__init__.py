@@ -1,0 +1,1 @@
+"""Scanning in the registry: the scan queue, stored results, re-evaluation and the pull gate."""

@@ -1,0 +1,150 @@
+"""The pull gate of scanning: a project may refuse pulls of images with findings at or above a
+severity (less an allowlist), of images not scanned yet, and of images carrying denied licences.
+
+Checked on every manifest GET, so the project's policy is cached per replica for `ttl` seconds and a
+project without any blocking rule costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from dockyard.db import schema as s
+from dockyard.db.engine import Database
+from dockyard.oci.errors import InvalidManifest
+from dockyard.oci.manifest import parse_manifest
+from dockyard.scan.model import SEVERITIES
+from dockyard.services.errors import Denied
+
+_LICENCE_TOKEN = re.compile(r"[A-Za-z0-9.+\-]+")
+SCANNED = ("done", "unsupported")  # unsupported: an artifact, nothing to scan
+
+
+@dataclass(frozen=True)
+class ProjectScanPolicy:
+    block_severity: str | None
+    block_unscanned: bool
+    allowlist: frozenset[str]
+    licence_denylist: frozenset[str]
+    block_denied_licences: bool
+
+    @property
+    def blocks_anything(self) -> bool:
+        licences = self.block_denied_licences and self.licence_denylist
+        return bool(self.block_severity or self.block_unscanned or licences)
+
+
+NO_POLICY = ProjectScanPolicy(None, False, frozenset(), frozenset(), False)
+
+
+def _json_list(value: str | None) -> frozenset[str]:
+    return frozenset(json.loads(value)) if value else frozenset()
+
+
+class PullGate:
+    def __init__(self, db: Database, system_allowlist: list[str] | None = None, ttl: float = 1.0) -> None:
+        self.db = db
+        self.system_allowlist = frozenset(system_allowlist or ())
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, ProjectScanPolicy]] = {}
+        self._lock = threading.Lock()
+
+    def forget(self, project: str | None = None) -> None:
+        """Drop cached policies (this replica changed one)."""
+        with self._lock:
+            if project is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(project, None)
+
+    def policy(self, project: str) -> ProjectScanPolicy:
+        now = time.monotonic()
+        cached = self._cache.get(project)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        p = s.projects.c
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(
+                    p.block_severity,
+                    p.block_unscanned,
+                    p.vulnerability_allowlist,
+                    p.licence_denylist,
+                    p.block_denied_licences,
+                ).where(p.name == project)
+            ).first()
+        policy = (
+            NO_POLICY
+            if row is None
+            else ProjectScanPolicy(
+                row.block_severity,
+                bool(row.block_unscanned),
+                _json_list(row.vulnerability_allowlist),
+                _json_list(row.licence_denylist),
+                bool(row.block_denied_licences),
+            )
+        )
+        with self._lock:
+            self._cache[project] = (now, policy)
+        return policy
+
+    def check(self, repository: str, digest: str, media_type: str, content: bytes) -> None:
+        """Raise Denied, naming the reason, when the project's policy refuses this pull."""
+        policy = self.policy(repository.split("/", 1)[0])
+        if not policy.blocks_anything:
+            return
+        images = [digest]
+        try:
+            parsed = parse_manifest(content, media_type)
+            if parsed.manifests:  # an index is refused when any of its images is
+                images = [d.digest for d in parsed.manifests]
+        except InvalidManifest:
+            pass
+        c, f = s.image_scans.c, s.image_findings.c
+        with self.db.engine.connect() as conn:
+            scans = {
+                r.digest: r for r in conn.execute(sa.select(c.digest, c.status, c.licences).where(c.digest.in_(images)))
+            }
+            if policy.block_unscanned:
+                unscanned = [d for d in images if d not in scans or scans[d].status not in SCANNED]
+                if unscanned:
+                    raise Denied(
+                        f"image {unscanned[0]} has not been scanned yet; project policy refuses unscanned images",
+                        {"digest": unscanned[0], "policy": "block_unscanned"},
+                    )
+            if policy.block_severity:
+                wanted = SEVERITIES[: SEVERITIES.index(policy.block_severity.upper()) + 1]
+                rows = conn.execute(
+                    sa.select(f.advisory_id, f.aliases, f.package, f.version, f.severity)
+                    .where(f.digest.in_(images), f.severity.in_(wanted))
+                    .order_by(f.id)
+                ).all()
+                allowed = policy.allowlist | self.system_allowlist
+                blocking = [
+                    r for r in rows if r.advisory_id not in allowed and not (set(json.loads(r.aliases)) & allowed)
+                ]
+                if blocking:
+                    blocking.sort(key=lambda r: SEVERITIES.index(r.severity) if r.severity in SEVERITIES else 9)
+                    named = ", ".join(f"{r.advisory_id} ({r.severity}, {r.package} {r.version})" for r in blocking[:5])
+                    more = f" and {len(blocking) - 5} more" if len(blocking) > 5 else ""
+                    raise Denied(
+                        f"pull refused by project policy: {len(blocking)} findings at or above "
+                        f"{policy.block_severity.upper()}: {named}{more}",
+                        {"policy": "block_severity", "findings": [r.advisory_id for r in blocking[:50]]},
+                    )
+            if policy.block_denied_licences and policy.licence_denylist:
+                denied: set[str] = set()
+                for row in scans.values():
+                    for expression in json.loads(row.licences or "[]"):
+                        denied |= set(_LICENCE_TOKEN.findall(expression)) & policy.licence_denylist
+                if denied:
+                    raise Denied(
+                        f"pull refused by project policy: denied licences {', '.join(sorted(denied))}",
+                        {"policy": "licence_denylist", "licences": sorted(denied)},
+                    )

@@ -1,0 +1,513 @@
+"""Scanning images stored in the registry: a queue of digests in `image_scans`, worked by the
+background duty of one replica at a time; layer inventories stored once per layer digest; findings
+stored per image and re-evaluated from stored inventories whenever the vulnerability database changes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from dockyard.db import schema as s
+from dockyard.db.engine import Database
+from dockyard.logs import get_logger
+from dockyard.oci.errors import InvalidManifest
+from dockyard.oci.manifest import parse_manifest
+from dockyard.scan.inventory import LayerInventory, combine, inventory_layer
+from dockyard.scan.layers import layer_stream
+from dockyard.scan.matcher import Matcher
+from dockyard.scan.model import Distro, Finding, Package, ScanResult
+from dockyard.scan.vulndb import VulnDB
+from dockyard.services.audit import AuditLog
+from dockyard.storage.base import BlobStore
+
+_log = get_logger("dockyard.scan")
+
+# Bumped when detectors change what they find: stored layer inventories of older versions are redone.
+SCANNER_VERSION = 1
+MAX_ATTEMPTS = 3
+IMAGE_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
+LAYER_MARKERS = ("tar", "rootfs")  # layer media types that hold a filesystem
+
+
+def _now() -> float:
+    return time.time()
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file object over the chunk iterator a BlobStore streams, for tarfile and gzip."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+@dataclass
+class ScanRun:
+    scanned: int = 0
+    failed: int = 0
+    skipped: int = 0
+    layers_read: int = 0
+    layers_reused: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass
+class Reevaluation:
+    images: int = 0
+    changed: int = 0
+    gained: dict[str, list[str]] = field(default_factory=dict)  # digest -> advisory ids it gained
+    seconds: float = 0.0
+    generation: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"images": self.images, "changed": self.changed, "gained": len(self.gained), "seconds": self.seconds}
+
+
+class ScanService:
+    def __init__(
+        self, db: Database, store: BlobStore, vulndb: VulnDB, audit: AuditLog, scan_on_push: bool = True
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.vulndb = vulndb
+        self.audit = audit
+        self.scan_on_push = scan_on_push
+        self.matcher = Matcher(vulndb)
+
+    # -- the queue --------------------------------------------------------------------------------
+
+    def enqueue(self, conn: sa.Connection, repository: str, digest: str, requested: bool = False) -> None:
+        """Queue an image (in the caller's transaction: a push queues its scan as it commits)."""
+        if requested:
+            stmt = self.db.upsert(
+                s.image_scans,
+                ["digest"],
+                digest=digest,
+                repository=repository,
+                status="queued",
+                requested=True,
+                queued_at=_now(),
+                attempts=0,
+            )
+            conn.execute(stmt)
+        else:
+            conn.execute(
+                self.db.insert_ignore(
+                    s.image_scans, digest=digest, repository=repository, status="queued", queued_at=_now()
+                )
+            )
+
+    def request(self, repository: str, digest: str) -> None:
+        with self.db.write() as conn:
+            self.enqueue(conn, repository, digest, requested=True)
+
+    def pending(self) -> int:
+        with self.db.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(s.image_scans).where(s.image_scans.c.status == "queued")
+                ).scalar_one()
+            )
+
+    def run(self, limit: int = 50) -> ScanRun:
+        """Scan queued images, oldest first (the maintenance duty; one replica at a time holds its lease)."""
+        self.refresh()
+        result = ScanRun()
+        c = s.image_scans.c
+        for _ in range(limit):
+            with self.db.engine.connect() as conn:
+                row = conn.execute(
+                    sa.select(c.digest, c.repository, c.requested, c.attempts)
+                    .where(c.status == "queued")
+                    .order_by(c.queued_at)
+                    .limit(1)
+                ).first()
+            if row is None:
+                break
+            self._scan_one(row.digest, row.repository, bool(row.requested), int(row.attempts), result)
+        return result
+
+    def _set(self, digest: str, **values: Any) -> None:
+        with self.db.write() as conn:
+            conn.execute(sa.update(s.image_scans).where(s.image_scans.c.digest == digest).values(**values))
+
+    def _scan_one(self, digest: str, repository: str, requested: bool, attempts: int, out: ScanRun) -> None:
+        if not requested and not self._project_scans_on_push(repository):
+            self._set(digest, status="skipped")
+            out.skipped += 1
+            return
+        self._set(digest, status="scanning", attempts=attempts + 1)
+        try:
+            self._scan(digest, repository, out)
+            out.scanned += 1
+        except Exception as exc:  # one bad image must not stop the queue
+            _log.warning("scan failed", digest=digest, error=str(exc))
+            status = "failed" if attempts + 1 >= MAX_ATTEMPTS else "queued"
+            self._set(digest, status=status, error=str(exc)[:2000], queued_at=_now())
+            out.failed += 1
+
+    def _project_scans_on_push(self, repository: str) -> bool:
+        project = repository.split("/", 1)[0]
+        with self.db.engine.connect() as conn:
+            value = conn.execute(sa.select(s.projects.c.scan_on_push).where(s.projects.c.name == project)).scalar()
+        return self.scan_on_push if value is None else bool(value)
+
+    # -- scanning one image -----------------------------------------------------------------------
+
+    def _manifest(self, digest: str) -> tuple[str, bytes] | None:
+        m = s.manifests.c
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.select(m.media_type, m.content).where(m.digest == digest).limit(1)).first()
+        return (row.media_type, bytes(row.content)) if row else None
+
+    def _scan(self, digest: str, repository: str, out: ScanRun) -> None:
+        found = self._manifest(digest)
+        if found is None:
+            self._set(digest, status="failed", error="the manifest is no longer stored")
+            return
+        media_type, body = found
+        try:
+            parsed = parse_manifest(body, media_type)
+        except InvalidManifest as exc:
+            self._set(digest, status="unsupported", error=exc.message)
+            return
+        if parsed.manifests:  # an index: each platform's image is scanned on its own
+            with self.db.write() as conn:
+                for child in parsed.manifests:
+                    self.enqueue(conn, repository, child.digest)
+                conn.execute(
+                    sa.update(s.image_scans)
+                    .where(s.image_scans.c.digest == digest)
+                    .values(status="done", scanned_at=_now(), error=None, summary=None)
+                )
+            return
+        if parsed.config is None or parsed.config.media_type not in IMAGE_CONFIG_TYPES:
+            self._set(digest, status="unsupported", error="not a container image (an artifact)")
+            return
+        layers = []
+        for layer in parsed.layers:
+            if not any(marker in layer.media_type for marker in LAYER_MARKERS):
+                continue
+            layers.append(self._layer_inventory(layer.digest, out))
+        packages, distro = combine(layers)
+        findings = self.matcher.match(packages, distro)
+        with self.db.write() as conn:
+            self._store_result(conn, digest, packages, distro, findings)
+            self.audit.record(
+                conn,
+                "scan",
+                repository=repository,
+                digest=digest,
+                detail={"packages": len(packages), "findings": _summary(findings)},
+            )
+
+    def _layer_inventory(self, digest: str, out: ScanRun) -> LayerInventory:
+        li = s.layer_inventories.c
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(li.inventory).where(li.digest == digest, li.scanner_version == SCANNER_VERSION)
+            ).first()
+        if row is not None:
+            out.layers_reused += 1
+            return LayerInventory.from_json(json.loads(row.inventory))
+        reader = io.BufferedReader(_ChunkReader(self.store.open_range(digest)), 1 << 20)
+        with layer_stream(reader) as tar:
+            inv = inventory_layer(tar)
+        out.layers_read += 1
+        with self.db.write() as conn:
+            conn.execute(
+                self.db.upsert(
+                    s.layer_inventories,
+                    ["digest"],
+                    digest=digest,
+                    scanner_version=SCANNER_VERSION,
+                    inventory=json.dumps(inv.to_json()),
+                    created_at=_now(),
+                )
+            )
+        return inv
+
+    def _store_result(
+        self,
+        conn: sa.Connection,
+        digest: str,
+        packages: list[Package],
+        distro: Distro | None,
+        findings: list[Finding],
+    ) -> None:
+        for table in (s.image_packages, s.image_findings, s.finding_aliases):
+            conn.execute(sa.delete(table).where(table.c.digest == digest))
+        if packages:
+            conn.execute(
+                sa.insert(s.image_packages),
+                [
+                    {"digest": digest, "ecosystem": p.ecosystem, "name": p.name, "version": p.version,
+                     "purl": p.purl, "path": p.path, "licence": p.licence}
+                    for p in packages
+                ],
+            )  # fmt: skip
+        self._write_findings(conn, digest, findings)
+        licences = sorted({p.licence for p in packages if p.licence})
+        conn.execute(
+            sa.update(s.image_scans)
+            .where(s.image_scans.c.digest == digest)
+            .values(
+                status="done",
+                scanned_at=_now(),
+                error=None,
+                vulndb_generation=self.matcher.generation,
+                distro=f"{distro.id}-{distro.version_id}" if distro else None,
+                packages=json.dumps([_package_json(p) for p in packages]),
+                summary=json.dumps(_summary(findings)),
+                licences=json.dumps(licences),
+            )
+        )
+
+    def _write_findings(self, conn: sa.Connection, digest: str, findings: list[Finding]) -> None:
+        if not findings:
+            return
+        conn.execute(
+            sa.insert(s.image_findings),
+            [
+                {
+                    "digest": digest,
+                    "advisory_id": f.advisory_id,
+                    "aliases": json.dumps(f.aliases),
+                    "ecosystem": f.package.ecosystem,
+                    "package": f.package.name,
+                    "version": f.installed_version,
+                    "fixed_version": f.fixed_version,
+                    "purl": f.package.purl,
+                    "path": f.package.path,
+                    "severity": f.severity,
+                    "score": f.score,
+                    "link": f.link,
+                    "summary": f.summary,
+                }
+                for f in findings
+            ],
+        )
+        aliases = {(a, f.advisory_id) for f in findings for a in (f.advisory_id, *f.aliases)}
+        conn.execute(
+            sa.insert(s.finding_aliases), [{"alias": a, "digest": digest, "advisory_id": i} for a, i in sorted(aliases)]
+        )
+
+    # -- the vulnerability database ----------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        return self.matcher.refresh()
+
+    def update_vulndb(self, sources: Iterable[str]) -> Reevaluation | None:
+        """The scheduled duty: update the database, then re-evaluate every image if anything changed."""
+        before = self.vulndb.generation
+        for result in self.vulndb.update(sources):
+            if isinstance(result, Exception):
+                _log.warning("vulnerability source failed; keeping the last good copy", error=str(result))
+        if self.vulndb.generation == before and not self._stale_images():
+            return None
+        return self.reevaluate()
+
+    def _stale_images(self) -> bool:
+        c = s.image_scans.c
+        with self.db.engine.connect() as conn:
+            return (
+                conn.execute(
+                    sa.select(c.digest)
+                    .where(c.status == "done", c.packages.is_not(None), c.vulndb_generation != self.vulndb.generation)
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
+    def reevaluate(self, batch: int = 200) -> Reevaluation:
+        """Match every stored inventory again, without reading a layer; record images that gained findings."""
+        started = time.perf_counter()
+        self.matcher.refresh()
+        out = Reevaluation(generation=self.matcher.generation)
+        c, f = s.image_scans.c, s.image_findings.c
+        last = ""
+        while True:
+            with self.db.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(c.digest, c.repository, c.packages, c.distro)
+                    .where(c.status == "done", c.packages.is_not(None), c.digest > last)
+                    .order_by(c.digest)
+                    .limit(batch)
+                ).all()
+                if not rows:
+                    break
+                digests = [r.digest for r in rows]
+                old: dict[str, set[str]] = {d: set() for d in digests}
+                for d, a in conn.execute(sa.select(f.digest, f.advisory_id).where(f.digest.in_(digests))):
+                    old[d].add(a)
+            last = rows[-1].digest
+            with self.db.write() as conn:
+                for row in rows:
+                    out.images += 1
+                    packages = [_package_from_json(p) for p in json.loads(row.packages)]
+                    findings = self.matcher.match(packages, None)
+                    new_ids = {x.advisory_id for x in findings}
+                    if new_ids != old[row.digest]:
+                        out.changed += 1
+                        for table in (s.image_findings, s.finding_aliases):
+                            conn.execute(sa.delete(table).where(table.c.digest == row.digest))
+                        self._write_findings(conn, row.digest, findings)
+                        gained = sorted(new_ids - old[row.digest])
+                        if gained:
+                            out.gained[row.digest] = gained
+                            self.audit.record(
+                                conn,
+                                "scan.new_findings",
+                                repository=row.repository,
+                                digest=row.digest,
+                                detail={"advisories": gained[:100], "count": len(gained)},
+                            )
+                    conn.execute(
+                        sa.update(s.image_scans)
+                        .where(c.digest == row.digest)
+                        .values(summary=json.dumps(_summary(findings)), vulndb_generation=out.generation)
+                    )
+        out.seconds = round(time.perf_counter() - started, 3)
+        return out
+
+    # -- reading results ----------------------------------------------------------------------------
+
+    def status(self, digest: str) -> dict[str, Any] | None:
+        c = s.image_scans.c
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(c.status, c.scanned_at, c.distro, c.summary, c.licences, c.error, c.vulndb_generation).where(
+                    c.digest == digest
+                )
+            ).first()
+        if row is None:
+            return None
+        return {
+            "status": row.status,
+            "scanned_at": row.scanned_at,
+            "distro": row.distro,
+            "summary": json.loads(row.summary) if row.summary else None,
+            "licences": json.loads(row.licences) if row.licences else [],
+            "error": row.error,
+            "vulndb_generation": row.vulndb_generation,
+        }
+
+    def result(self, digest: str) -> ScanResult | None:
+        """The stored inventory and findings of a scanned image (for reports and SBOMs)."""
+        c = s.image_scans.c
+        with self.db.engine.connect() as conn:
+            row = conn.execute(sa.select(c.packages, c.distro).where(c.digest == digest, c.status == "done")).first()
+            if row is None or row.packages is None:
+                return None
+            frows = conn.execute(
+                sa.select(s.image_findings).where(s.image_findings.c.digest == digest).order_by(s.image_findings.c.id)
+            ).all()
+        packages = [_package_from_json(p) for p in json.loads(row.packages)]
+        by_key = {(p.purl, p.path): p for p in packages}
+        findings = [
+            Finding(
+                advisory_id=r.advisory_id,
+                aliases=tuple(json.loads(r.aliases)),
+                package=by_key.get((r.purl, r.path)) or Package(r.ecosystem, r.package, r.version, r.path, r.purl),
+                installed_version=r.version,
+                fixed_version=r.fixed_version,
+                severity=r.severity,
+                score=r.score,
+                link=r.link,
+                summary=r.summary,
+            )
+            for r in frows
+        ]
+        distro = packages_distro(packages)
+        return ScanResult(packages, findings, distro)
+
+    def images_affected_by(self, advisory: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Images (with the repositories and tags that reach them) having a finding for an id or alias."""
+        fa, f = s.finding_aliases.c, s.image_findings.c
+        with self.db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(f.digest, f.advisory_id, f.package, f.version, f.fixed_version, f.severity)
+                .where(f.digest.in_(sa.select(fa.digest).where(fa.alias == advisory)))
+                .where(f.advisory_id.in_(sa.select(fa.advisory_id).where(fa.alias == advisory)))
+                .order_by(f.digest)
+                .limit(limit)
+            ).all()
+            return self._with_locations(conn, [dict(r._mapping) for r in rows])
+
+    def images_with_package(self, name: str, version: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        p = s.image_packages.c
+        with self.db.engine.connect() as conn:
+            q = sa.select(p.digest, p.ecosystem, p.name, p.version, p.purl, p.path).where(p.name == name)
+            if version is not None:
+                q = q.where(p.version == version)
+            rows = conn.execute(q.order_by(p.digest).limit(limit)).all()
+            return self._with_locations(conn, [dict(r._mapping) for r in rows])
+
+    def _with_locations(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Add where each image digest lives: repository, tags, and indexes that contain it."""
+        digests = sorted({r["digest"] for r in rows})
+        if not digests:
+            return rows
+        m, t, r_, mc = s.manifests.c, s.tags.c, s.repositories.c, s.manifest_children.c
+        where: dict[str, list[dict[str, Any]]] = {d: [] for d in digests}
+        # The image itself, or an index that lists it (tags usually point at the index).
+        direct = sa.select(m.id, m.digest.label("image"), r_.name).join(s.repositories, r_.id == m.repository_id)
+        direct = direct.where(m.digest.in_(digests))
+        parents = (
+            sa.select(m.id, mc.child_digest.label("image"), r_.name)
+            .select_from(s.manifest_children.join(s.manifests, m.id == mc.manifest_id))
+            .join(s.repositories, r_.id == m.repository_id)
+            .where(mc.child_digest.in_(digests))
+        )
+        for q in (direct, parents):
+            for row in conn.execute(q):
+                tags = conn.execute(sa.select(t.name).where(t.manifest_id == row.id).order_by(t.name)).scalars().all()
+                where[row.image].append({"repository": row.name, "tags": list(tags)})
+        for r in rows:
+            r["locations"] = where[r["digest"]]
+        return rows
+
+
+def _summary(findings: Iterable[Finding]) -> dict[str, int]:
+    return ScanResult([], list(findings)).summary()
+
+
+def _package_json(p: Package) -> dict[str, Any]:
+    d = asdict(p)
+    d["distro"] = [p.distro.id, p.distro.version_id] if p.distro else None
+    return d
+
+
+def _package_from_json(d: dict[str, Any]) -> Package:
+    distro = Distro(*d["distro"]) if d.get("distro") else None
+    return Package(**{**d, "distro": distro})
+
+
+def packages_distro(packages: list[Package]) -> Distro | None:
+    for p in packages:
+        if p.distro is not None:
+            return p.distro
+    return None
