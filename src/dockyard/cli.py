@@ -95,9 +95,10 @@ def _run_server(settings: Settings) -> None:
 
 
 def _register_subcommands() -> None:
-    from dockyard import cli_manage
+    from dockyard import cli_manage, cli_scan
 
     cli_manage.register(app)
+    cli_scan.register(app)
 
 
 _register_subcommands()

@@ -1,0 +1,186 @@
+"""`dockyard scan` (a local image, no server) and `dockyard vulndb` (the vulnerability database)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dockyard.config import ConfigError, load_settings
+
+vulndb_app = typer.Typer(help="Update and inspect the vulnerability database.", no_args_is_help=True)
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    cyclonedx = "cyclonedx"
+    spdx = "spdx"
+
+
+class Severity(StrEnum):
+    critical = "critical"
+    high = "high"
+    medium = "medium"
+    low = "low"
+    unknown = "unknown"
+
+
+def _vulndb_folder(explicit: Path | None) -> Path:
+    if explicit is not None:
+        return explicit
+    try:
+        return load_settings().resolved_vulndb_path
+    except ConfigError as exc:
+        typer.echo(f"dockyard: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def scan_command(
+    path: Annotated[Path, typer.Argument(help="OCI image layout folder (or its tar) or a `docker save` archive")],
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format")] = Format.table,
+    inventory_only: Annotated[bool, typer.Option("--inventory-only", help="List packages only; no matching")] = False,
+    fail_on: Annotated[
+        Severity | None, typer.Option("--fail-on", help="Exit with status 1 if a finding is at least this severe")
+    ] = None,
+    vulndb: Annotated[
+        Path | None,
+        typer.Option(
+            "--vulndb",
+            help="Database folder, a folder of <ecosystem>/all.zip files, or an OSV zip "
+            "[default: the server's <data_dir>/vulndb]",
+        ),
+    ] = None,
+    platform: Annotated[str | None, typer.Option(help="os/arch[/variant] to scan in a multi-platform image")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file")] = None,
+) -> None:
+    """Scan a local image for packages, licences and known vulnerabilities."""
+    from dockyard.scan.inventory import LayerInventory, inventory_image
+    from dockyard.scan.layers import ImageError, open_source
+    from dockyard.scan.matcher import Matcher, severity_at_least
+    from dockyard.scan.model import ScanResult
+    from dockyard.scan.report import render_cyclonedx, render_json, render_spdx, render_table
+    from dockyard.scan.vulndb import SourceError, VulnDB, open_for_cli
+
+    try:
+        images = open_source(path).images(platform)
+    except (ImageError, OSError) as exc:
+        typer.echo(f"dockyard: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not images:
+        typer.echo(f"dockyard: {path}: no image" + (f" for platform {platform}" if platform else ""), err=True)
+        raise typer.Exit(2)
+    if len(images) > 1 and format in (Format.cyclonedx, Format.spdx):
+        names = ", ".join(i.platform for i in images)
+        typer.echo(f"dockyard: {path} holds several platforms ({names}): choose one with --platform", err=True)
+        raise typer.Exit(2)
+
+    db: VulnDB | None = None
+    if not inventory_only:
+        folder = _vulndb_folder(vulndb)
+        try:
+            db = open_for_cli(folder, Path.home() / ".cache" / "dockyard" / "vulndb")
+        except SourceError as exc:
+            typer.echo(f"dockyard: {exc}", err=True)
+            typer.echo("run `dockyard vulndb update`, pass --vulndb, or use --inventory-only", err=True)
+            raise typer.Exit(2) from None
+        if db.count() == 0:
+            typer.echo(f"dockyard: the vulnerability database in {folder} is empty", err=True)
+            raise typer.Exit(2)
+    matcher = Matcher(db) if db is not None else None
+
+    cache: dict[str, LayerInventory] = {}
+    results: list[tuple[str, ScanResult]] = []
+    try:
+        for image in images:
+            packages, distro = inventory_image(image, cache)
+            findings = matcher.match(packages, distro) if matcher is not None else []
+            results.append((image.platform, ScanResult(packages, findings, distro)))
+    except (ImageError, OSError, EOFError) as exc:
+        typer.echo(f"dockyard: {path}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    name = path.name
+    if format == Format.table:
+        text = "\n".join(
+            (f"{plat}\n" if len(results) > 1 else "") + render_table(res, inventory_only=inventory_only)
+            for plat, res in results
+        )
+    elif format == Format.json:
+        docs = [{"platform": plat, **render_json(res, inventory_only=inventory_only)} for plat, res in results]
+        text = json.dumps(docs[0] if len(docs) == 1 else docs, indent=2)
+    elif format == Format.cyclonedx:
+        text = render_cyclonedx(results[0][1], inventory_only=inventory_only, name=name)
+    else:
+        text = json.dumps(render_spdx(results[0][1], name=name, namespace_seed=str(path.resolve())), indent=2)
+    if output is not None:
+        output.write_text(text + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    if fail_on is not None and any(
+        severity_at_least(f.severity, fail_on.value) for _, res in results for f in res.findings
+    ):
+        raise typer.Exit(1)
+
+
+@vulndb_app.command("update")
+def vulndb_update(
+    source: Annotated[
+        list[str] | None, typer.Option("--source", help="OSV zip URL or path (repeatable) [default: settings]")
+    ] = None,
+    path: Annotated[Path | None, typer.Option("--path", help="Database folder [default: <data_dir>/vulndb]")] = None,
+) -> None:
+    """Download and import the configured OSV sources; a failed source keeps its last good copy."""
+    from dockyard.scan.vulndb import SourceError, VulnDB
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        typer.echo(f"dockyard: {exc}", err=True)
+        raise typer.Exit(2) from None
+    db = VulnDB(path or settings.resolved_vulndb_path)
+    failed = 0
+    for result in db.update(source or settings.vulndb_sources):
+        if isinstance(result, SourceError):
+            failed += 1
+            typer.echo(f"failed  {result}", err=True)
+        elif result.not_modified:
+            typer.echo(f"current {result.source}: {result.records} advisories")
+        else:
+            typer.echo(
+                f"updated {result.source}: {result.records} advisories "
+                f"(+{result.added} ~{result.changed} -{result.removed})"
+            )
+    typer.echo(f"{db.count()} advisories in {db.path} (generation {db.generation})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@vulndb_app.command("status")
+def vulndb_status(
+    path: Annotated[Path | None, typer.Option("--path", help="Database folder [default: <data_dir>/vulndb]")] = None,
+) -> None:
+    """Show each source's last check, last change and counts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from dockyard.scan.vulndb import VulnDB
+
+    db = VulnDB(_vulndb_folder(path))
+    table = Table("source", "checked", "updated", "advisories", "+", "~", "-", "error")
+    for s in db.sources():
+        table.add_row(
+            s.url, s.checked_at or "", s.updated_at or "", str(s.records), str(s.added), str(s.changed),
+            str(s.removed), s.error or "",
+        )  # fmt: skip
+    Console().print(table)
+    typer.echo(f"{db.count()} advisories (generation {db.generation})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan_command)
+    app.add_typer(vulndb_app, name="vulndb")
