@@ -9,7 +9,8 @@ re-evaluating many stored inventories costs little more than the distinct packag
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from dockyard.scan.model import APK, CARGO, DEB, GEM, GOLANG, MAVEN, NPM, PYPI, RPM, Distro, Finding, Package
 from dockyard.scan.osv import Advisory, affected_by, normalize_name
@@ -67,6 +68,7 @@ class Matcher:
         self.generation = db.generation
         self._hits: dict[Query, tuple[Hit, ...]] = {}
         self._advisories: dict[tuple[str, str], Advisory] = {}
+        self._stored: dict[tuple[Any, ...], tuple[Hit, ...]] = {}  # stored package fields -> hits
 
     def refresh(self) -> bool:
         """Drop cached results if the database changed since they were computed."""
@@ -76,6 +78,7 @@ class Matcher:
         self.generation = gen
         self._hits.clear()
         self._advisories.clear()
+        self._stored.clear()
         return True
 
     def hits(self, q: Query) -> tuple[Hit, ...]:
@@ -116,29 +119,64 @@ class Matcher:
         seen: set[tuple[str, str, str]] = set()
         for pkg in packages:
             q = query_for(pkg, distro)
-            if q is None:
-                continue
-            for hit in self.hits(q):
-                key = (hit.advisory_id, pkg.purl, pkg.path)
-                if key in seen:
-                    continue
-                seen.add(key)
-                adv = self.advisory(hit.source, hit.advisory_id)
-                findings.append(
-                    Finding(
-                        advisory_id=adv.id,
-                        aliases=adv.aliases,
-                        package=pkg,
-                        installed_version=pkg.version,
-                        fixed_version=hit.fixed,
-                        severity=adv.severity,
-                        score=adv.score,
-                        link=adv.link,
-                        summary=adv.summary,
-                    )
-                )
+            if q is not None:
+                self._add(findings, seen, pkg, self.hits(q))
         findings.sort(key=finding_order)
         return findings
+
+    def match_stored(self, packages: list[dict[str, Any]]) -> list[Finding]:
+        """`match` for inventories as stored (dicts with the Package fields, distro as [id, version]).
+
+        Re-evaluation's hot path: images share most packages, so a package's hits are looked up by its
+        fields and a Package object is only built for the few that have findings.
+        """
+        findings: list[Finding] = []
+        seen: set[tuple[str, str, str]] = set()
+        for d in packages:
+            distro = d.get("distro")
+            key = (d["ecosystem"], d["name"], d["version"], d.get("source_name"), d.get("source_version"),
+                   tuple(distro) if distro else None)  # fmt: skip
+            hits = self._stored.get(key)
+            if hits is None:
+                q = query_for(package_from_stored(d), None)
+                hits = self.hits(q) if q is not None else ()
+                self._stored[key] = hits
+            if hits:
+                self._add(findings, seen, package_from_stored(d), hits)
+        findings.sort(key=finding_order)
+        return findings
+
+    def _add(self, findings: list[Finding], seen: set[tuple[str, str, str]], pkg: Package, hits: Iterable[Hit]) -> None:
+        for hit in hits:
+            key = (hit.advisory_id, pkg.purl, pkg.path)
+            if key in seen:
+                continue
+            seen.add(key)
+            adv = self.advisory(hit.source, hit.advisory_id)
+            findings.append(
+                Finding(
+                    advisory_id=adv.id,
+                    aliases=adv.aliases,
+                    package=pkg,
+                    installed_version=pkg.version,
+                    fixed_version=hit.fixed,
+                    severity=adv.severity,
+                    score=adv.score,
+                    link=adv.link,
+                    summary=adv.summary,
+                )
+            )
+
+
+def package_to_stored(p: Package) -> dict[str, Any]:
+    d = asdict(p)
+    d["distro"] = [p.distro.id, p.distro.version_id] if p.distro else None
+    return d
+
+
+def package_from_stored(d: dict[str, Any]) -> Package:
+    distro = Distro(*d["distro"]) if d.get("distro") else None
+    return Package(**{**d, "distro": distro})
 
 
 def _with_severity(adv: Advisory, severity: str, score: float | None) -> Advisory:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
@@ -21,7 +22,7 @@ from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
 from dockyard.scan.inventory import LayerInventory, combine, inventory_layer
 from dockyard.scan.layers import layer_stream
-from dockyard.scan.matcher import Matcher
+from dockyard.scan.matcher import Matcher, package_from_stored, package_to_stored
 from dockyard.scan.model import Distro, Finding, Package, ScanResult
 from dockyard.scan.vulndb import VulnDB
 from dockyard.services.audit import AuditLog
@@ -280,7 +281,7 @@ class ScanService:
                 error=None,
                 vulndb_generation=self.matcher.generation,
                 distro=f"{distro.id}-{distro.version_id}" if distro else None,
-                packages=json.dumps([_package_json(p) for p in packages]),
+                packages=json.dumps([package_to_stored(p) for p in packages]),
                 summary=json.dumps(_summary(findings)),
                 licences=json.dumps(licences),
             )
@@ -367,8 +368,7 @@ class ScanService:
             with self.db.write() as conn:
                 for row in rows:
                     out.images += 1
-                    packages = [_package_from_json(p) for p in json.loads(row.packages)]
-                    findings = self.matcher.match(packages, None)
+                    findings = self.matcher.match_stored(orjson.loads(row.packages))
                     new_ids = {x.advisory_id for x in findings}
                     if new_ids != old[row.digest]:
                         out.changed += 1
@@ -425,7 +425,7 @@ class ScanService:
             frows = conn.execute(
                 sa.select(s.image_findings).where(s.image_findings.c.digest == digest).order_by(s.image_findings.c.id)
             ).all()
-        packages = [_package_from_json(p) for p in json.loads(row.packages)]
+        packages = [package_from_stored(p) for p in json.loads(row.packages)]
         by_key = {(p.purl, p.path): p for p in packages}
         findings = [
             Finding(
@@ -493,17 +493,6 @@ class ScanService:
 
 def _summary(findings: Iterable[Finding]) -> dict[str, int]:
     return ScanResult([], list(findings)).summary()
-
-
-def _package_json(p: Package) -> dict[str, Any]:
-    d = asdict(p)
-    d["distro"] = [p.distro.id, p.distro.version_id] if p.distro else None
-    return d
-
-
-def _package_from_json(d: dict[str, Any]) -> Package:
-    distro = Distro(*d["distro"]) if d.get("distro") else None
-    return Package(**{**d, "distro": distro})
 
 
 def packages_distro(packages: list[Package]) -> Distro | None:
