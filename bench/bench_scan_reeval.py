@@ -121,7 +121,7 @@ def main() -> None:
             run = svc.scans.run(limit=500)
             scanned += run.scanned
             layers_read += run.layers_read
-            if run.scanned + run.failed + run.skipped == 0:
+            if run.scanned + run.failed + run.skipped + run.unsupported + run.indexes == 0:
                 break
         scan_s = time.perf_counter() - t
 

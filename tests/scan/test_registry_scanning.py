@@ -83,6 +83,11 @@ def test_pushed_images_are_scanned_from_storage_and_share_layer_inventories(
     events, _ = svc.audit.query(AuditFilter(digest=app, action="scan"))
     assert len(events) == 1 and events[0]["repository"] == "team/app"
 
+    # Deleting the last copy of an image deletes its results; the other image keeps its own.
+    svc.manifests.delete("team/web", web)
+    assert svc.scans.status(web) is None and svc.scans.images_with_package("lodash") == []
+    assert {h["digest"] for h in svc.scans.images_affected_by("CVE-2023-0286")} == {app}
+
 
 def test_an_index_is_scanned_per_platform(svc: Services, python_layer: bytes) -> None:
     amd = image(svc, "team/multi", [BASE, python_layer], None)

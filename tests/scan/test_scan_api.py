@@ -57,6 +57,17 @@ def test_report_sbom_and_on_demand_scan(registry: Registry, pushed: str) -> None
     spdx = registry.http.get(url.replace("/scan", "/sbom"), params={"format": "spdx"}, headers=ADMIN).json()
     assert spdx["spdxVersion"] == "SPDX-2.3" and len(spdx["packages"]) >= image["packages"]
 
+    # Attached as a referrer artifact: discoverable through the distribution API, as oras does.
+    attached = registry.http.post(url.replace("/scan", "/sbom/attach"), headers=ADMIN)
+    assert attached.status_code == 201, attached.text
+    index = registry.request("GET", f"/v2/team/app/referrers/{pushed}").json()
+    refs = [m for m in index["manifests"] if m["artifactType"] == "application/vnd.cyclonedx+json"]
+    assert [m["digest"] for m in refs] == [attached.json()["digest"]]
+    artifact = registry.request("GET", f"/v2/team/app/manifests/{refs[0]['digest']}").json()
+    assert artifact["subject"]["digest"] == pushed
+    stored = registry.request("GET", f"/v2/team/app/blobs/{artifact['layers'][0]['digest']}").json()
+    assert {c.get("purl") for c in stored["components"]} == purls
+
     assert registry.http.post(url, headers=ADMIN).status_code == 202
     assert registry.http.get(url, headers=ADMIN).json()["images"][0]["status"] == "queued"
     assert registry.services.scans.run().scanned == 1

@@ -157,6 +157,28 @@ def request_scan(repository: str, reference: str, svc: ServicesDep, caller: Call
     return Response(status_code=202)
 
 
+def _sbom(
+    svc: Services, caller: Identity, repository: str, reference: str, format: str, platform: str | None
+) -> tuple[bytes, str, str]:
+    """The rendered SBOM of one image (an index needs `platform`): (document, media type, image digest)."""
+    from dockyard.scan.report import render_cyclonedx, render_spdx
+    from dockyard.services.scanning.sbom import CYCLONEDX, SPDX
+
+    m = _manifest(svc, caller, repository, reference, Permission.PULL)
+    images = _images(m.media_type, m.content, m.digest)
+    chosen = [d for d, plat in images if platform is None or plat == platform]
+    if len(chosen) != 1:
+        platforms = ", ".join(p or "?" for _, p in images)
+        raise NotFound(f"choose one platform with ?platform= (this index has {platforms})", {"platforms": platforms})
+    result = svc.scans.result(chosen[0])
+    if result is None:
+        raise NotFound(f"image {chosen[0]} has not been scanned", {"digest": chosen[0]})
+    name = f"{repository}@{chosen[0]}"
+    if format == "spdx":
+        return json.dumps(render_spdx(result, name=name, namespace_seed=name)).encode(), SPDX, chosen[0]
+    return render_cyclonedx(result, name=name, version=chosen[0]).encode(), CYCLONEDX, chosen[0]
+
+
 @router.get(
     "/repositories/{repository:path}/manifests/{reference}/sbom",
     summary="The image's inventory as an SBOM (CycloneDX 1.6 or SPDX 2.3 JSON)",
@@ -170,22 +192,35 @@ def get_sbom(
     format: Literal["cyclonedx", "spdx"] = "cyclonedx",
     platform: str | None = None,
 ) -> Response:
-    from dockyard.scan.report import render_cyclonedx, render_spdx
+    document, media_type, _ = _sbom(svc, caller, repository, reference, format, platform)
+    return Response(document, media_type=media_type)
 
-    m = _manifest(svc, caller, repository, reference, Permission.PULL)
-    images = _images(m.media_type, m.content, m.digest)
-    chosen = [d for d, plat in images if platform is None or plat == platform]
-    if len(chosen) != 1:
-        platforms = ", ".join(p or "?" for _, p in images)
-        raise NotFound(f"choose one platform with ?platform= (this index has {platforms})", {"platforms": platforms})
-    result = svc.scans.result(chosen[0])
-    if result is None:
-        raise NotFound(f"image {chosen[0]} has not been scanned", {"digest": chosen[0]})
-    name = f"{repository}@{chosen[0]}"
-    if format == "spdx":
-        doc = json.dumps(render_spdx(result, name=name, namespace_seed=name))
-        return Response(doc, media_type="application/spdx+json")
-    return Response(render_cyclonedx(result, name=name, version=chosen[0]), media_type="application/vnd.cyclonedx+json")
+
+class AttachedOut(BaseModel):
+    digest: str = Field(description="The SBOM artifact's manifest digest (a referrer of the image).")
+    artifact_type: str
+
+
+@router.post(
+    "/repositories/{repository:path}/manifests/{reference}/sbom/attach",
+    response_model=AttachedOut,
+    status_code=201,
+    summary="Attach the SBOM to the image as an OCI referrer artifact",
+)
+def attach_sbom(
+    repository: str,
+    reference: str,
+    svc: ServicesDep,
+    caller: Caller,
+    format: Literal["cyclonedx", "spdx"] = "cyclonedx",
+    platform: str | None = None,
+) -> AttachedOut:
+    from dockyard.services.scanning.sbom import attach_sbom as attach
+
+    project_permission(svc, caller, repository.split("/", 1)[0], Permission.PUSH)
+    document, media_type, image = _sbom(svc, caller, repository, reference, format, platform)
+    digest = attach(svc.uploads, svc.manifests, repository, image, document, media_type)
+    return AttachedOut(digest=digest, artifact_type=media_type)
 
 
 def _visible(svc: Services, caller: Identity, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

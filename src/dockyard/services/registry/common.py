@@ -210,6 +210,10 @@ def delete_manifest_rows(db: Database, conn: Connection, repo_id: int, manifest_
     conn.execute(sa.delete(s.manifest_blobs).where(s.manifest_blobs.c.manifest_id == manifest_id))
     conn.execute(sa.delete(s.manifest_children).where(s.manifest_children.c.manifest_id == manifest_id))
     conn.execute(sa.delete(s.manifests).where(s.manifests.c.id == manifest_id))
+    if conn.execute(sa.select(s.manifests.c.id).where(s.manifests.c.digest == digest).limit(1)).first() is None:
+        # The last copy of this image: its scan results describe nothing stored any more.
+        for table in (s.image_scans, s.image_findings, s.image_packages, s.finding_aliases):
+            conn.execute(sa.delete(table).where(table.c.digest == digest))
     # Queue entries in one global order (kind, digest): two deletes sharing blobs then wait for each
     # other instead of deadlocking on PostgreSQL (seen in the GC stress test).
     for blob in sorted(blobs):

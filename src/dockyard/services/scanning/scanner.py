@@ -68,6 +68,8 @@ class ScanRun:
     scanned: int = 0
     failed: int = 0
     skipped: int = 0
+    indexes: int = 0  # each queues its platforms' images
+    unsupported: int = 0  # artifacts (signatures, SBOMs, …): nothing to scan
     layers_read: int = 0
     layers_reused: int = 0
 
@@ -163,7 +165,6 @@ class ScanService:
         self._set(digest, status="scanning", attempts=attempts + 1)
         try:
             self._scan(digest, repository, out)
-            out.scanned += 1
         except Exception as exc:  # one bad image must not stop the queue
             _log.warning("scan failed", digest=digest, error=str(exc))
             status = "failed" if attempts + 1 >= MAX_ATTEMPTS else "queued"
@@ -194,6 +195,7 @@ class ScanService:
             parsed = parse_manifest(body, media_type)
         except InvalidManifest as exc:
             self._set(digest, status="unsupported", error=exc.message)
+            out.unsupported += 1
             return
         if parsed.manifests:  # an index: each platform's image is scanned on its own
             with self.db.write() as conn:
@@ -204,9 +206,11 @@ class ScanService:
                     .where(s.image_scans.c.digest == digest)
                     .values(status="done", scanned_at=_now(), error=None, summary=None)
                 )
+            out.indexes += 1
             return
         if parsed.config is None or parsed.config.media_type not in IMAGE_CONFIG_TYPES:
             self._set(digest, status="unsupported", error="not a container image (an artifact)")
+            out.unsupported += 1
             return
         layers = []
         for layer in parsed.layers:
@@ -224,6 +228,7 @@ class ScanService:
                 digest=digest,
                 detail={"packages": len(packages), "findings": _summary(findings)},
             )
+        out.scanned += 1
 
     def _layer_inventory(self, digest: str, out: ScanRun) -> LayerInventory:
         li = s.layer_inventories.c
