@@ -181,6 +181,33 @@ def vulndb_status(
     typer.echo(f"{db.count()} advisories (generation {db.generation})")
 
 
+def scanner_adapter_command(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    vulndb: Annotated[
+        Path | None, typer.Option("--vulndb", help="Database folder [default: the server's <data_dir>/vulndb]")
+    ] = None,
+    authorization: Annotated[
+        str | None,
+        typer.Option(help="Authorization header value clients must send (Harbor's 'access credential')"),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Images scanned at once")] = 2,
+) -> None:
+    """Serve this scanner over the Harbor Scanner Adapter API v1.1 (for Harbor, or another Dockyard)."""
+    import uvicorn
+
+    from dockyard.api.scanner_adapter import create_adapter_app
+    from dockyard.scan.vulndb import VulnDB
+
+    folder = _vulndb_folder(vulndb)
+    db = VulnDB(folder)
+    if db.count() == 0:
+        typer.echo(f"dockyard: the vulnerability database in {folder} is empty: run `dockyard vulndb update`", err=True)
+        raise typer.Exit(2)
+    uvicorn.run(create_adapter_app(db, authorization, workers), host=host, port=port, log_level="warning")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("scanner-adapter")(scanner_adapter_command)
     app.command("scan")(scan_command)
     app.add_typer(vulndb_app, name="vulndb")

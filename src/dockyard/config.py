@@ -92,6 +92,14 @@ class Settings(BaseSettings):
     scan_allowlist: list[str] = Field(
         default_factory=list, description="Advisory or CVE ids no project's pull policy blocks on (system-wide)."
     )
+    external_scanner_url: str | None = Field(
+        None,
+        description="Base URL of a Harbor Scanner Adapter API v1.1 service to scan with instead of the "
+        "built-in scanner (e.g. http://trivy-adapter:8080).",
+    )
+    external_scanner_authorization: str | None = Field(
+        None, description="Authorization header value sent to the scanner adapter (e.g. 'Bearer …')."
+    )
     scanner_enabled: bool = Field(
         True, description="This replica works the scan queue (one replica at a time does, holding a lease)."
     )

@@ -10,11 +10,12 @@ from dockyard.services.audit import AuditLog
 from dockyard.services.auth.access_tokens import AccessTokenService
 from dockyard.services.auth.authenticator import Authenticator
 from dockyard.services.auth.guard import GuardSettings, LoginGuard
+from dockyard.services.auth.identity import SCANNER_SUBJECT, SYSTEM, Identity
 from dockyard.services.auth.ldap import LdapProvider, LdapSettings
 from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.policy import AccessPolicy
 from dockyard.services.auth.robots import RobotService
-from dockyard.services.auth.tokens import TokenService
+from dockyard.services.auth.tokens import Scope, TokenService
 from dockyard.services.auth.users import UserService
 from dockyard.services.lifecycle.collector import GarbageCollector
 from dockyard.services.lifecycle.maintenance import Duty, Maintenance
@@ -23,6 +24,7 @@ from dockyard.services.lifecycle.scrub import Scrubber
 from dockyard.services.lifecycle.tag_rules import TagRuleService
 from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
+from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.services.scanning.policy import PullGate
 from dockyard.services.scanning.scanner import ScanService
 from dockyard.storage.base import BlobStore
@@ -100,7 +102,15 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
     )
     from dockyard.scan.vulndb import VulnDB  # the scanner's imports load only with the services
 
-    scans = ScanService(db, store, VulnDB(settings.resolved_vulndb_path), audit, settings.scan_on_push)
+    tokens = TokenService(db, settings.token_issuer, settings.token_service, settings.token_ttl_seconds)
+    scans = ScanService(
+        db,
+        store,
+        VulnDB(settings.resolved_vulndb_path),
+        audit,
+        settings.scan_on_push,
+        external_scanner(settings, tokens),
+    )
     manifests = ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds, scans.enqueue)
     return Services(
         settings=settings,
@@ -120,10 +130,25 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         robots=RobotService(db, audit, liveness),
         access_tokens=AccessTokenService(db, audit, liveness),
         authenticator=Authenticator(db, users, audit, guard, ldap_provider(settings), liveness),
-        tokens=TokenService(db, settings.token_issuer, settings.token_service, settings.token_ttl_seconds),
+        tokens=tokens,
         policy=AccessPolicy(db, projects, settings.users_can_create_projects, settings.auto_create_projects),
         scans=scans,
         pull_gate=PullGate(db, settings.scan_allowlist, ttl=settings.account_check_seconds),
+    )
+
+
+def external_scanner(settings: Settings, tokens: TokenService) -> HarborAdapterScanner | None:
+    if not settings.external_scanner_url:
+        return None
+
+    def pull_authorization(repository: str) -> str:
+        # A short-lived token that may only pull this repository, for the adapter to read the image with.
+        scope = Scope("repository", repository, frozenset({"pull"}))
+        return "Bearer " + tokens.issue(Identity(SCANNER_SUBJECT, kind=SYSTEM), [scope], ttl=900).token
+
+    registry_url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    return HarborAdapterScanner(
+        settings.external_scanner_url, registry_url, pull_authorization, settings.external_scanner_authorization
     )
 
 

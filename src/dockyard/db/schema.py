@@ -335,6 +335,8 @@ image_scans = sa.Table(
     sa.Column("licences", sa.Text, nullable=True),  # JSON: distinct licence expressions
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    # "dockyard" (the built-in scanner: re-evaluated from stored inventories) or "external:<url>".
+    sa.Column("scanner", sa.String(255), nullable=True),
     sa.Index("ix_image_scans_status", "status", "queued_at"),
 )
 

