@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     gc_interval_seconds: float = Field(
         60, ge=0, description="How often the background collector runs; 0 turns it off (use `dockyard gc`)."
     )
+    gc_pace: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Largest fraction of the time the collector may be busy (it sleeps the rest), so pushes "
+        "and pulls keep their throughput; default 0.3 on SQLite, unpaced on PostgreSQL.",
+    )
     upload_ttl_seconds: float = Field(86400, gt=0, description="Upload sessions older than this are abandoned.")
     retention_interval_seconds: float = Field(
         3600, ge=0, description="How often enabled retention policies run; 0 turns the schedule off."

@@ -120,7 +120,9 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         blobs=BlobService(db, store, audit, settings.gc_grace_seconds),
         uploads=UploadService(db, store, settings.gc_grace_seconds),
         manifests=manifests,
-        collector=GarbageCollector(db, store, audit, settings.gc_grace_seconds, settings.upload_ttl_seconds),
+        collector=GarbageCollector(
+            db, store, audit, settings.gc_grace_seconds, settings.upload_ttl_seconds, settings.gc_pace
+        ),
         tag_rules=TagRuleService(db, audit),
         retention=RetentionService(db, manifests, audit),
         scrubber=Scrubber(db, store, audit),

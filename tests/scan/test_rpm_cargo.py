@@ -263,7 +263,8 @@ AUDIT = {
         {"name": "libc", "version": "0.2.150", "source": "crates.io"},
     ]
 }
-EXPECTED_CRATES = [("hello", "0.1.0"), ("smallvec", "1.6.0"), ("time", "0.1.43"), ("libc", "0.2.150")]
+# "hello" is the program itself (source "local"): not a crates.io package, so not reported.
+EXPECTED_CRATES = [("smallvec", "1.6.0"), ("time", "0.1.43"), ("libc", "0.2.150")]
 
 
 @pytest.fixture(scope="module")

@@ -92,6 +92,8 @@ def detect(path: str, data: bytes) -> list[Package]:
     for entry in packages:
         if not isinstance(entry, dict) or entry.get("kind", "runtime") == "build":
             continue
+        if entry.get("source") == "local":  # the program's own workspace crates: not crates.io packages
+            continue
         name, version = entry.get("name"), entry.get("version")
         if isinstance(name, str) and isinstance(version, str) and name and version:
             out.append(Package(CARGO, name, version, path, PackageURL(CARGO, None, name, version).to_string()))

@@ -65,27 +65,33 @@ def detect(path: str, data: bytes) -> list[Package]:
     if go_version.startswith("go"):
         std = go_version[2:].split()[0].split("-")[0]
         out.append(Package(GOLANG, "stdlib", std, path, PackageURL("golang", None, "stdlib", std).to_string()))
+    return out + modules(modinfo, path)
+
+
+def modules(modinfo: str, path: str) -> list[Package]:
+    """The `mod`/`dep` lines of Go's build info (as `go version -m` prints them), replacements applied."""
+    out: list[Package] = []
+    last_was_module = False  # a replace line ("=>") belongs to the module line just before it
     for line in modinfo.splitlines():
         parts = line.split("\t")
-        if len(parts) >= 3 and parts[0] in ("mod", "dep") and parts[2] != "(devel)":
-            module, version = parts[1], parts[2]
-            namespace, _, name = module.rpartition("/")
-            purl = PackageURL("golang", namespace or None, name, version).to_string()
-            out.append(Package(GOLANG, module, version, path, purl))
-        elif len(parts) >= 4 and parts[0] == "=>" and out and out[-1].ecosystem == GOLANG:
-            # A replace directive: the code actually built is the replacement's.
-            prev = out.pop()
-            namespace, _, name = parts[1].rpartition("/")
-            out.append(
-                Package(
-                    GOLANG,
-                    parts[1],
-                    parts[2],
-                    path,
-                    PackageURL("golang", namespace or None, name, parts[2]).to_string(),
-                )
-            )
-            del prev
+        if len(parts) >= 3 and parts[0] in ("mod", "dep"):
+            last_was_module = parts[2] != "(devel)"
+            if last_was_module:
+                module, version = parts[1], parts[2]
+                namespace, _, name = module.rpartition("/")
+                purl = PackageURL("golang", namespace or None, name, version).to_string()
+                out.append(Package(GOLANG, module, version, path, purl))
+        elif parts[0] == "=>" and last_was_module:
+            # A replace directive: the code actually built is the replacement's. A replacement by a
+            # local directory has no version and names no module: the dependency is dropped.
+            out.pop()
+            last_was_module = False
+            if len(parts) >= 3 and parts[2] and not parts[1].startswith((".", "/")):
+                namespace, _, name = parts[1].rpartition("/")
+                purl = PackageURL("golang", namespace or None, name, parts[2]).to_string()
+                out.append(Package(GOLANG, parts[1], parts[2], path, purl))
+        else:
+            last_was_module = False
     return out
 
 

@@ -11,7 +11,9 @@ from dockyard.scan.model import GEM, Package
 
 _NAME_RE = re.compile(r"""\.name\s*=\s*["']([^"']+)["']""")
 _VERSION_RE = re.compile(r"""\.version\s*=\s*["']([^"']+)["']""")
-_LICENCES_RE = re.compile(r"""\.licenses?\s*=\s*\[?\s*["']([^"']+)["']""")
+# `s.license = "MIT"` or `s.licenses = ["Ruby".freeze, "BSD-2-Clause".freeze]`: every entry counts.
+_LICENCES_RE = re.compile(r"""\.licenses?\s*=\s*(\[[^\]]*\]|["'][^"']+["'])""")
+_QUOTED_RE = re.compile(r"""["']([^"']+)["']""")
 
 
 def _wants(path: str, mode: int, size: int) -> bool:
@@ -29,9 +31,11 @@ def detect(path: str, data: bytes) -> list[Package]:
         gem, gem_version = base, ver
     else:
         gem, gem_version = name.group(1), version.group(1)
-    licence = _LICENCES_RE.search(text)
+    found = _LICENCES_RE.search(text)
+    # Several licences in a gemspec offer a choice (Ruby's own gems: ["Ruby", "BSD-2-Clause"]).
+    licence = " OR ".join(dict.fromkeys(_QUOTED_RE.findall(found.group(1)))) if found else ""
     purl = PackageURL("gem", None, gem, gem_version).to_string()
-    return [Package(GEM, gem, gem_version, path, purl, licence=licence.group(1) if licence else None)]
+    return [Package(GEM, gem, gem_version, path, purl, licence=licence or None)]
 
 
 DETECTOR = Detector("ruby", _wants, detect)
