@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tarfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -100,7 +101,7 @@ def scan_command(
             packages, distro = inventory_image(image, cache)
             findings = matcher.match(packages, distro) if matcher is not None else []
             results.append((image.platform, ScanResult(packages, findings, distro)))
-    except (ImageError, OSError, EOFError) as exc:
+    except (ImageError, OSError, EOFError, tarfile.TarError) as exc:
         typer.echo(f"dockyard: {path}: {exc}", err=True)
         raise typer.Exit(2) from None
 

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         gt=0,
         le=1,
         description="Largest fraction of the time the collector may be busy (it sleeps the rest), so pushes "
-        "and pulls keep their throughput; default 0.3 on SQLite, unpaced on PostgreSQL.",
+        "and pulls keep their throughput; default 0.1 on SQLite, unpaced on PostgreSQL.",
     )
     upload_ttl_seconds: float = Field(86400, gt=0, description="Upload sessions older than this are abandoned.")
     retention_interval_seconds: float = Field(

@@ -3,9 +3,10 @@ layer as a stream of tar members (gzip, zstd or plain), never unpacked to disk."
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import tarfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,13 +46,56 @@ def layer_stream(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
     head = raw.read(4)
     rest = _Prefixed(head, raw)
     if head.startswith(GZIP_MAGIC):
-        stream: IO[bytes] = gzip.GzipFile(fileobj=rest, mode="rb")  # type: ignore[call-overload]
+        # Not gzip.GzipFile: its 8 KiB reads cost a third of the inventory's time (bench_scan_inventory).
+        stream: IO[bytes] = io.BufferedReader(_GunzipStream(rest), 1 << 20)
     elif head == ZSTD_MAGIC:
         stream = zstandard.ZstdDecompressor().stream_reader(rest)  # type: ignore[arg-type]
     else:
         stream = rest  # type: ignore[assignment]
     with tarfile.open(fileobj=stream, mode="r|") as tar:
         yield tar
+
+
+class _GunzipStream(io.RawIOBase):
+    """gzip decompression in large steps: 256 KiB of input per zlib call. Handles streams made of
+    several gzip members (as `cat a.gz b.gz` makes); a truncated stream raises EOFError."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._z = zlib.decompressobj(wbits=31)
+        self._out = b""
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._out and not self._eof:
+            if self._z.eof:  # a member ended: another may follow (zero padding after the last is allowed)
+                pending = self._z.unused_data.lstrip(b"\x00")
+                while not pending:
+                    more = self._raw.read(self.CHUNK)
+                    if not more:
+                        self._eof = True
+                        break
+                    pending = more.lstrip(b"\x00")
+                if self._eof:
+                    break
+                self._z = zlib.decompressobj(wbits=31)
+            else:
+                pending = self._z.unconsumed_tail or self._raw.read(self.CHUNK)
+                if not pending:
+                    raise ImageError("the layer ends before its gzip stream does (truncated)")
+            try:
+                self._out = self._z.decompress(pending, 4 * self.CHUNK)  # bounded: a layer of zeros stays small
+            except zlib.error as exc:
+                raise ImageError(f"corrupt gzip layer: {exc}") from None
+        n = min(len(b), len(self._out))
+        b[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
 
 
 class _Prefixed:

@@ -75,8 +75,9 @@ class GarbageCollector:
         self.upload_ttl = upload_ttl
         # SQLite has one writer at a time, and a waiting writer backs off in growing sleeps: a
         # collector that takes the lock back at once starves pushes. With `pace` it holds the
-        # database for at most that fraction of the time and sleeps the rest.
-        self.pace = pace if pace is not None else (0.3 if db.is_sqlite else None)
+        # database for at most that fraction of the time and sleeps the rest. 0.1 measured (bench_gc,
+        # 2 cores): pulls 0.95 and pushes 0.87 of idle while collecting; 0.3 gave 0.58 and 0.78.
+        self.pace = pace if pace is not None else (0.1 if db.is_sqlite else None)
 
     # --- entry points ------------------------------------------------------------------------
     def run(self, dry_run: bool = False, limit: int = 100_000) -> GcReport:
