@@ -214,3 +214,18 @@ def test_an_artifact_is_not_an_image_and_a_corrupt_layer_fails_cleanly(svc: Serv
     assert svc.scans.status(sha256(body))["status"] == "unsupported"  # type: ignore[index]
     failed = svc.scans.status(bad)
     assert failed is not None and failed["status"] == "failed" and failed["error"]
+
+
+def test_an_update_made_elsewhere_is_picked_up_by_the_scan_duty(svc: Services, node_layer: bytes) -> None:
+    npm_source = str((shared_vulndb() / "npm" / "all.zip").resolve())
+    svc.scans.vulndb.import_records(npm_source, [])
+    web = image(svc, "team/web", [BASE, node_layer], "latest")
+    svc.scans.run()
+    assert not any(a.startswith("GHSA-") for a in advisories(svc, web))
+    # `dockyard vulndb update` in another process, on the same database folder.
+    other = VulnDB(svc.scans.vulndb.folder)
+    other._conn.execute("UPDATE sources SET sha256 = NULL WHERE url = ?", (npm_source,))
+    assert other.import_source(npm_source).added == 14
+    other.close()
+    svc.scans.run()  # the next pass of the scan duty notices the new generation
+    assert "GHSA-p6mc-m468-83gw" in advisories(svc, web)

@@ -117,3 +117,13 @@ def test_pull_refused_by_policy_with_the_findings_named(registry: Registry, push
     registry.http.patch(policy, json={"vulnerability_allowlist": everything}, headers=ADMIN)
     allowed = registry.request("GET", "/v2/team/app/manifests/1.0")
     assert allowed.status_code == 200 and json.loads(allowed.content)["schemaVersion"] == 2
+
+    # Licences: reported per image against the project's deny-list, enforced only when asked.
+    registry.http.patch(policy, json={"licence_denylist": ["MIT", "GPL-3.0-only"]}, headers=ADMIN)
+    url = "/api/v1/repositories/team/app/manifests/1.0/scan"
+    image = registry.http.get(url, headers=ADMIN).json()["images"][0]
+    assert image["denied_licences"] == ["MIT"]  # urllib3 and idna declare MIT; nothing here is GPL-3.0
+    assert registry.request("GET", "/v2/team/app/manifests/1.0").status_code == 200
+    registry.http.patch(policy, json={"block_denied_licences": True}, headers=ADMIN)
+    refused = registry.request("GET", "/v2/team/app/manifests/1.0")
+    assert refused.status_code == 403 and "denied licences MIT" in refused.json()["errors"][0]["message"]

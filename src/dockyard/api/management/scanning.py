@@ -16,6 +16,7 @@ from dockyard.oci.manifest import parse_manifest
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import NotFound
+from dockyard.services.scanning.policy import denied_licences
 from dockyard.wiring import Services
 
 router = APIRouter(tags=["scanning"])
@@ -46,6 +47,7 @@ class ImageReport(BaseModel):
     distro: str | None = None
     summary: dict[str, int] | None = Field(default=None, description="Findings by severity.")
     licences: list[str] = Field(default_factory=list, description="Distinct licence expressions of the packages.")
+    denied_licences: list[str] = Field(default_factory=list, description="SPDX ids on the project's deny-list.")
     packages: int | None = None
     error: str | None = None
     scanner: str | None = Field(default=None, description='"dockyard" or "external:<adapter URL>"')
@@ -98,7 +100,9 @@ def _images(media_type: str, content: bytes, digest: str) -> list[tuple[str, str
     return out
 
 
-def _image_report(svc: Services, digest: str, platform: str | None, with_findings: bool) -> ImageReport:
+def _image_report(
+    svc: Services, digest: str, platform: str | None, with_findings: bool, denylist: frozenset[str]
+) -> ImageReport:
     status = svc.scans.status(digest)
     if status is None:
         return ImageReport(digest=digest, platform=platform, status="not scanned")
@@ -110,6 +114,7 @@ def _image_report(svc: Services, digest: str, platform: str | None, with_finding
         distro=status["distro"],
         summary=status["summary"],
         licences=status["licences"],
+        denied_licences=denied_licences(status["licences"], denylist),
         error=status["error"],
         scanner=status["scanner"],
     )
@@ -144,7 +149,8 @@ def _image_report(svc: Services, digest: str, platform: str | None, with_finding
 )
 def get_report(repository: str, reference: str, svc: ServicesDep, caller: Caller, findings: bool = True) -> ScanReport:
     m = _manifest(svc, caller, repository, reference, Permission.PULL)
-    images = [_image_report(svc, d, plat, findings) for d, plat in _images(m.media_type, m.content, m.digest)]
+    denylist = svc.pull_gate.policy(repository.split("/", 1)[0]).licence_denylist
+    images = [_image_report(svc, d, plat, findings, denylist) for d, plat in _images(m.media_type, m.content, m.digest)]
     return ScanReport(digest=m.digest, media_type=m.media_type, images=images)
 
 

@@ -47,6 +47,14 @@ def _json_list(value: str | None) -> frozenset[str]:
     return frozenset(json.loads(value)) if value else frozenset()
 
 
+def denied_licences(expressions: list[str], denylist: frozenset[str]) -> list[str]:
+    """The SPDX ids of a deny-list that appear in any of these licence expressions."""
+    found: set[str] = set()
+    for expression in expressions:
+        found |= set(_LICENCE_TOKEN.findall(expression)) & denylist
+    return sorted(found)
+
+
 class PullGate:
     def __init__(self, db: Database, system_allowlist: list[str] | None = None, ttl: float = 1.0) -> None:
         self.db = db
@@ -139,12 +147,11 @@ class PullGate:
                         {"policy": "block_severity", "findings": [r.advisory_id for r in blocking[:50]]},
                     )
             if policy.block_denied_licences and policy.licence_denylist:
-                denied: set[str] = set()
-                for row in scans.values():
-                    for expression in json.loads(row.licences or "[]"):
-                        denied |= set(_LICENCE_TOKEN.findall(expression)) & policy.licence_denylist
+                denied = denied_licences(
+                    [e for row in scans.values() for e in json.loads(row.licences or "[]")], policy.licence_denylist
+                )
                 if denied:
                     raise Denied(
-                        f"pull refused by project policy: denied licences {', '.join(sorted(denied))}",
-                        {"policy": "licence_denylist", "licences": sorted(denied)},
+                        f"pull refused by project policy: denied licences {', '.join(denied)}",
+                        {"policy": "licence_denylist", "licences": denied},
                     )

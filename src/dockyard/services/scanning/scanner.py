@@ -107,6 +107,7 @@ class ScanService:
         self.scan_on_push = scan_on_push
         self.matcher = Matcher(vulndb)
         self.external = external
+        self._startup_checked = False
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -144,8 +145,14 @@ class ScanService:
             )
 
     def run(self, limit: int = 50) -> ScanRun:
-        """Scan queued images, oldest first (the maintenance duty; one replica at a time holds its lease)."""
-        self.refresh()
+        """Scan queued images, oldest first (the maintenance duty; one replica at a time holds its lease).
+
+        First, if the vulnerability database changed since the stored results were computed (an update
+        by `dockyard vulndb update` or the API, or while this process was not running), re-evaluate.
+        """
+        if self.refresh() or (not self._startup_checked and self._stale_images()):
+            self.reevaluate()
+        self._startup_checked = True
         result = ScanRun()
         c = s.image_scans.c
         for _ in range(limit):
