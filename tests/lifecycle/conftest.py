@@ -21,7 +21,8 @@ def sha256(data: bytes) -> str:
 
 @pytest.fixture
 def svc(tmp_path: Path, database: Database) -> Iterator[Services]:
-    settings = make_settings(tmp_path, database).model_copy(update={"gc_grace_seconds": 0.0})
+    # Unpaced: the pace is a throughput knob (bench_gc.py measures it); these tests are about safety.
+    settings = make_settings(tmp_path, database).model_copy(update={"gc_grace_seconds": 0.0, "gc_pace": 1.0})
     services = build_services(settings, db=database)
     prepare(services)
     yield services

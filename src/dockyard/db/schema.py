@@ -331,6 +331,7 @@ image_scans = sa.Table(
     sa.Column("vulndb_generation", sa.Integer, nullable=True),
     sa.Column("distro", sa.String(64), nullable=True),
     sa.Column("packages", sa.Text, nullable=True),  # JSON: the combined inventory, for re-evaluation
+    sa.Column("packages_sha", sa.String(64), nullable=True),  # its hash: equal inventories match once
     sa.Column("summary", sa.Text, nullable=True),  # JSON: findings by severity
     sa.Column("licences", sa.Text, nullable=True),  # JSON: distinct licence expressions
     sa.Column("error", sa.Text, nullable=True),

@@ -5,6 +5,7 @@ stored per image and re-evaluated from stored inventories whenever the vulnerabi
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -306,6 +307,7 @@ class ScanService:
             )  # fmt: skip
         self._write_findings(conn, digest, findings)
         licences = sorted({p.licence for p in packages if p.licence})
+        inventory = json.dumps([package_to_stored(p) for p in packages])
         conn.execute(
             sa.update(s.image_scans)
             .where(s.image_scans.c.digest == digest)
@@ -315,7 +317,8 @@ class ScanService:
                 error=None,
                 vulndb_generation=self.matcher.generation,
                 distro=f"{distro.id}-{distro.version_id}" if distro else None,
-                packages=json.dumps([package_to_stored(p) for p in packages]),
+                packages=inventory,
+                packages_sha=hashlib.sha256(inventory.encode()).hexdigest(),
                 summary=json.dumps(_summary(findings)),
                 licences=json.dumps(licences),
                 scanner=scanner,
@@ -394,11 +397,14 @@ class ScanService:
         self.matcher.refresh()
         out = Reevaluation(generation=self.matcher.generation)
         c, f = s.image_scans.c, s.image_findings.c
+        # Images with the same inventory (rebuilds that changed only application files, the same base
+        # everywhere) are matched once: results are kept by the inventory's hash for this pass.
+        by_inventory: dict[str, list[Finding]] = {}
         last = ""
         while True:
             with self.db.engine.connect() as conn:
                 rows = conn.execute(
-                    sa.select(c.digest, c.repository, c.packages, c.distro)
+                    sa.select(c.digest, c.repository, c.packages_sha)
                     .where(c.status == "done", c.packages.is_not(None), c.digest > last, self._builtin(c))
                     .order_by(c.digest)
                     .limit(batch)
@@ -409,11 +415,19 @@ class ScanService:
                 old: dict[str, set[str]] = {d: set() for d in digests}
                 for d, a in conn.execute(sa.select(f.digest, f.advisory_id).where(f.digest.in_(digests))):
                     old[d].add(a)
+                unseen = [r.digest for r in rows if r.packages_sha is None or r.packages_sha not in by_inventory]
+                inventories = dict(
+                    conn.execute(sa.select(c.digest, c.packages).where(c.digest.in_(unseen))).tuples().all()
+                )
             last = rows[-1].digest
             with self.db.write() as conn:
                 for row in rows:
                     out.images += 1
-                    findings = self.matcher.match_stored(orjson.loads(row.packages))
+                    findings = by_inventory.get(row.packages_sha) if row.packages_sha else None
+                    if findings is None:
+                        findings = self.matcher.match_stored(orjson.loads(inventories[row.digest]))
+                        if row.packages_sha:
+                            by_inventory[row.packages_sha] = findings
                     new_ids = {x.advisory_id for x in findings}
                     if new_ids != old[row.digest]:
                         out.changed += 1
