@@ -416,9 +416,9 @@ class ScanService:
                 for d, a in conn.execute(sa.select(f.digest, f.advisory_id).where(f.digest.in_(digests))):
                     old[d].add(a)
                 unseen = [r.digest for r in rows if r.packages_sha is None or r.packages_sha not in by_inventory]
-                inventories = dict(
-                    conn.execute(sa.select(c.digest, c.packages).where(c.digest.in_(unseen))).tuples().all()
-                )
+                inventories = {
+                    d: p for d, p in conn.execute(sa.select(c.digest, c.packages).where(c.digest.in_(unseen)))
+                }
             last = rows[-1].digest
             with self.db.write() as conn:
                 for row in rows:
