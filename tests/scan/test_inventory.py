@@ -110,3 +110,19 @@ def test_layer_inventory_round_trips_for_storage_by_digest(tmp_path: Path, site_
     stored = {d: LayerInventory.from_json(inv.to_json()) for d, inv in cache.items()}
     again, distro2 = combine(stored[ref.digest] for ref in image.layers)
     assert again == direct and distro == distro2 and len(direct) >= 5
+
+
+def test_stored_packages_keep_every_field() -> None:
+    from dataclasses import fields
+
+    from dockyard.scan.matcher import package_from_stored, package_to_stored
+    from dockyard.scan.model import Distro, Package
+
+    pkg = Package(
+        DEB, "openssl", "1.1.1n-0+deb11u4", "var/lib/dpkg/status",
+        "pkg:deb/debian/openssl@1.1.1n-0%2Bdeb11u4?distro=debian-11",
+        source_name="openssl-src", source_version="1.1.1n", licence="OpenSSL", distro=Distro("debian", "11"),
+    )  # fmt: skip
+    stored = package_to_stored(pkg)
+    assert set(stored) == {f.name for f in fields(Package)}
+    assert package_from_stored(stored) == pkg

@@ -9,7 +9,7 @@ re-evaluating many stored inventories costs little more than the distinct packag
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from dockyard.scan.model import APK, CARGO, DEB, GEM, GOLANG, MAVEN, NPM, PYPI, RPM, Distro, Finding, Package
@@ -169,9 +169,18 @@ class Matcher:
 
 
 def package_to_stored(p: Package) -> dict[str, Any]:
-    d = asdict(p)
-    d["distro"] = [p.distro.id, p.distro.version_id] if p.distro else None
-    return d
+    # Not dataclasses.asdict: it deep-copies field by field, 0.1 ms a package (bench_scan_reeval).
+    return {
+        "ecosystem": p.ecosystem,
+        "name": p.name,
+        "version": p.version,
+        "path": p.path,
+        "purl": p.purl,
+        "source_name": p.source_name,
+        "source_version": p.source_version,
+        "licence": p.licence,
+        "distro": [p.distro.id, p.distro.version_id] if p.distro else None,
+    }
 
 
 def package_from_stored(d: dict[str, Any]) -> Package:

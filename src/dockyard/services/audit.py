@@ -163,6 +163,27 @@ class AuditLog:
             )
         )
 
+    def record_many(self, conn: sa.Connection, action: str, events: list[dict[str, Any]]) -> None:
+        """Write several events of one action in the caller's transaction, in one statement; each
+        dict holds `record`'s keyword arguments."""
+        if events:
+            conn.execute(
+                sa.insert(s.audit_events),
+                [
+                    self._row(
+                        action,
+                        e.get("result", SUCCESS),
+                        e.get("actor"),
+                        e.get("project"),
+                        e.get("repository"),
+                        e.get("reference"),
+                        e.get("digest"),
+                        e.get("detail"),
+                    )
+                    for e in events
+                ],
+            )
+
     def record_now(self, action: str, **kwargs: Any) -> None:
         """Write one event in a transaction of its own (logins, refusals: there is no change to join)."""
         with self.db.write() as conn:

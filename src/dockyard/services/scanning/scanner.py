@@ -326,33 +326,41 @@ class ScanService:
         )
 
     def _write_findings(self, conn: sa.Connection, digest: str, findings: list[Finding]) -> None:
-        if not findings:
+        self._write_findings_of(conn, {digest: findings})
+
+    @staticmethod
+    def _write_findings_of(conn: sa.Connection, by_digest: dict[str, list[Finding]]) -> None:
+        rows = [
+            {
+                "digest": digest,
+                "advisory_id": f.advisory_id,
+                "aliases": json.dumps(f.aliases),
+                "ecosystem": f.package.ecosystem,
+                "package": f.package.name,
+                "version": f.installed_version,
+                "fixed_version": f.fixed_version,
+                "purl": f.package.purl,
+                "path": f.package.path,
+                "severity": f.severity,
+                "score": f.score,
+                "link": f.link,
+                "summary": f.summary,
+            }
+            for digest, findings in by_digest.items()
+            for f in findings
+        ]
+        if not rows:
             return
-        conn.execute(
-            sa.insert(s.image_findings),
-            [
-                {
-                    "digest": digest,
-                    "advisory_id": f.advisory_id,
-                    "aliases": json.dumps(f.aliases),
-                    "ecosystem": f.package.ecosystem,
-                    "package": f.package.name,
-                    "version": f.installed_version,
-                    "fixed_version": f.fixed_version,
-                    "purl": f.package.purl,
-                    "path": f.package.path,
-                    "severity": f.severity,
-                    "score": f.score,
-                    "link": f.link,
-                    "summary": f.summary,
-                }
+        conn.execute(sa.insert(s.image_findings), rows)
+        aliases = sorted(
+            {
+                (a, digest, f.advisory_id)
+                for digest, findings in by_digest.items()
                 for f in findings
-            ],
+                for a in (f.advisory_id, *f.aliases)
+            }
         )
-        aliases = {(a, f.advisory_id) for f in findings for a in (f.advisory_id, *f.aliases)}
-        conn.execute(
-            sa.insert(s.finding_aliases), [{"alias": a, "digest": digest, "advisory_id": i} for a, i in sorted(aliases)]
-        )
+        conn.execute(sa.insert(s.finding_aliases), [{"alias": a, "digest": d, "advisory_id": i} for a, d, i in aliases])
 
     # -- the vulnerability database ----------------------------------------------------------------
 
@@ -420,35 +428,45 @@ class ScanService:
                     d: p for d, p in conn.execute(sa.select(c.digest, c.packages).where(c.digest.in_(unseen)))
                 }
             last = rows[-1].digest
+            # One statement per kind of change and batch, not per image: on PostgreSQL each statement
+            # is a round trip (bench_scan_reeval, 1,000 images with 650 changed: 6.2 s that way).
+            changed: dict[str, list[Finding]] = {}
+            events: list[dict[str, Any]] = []
+            summaries: list[dict[str, Any]] = []
+            for row in rows:
+                out.images += 1
+                findings = by_inventory.get(row.packages_sha) if row.packages_sha else None
+                if findings is None:
+                    findings = self.matcher.match_stored(orjson.loads(inventories[row.digest]))
+                    if row.packages_sha:
+                        by_inventory[row.packages_sha] = findings
+                new_ids = {x.advisory_id for x in findings}
+                if new_ids != old[row.digest]:
+                    changed[row.digest] = findings
+                    gained = sorted(new_ids - old[row.digest])
+                    if gained:
+                        out.gained[row.digest] = gained
+                        events.append(
+                            {
+                                "repository": row.repository,
+                                "digest": row.digest,
+                                "detail": {"advisories": gained[:100], "count": len(gained)},
+                            }
+                        )
+                summaries.append({"d": row.digest, "summary": json.dumps(_summary(findings))})
+            out.changed += len(changed)
             with self.db.write() as conn:
-                for row in rows:
-                    out.images += 1
-                    findings = by_inventory.get(row.packages_sha) if row.packages_sha else None
-                    if findings is None:
-                        findings = self.matcher.match_stored(orjson.loads(inventories[row.digest]))
-                        if row.packages_sha:
-                            by_inventory[row.packages_sha] = findings
-                    new_ids = {x.advisory_id for x in findings}
-                    if new_ids != old[row.digest]:
-                        out.changed += 1
-                        for table in (s.image_findings, s.finding_aliases):
-                            conn.execute(sa.delete(table).where(table.c.digest == row.digest))
-                        self._write_findings(conn, row.digest, findings)
-                        gained = sorted(new_ids - old[row.digest])
-                        if gained:
-                            out.gained[row.digest] = gained
-                            self.audit.record(
-                                conn,
-                                "scan.new_findings",
-                                repository=row.repository,
-                                digest=row.digest,
-                                detail={"advisories": gained[:100], "count": len(gained)},
-                            )
-                    conn.execute(
-                        sa.update(s.image_scans)
-                        .where(c.digest == row.digest)
-                        .values(summary=json.dumps(_summary(findings)), vulndb_generation=out.generation)
-                    )
+                if changed:
+                    for table in (s.image_findings, s.finding_aliases):
+                        conn.execute(sa.delete(table).where(table.c.digest.in_(sorted(changed))))
+                    self._write_findings_of(conn, changed)
+                self.audit.record_many(conn, "scan.new_findings", events)
+                conn.execute(
+                    sa.update(s.image_scans)
+                    .where(c.digest == sa.bindparam("d"))
+                    .values(summary=sa.bindparam("summary"), vulndb_generation=out.generation),
+                    summaries,
+                )
         out.seconds = round(time.perf_counter() - started, 3)
         return out
 
