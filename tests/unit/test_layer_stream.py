@@ -30,7 +30,7 @@ RAW = _tar(12)
 
 def _members(data: bytes) -> list[tuple[str, int]]:
     with layer_stream(io.BytesIO(data)) as tar:
-        return [(m.name, len(tar.extractfile(m).read())) for m in tar]  # type: ignore[union-attr]
+        return [(m.name, len(tar.read(m))) for m in tar]
 
 
 def _expected() -> list[tuple[str, int]]:
@@ -58,5 +58,5 @@ def test_truncated_and_corrupt_layers_are_image_errors() -> None:
         _members(whole[:-5000])
     corrupt = bytearray(whole)
     corrupt[len(corrupt) // 2 : len(corrupt) // 2 + 64] = b"\xff" * 64
-    with pytest.raises((ImageError, tarfile.TarError)):
+    with pytest.raises(ImageError):
         _members(bytes(corrupt))

@@ -9,7 +9,6 @@ directories hide what is below — to get the image's packages.
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
@@ -20,6 +19,7 @@ from packageurl import PackageURL
 from dockyard.scan.detectors import Detector, all_detectors
 from dockyard.scan.layers import Image, layer_stream
 from dockyard.scan.model import APK, DEB, RPM, Distro, Package
+from dockyard.scan.tarstream import TarStream
 
 OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 WHITEOUT = ".wh."
@@ -69,7 +69,7 @@ def parse_os_release(data: bytes) -> dict[str, str]:
     return fields
 
 
-def inventory_layer(tar: tarfile.TarFile, detectors: Iterable[Detector] | None = None) -> LayerInventory:
+def inventory_layer(tar: TarStream, detectors: Iterable[Detector] | None = None) -> LayerInventory:
     """Read one layer's members in stream order; only files a detector wants are read, one at a time."""
     dets = list(detectors if detectors is not None else all_detectors())
     inv = LayerInventory()
@@ -88,10 +88,7 @@ def inventory_layer(tar: tarfile.TarFile, detectors: Iterable[Detector] | None =
         is_os_release = path in OS_RELEASE and member.size < 64 * 1024
         if not wanted and not is_os_release:
             continue
-        f = tar.extractfile(member)
-        if f is None:
-            continue
-        data = f.read()
+        data = tar.read(member)
         if is_os_release:
             inv.os_release[path] = parse_os_release(data)
         if wanted:

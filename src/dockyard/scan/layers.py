@@ -3,25 +3,27 @@ layer as a stream of tar members (gzip, zstd or plain), never unpacked to disk."
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 import zstandard
 
+from dockyard.scan.model import ImageError
+from dockyard.scan.tarstream import TarStream
+
+__all__ = ["Image", "ImageError", "ImageSource", "LayerRef", "layer_stream", "open_source"]
+
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+CHUNK = 1 << 20  # decompressed bytes per step
 INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
-
-
-class ImageError(Exception):
-    """The path is not an image this scanner can read, or the image is malformed."""
 
 
 @dataclass(frozen=True)
@@ -41,61 +43,63 @@ class Image:
 
 
 @contextmanager
-def layer_stream(raw: IO[bytes]) -> Iterator[tarfile.TarFile]:
+def layer_stream(raw: IO[bytes]) -> Iterator[TarStream]:
     """A streaming tar reader over a layer, whatever its compression (sniffed from magic bytes)."""
     head = raw.read(4)
     rest = _Prefixed(head, raw)
+    next_chunk: Callable[[], bytes]
     if head.startswith(GZIP_MAGIC):
         # Not gzip.GzipFile: its 8 KiB reads cost a third of the inventory's time (bench_scan_inventory).
-        stream: IO[bytes] = io.BufferedReader(_GunzipStream(rest), 1 << 20)
+        next_chunk = _Gunzip(rest).next_chunk
     elif head == ZSTD_MAGIC:
-        stream = zstandard.ZstdDecompressor().stream_reader(rest)  # type: ignore[arg-type]
+        reader = zstandard.ZstdDecompressor().stream_reader(rest)  # type: ignore[arg-type]
+        next_chunk = partial(_read_or_error, reader, "zstd")
     else:
-        stream = rest  # type: ignore[assignment]
-    with tarfile.open(fileobj=stream, mode="r|") as tar:
-        yield tar
+        next_chunk = partial(rest.read, CHUNK)
+    yield TarStream(next_chunk)
 
 
-class _GunzipStream(io.RawIOBase):
-    """gzip decompression in large steps: 256 KiB of input per zlib call. Handles streams made of
-    several gzip members (as `cat a.gz b.gz` makes); a truncated stream raises EOFError."""
+def _read_or_error(reader: Any, what: str) -> bytes:
+    try:
+        return bytes(reader.read(CHUNK))
+    except zstandard.ZstdError as exc:
+        raise ImageError(f"corrupt {what} layer: {exc}") from None
 
-    CHUNK = 256 * 1024
+
+class _Gunzip:
+    """gzip decompression in large steps: 256 KiB of input per zlib call, up to 1 MiB out. Handles
+    streams made of several gzip members (as `cat a.gz b.gz` makes) and zero padding after the last."""
+
+    INPUT = 256 * 1024
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
         self._z = zlib.decompressobj(wbits=31)
-        self._out = b""
         self._eof = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._out and not self._eof:
+    def next_chunk(self) -> bytes:
+        """The next decompressed bytes; b"" at the end."""
+        while not self._eof:
             if self._z.eof:  # a member ended: another may follow (zero padding after the last is allowed)
                 pending = self._z.unused_data.lstrip(b"\x00")
                 while not pending:
-                    more = self._raw.read(self.CHUNK)
+                    more = self._raw.read(self.INPUT)
                     if not more:
                         self._eof = True
-                        break
+                        return b""
                     pending = more.lstrip(b"\x00")
-                if self._eof:
-                    break
                 self._z = zlib.decompressobj(wbits=31)
             else:
-                pending = self._z.unconsumed_tail or self._raw.read(self.CHUNK)
+                pending = self._z.unconsumed_tail or self._raw.read(self.INPUT)
                 if not pending:
                     raise ImageError("the layer ends before its gzip stream does (truncated)")
             try:
-                self._out = self._z.decompress(pending, 4 * self.CHUNK)  # bounded: a layer of zeros stays small
+                out = self._z.decompress(pending, CHUNK)  # bounded: a layer of zeros stays small
             except zlib.error as exc:
                 raise ImageError(f"corrupt gzip layer: {exc}") from None
-        n = min(len(b), len(self._out))
-        b[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
+            if out:
+                return out
+        return b""
 
 
 class _Prefixed:

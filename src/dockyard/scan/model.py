@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+
+class ImageError(Exception):
+    """The path is not an image this scanner can read, or the image is malformed."""
+
+
 # Ecosystems, as inventory names them (the Package URL type).
 DEB, APK, RPM, PYPI, NPM, GOLANG, MAVEN, GEM, CARGO = (
     "deb",
