@@ -43,6 +43,7 @@ from rich.table import Table
 from rich.text import Text
 
 from dockyard import __version__
+from dockyard.scan.matcher import package_to_stored
 from dockyard.scan.model import SEVERITIES, Distro, Finding, Package, ScanResult
 
 TOOL_NAME = "dockyard"
@@ -171,21 +172,7 @@ def render_json(result: ScanResult, inventory_only: bool = False) -> dict[str, A
     doc: dict[str, Any] = {
         "distro": _distro_dict(result.distro),
         "summary": {"packages": len(packages)},
-        "packages": [
-            {
-                "ref": refs[p],
-                "ecosystem": p.ecosystem,
-                "name": p.name,
-                "version": p.version,
-                "path": p.path,
-                "purl": p.purl,
-                "source_name": p.source_name,
-                "source_version": p.source_version,
-                "licence": p.licence,
-                "distro": _distro_dict(p.distro),
-            }
-            for p in packages
-        ],
+        "packages": [{"ref": refs[p], **package_to_stored(p), "distro": _distro_dict(p.distro)} for p in packages],
     }
     if not inventory_only:
         doc["summary"] |= {"findings": len(result.findings), "severities": result.summary()}
