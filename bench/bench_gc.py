@@ -13,6 +13,8 @@ read-only or stopped. Usage:
 
     .venv/bin/python bench/bench_gc.py                 # 10,000 manifests over 1,000 repositories
     .venv/bin/python bench/bench_gc.py --quick         # 2,000 over 200
+    .venv/bin/python bench/bench_gc.py --quick --postgres postgresql+psycopg://postgres@127.0.0.1/bench_gc
+                                                       # an empty PostgreSQL database instead of SQLite
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def fill(data_dir: Path, manifests: int, repos: int) -> list[tuple[str, str]]:
+def fill(data_dir: Path, manifests: int, repos: int, database_url: str | None) -> list[tuple[str, str]]:
     """Write the history straight through the services (fast, no HTTP); returns (repo, tag) pairs."""
     from dockyard.config import Settings
     from dockyard.wiring import build_services, prepare
 
-    svc = build_services(Settings(data_dir=data_dir, admin_password=PASSWORD, fsync=False))
+    svc = build_services(Settings(data_dir=data_dir, database_url=database_url, admin_password=PASSWORD, fsync=False))
     prepare(svc)
     rnd = random.Random(1)
     pool = [os.urandom(64 * 1024) for _ in range(50)]
@@ -92,6 +94,7 @@ class Pusher:
         self.base, self.token, self.threads = base, token, threads
         self.count = 0
         self.errors = 0
+        self.first_error = ""
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
@@ -103,10 +106,11 @@ class Pusher:
                 i += 1
                 repo = f"p0/load{n}"
                 layer, config = os.urandom(8 * 1024), json.dumps({"n": n, "i": i, "t": time.time()}).encode()
-                ok = True
+                failed = []
                 for blob in (layer, config):
                     r = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha(blob)}, content=blob)
-                    ok = ok and r.status_code == 201
+                    if r.status_code != 201:
+                        failed.append(f"blob upload: {r.status_code} {r.text[:300]}")
                 doc = {
                     "schemaVersion": 2,
                     "mediaType": OCI_MANIFEST,
@@ -126,11 +130,14 @@ class Pusher:
                 r = http.put(
                     f"/v2/{repo}/manifests/t{i}", content=json.dumps(doc), headers={"Content-Type": OCI_MANIFEST}
                 )
+                if r.status_code != 201:
+                    failed.append(f"manifest PUT: {r.status_code} {r.text[:300]}")
                 with self._lock:
-                    if ok and r.status_code == 201:
+                    if not failed:
                         self.count += 1
                     else:
                         self.errors += 1
+                        self.first_error = self.first_error or "; ".join(failed)
 
     def measure(self, seconds: float) -> float:
         self.count, self.errors = 0, 0
@@ -144,11 +151,20 @@ class Pusher:
         for t in threads:
             t.join()
         if self.errors:
-            raise RuntimeError(f"{self.errors} pushes failed")
+            raise RuntimeError(f"{self.errors} pushes failed, the first: {self.first_error}")
         return self.count / (time.monotonic() - start)
 
 
-def queued(data: Path) -> int:
+def queued(data: Path, database_url: str | None) -> int:
+    if database_url:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(database_url)
+        try:
+            with engine.connect() as conn:
+                return int(conn.execute(sa.text("SELECT count(*) FROM gc_queue")).scalar_one())
+        finally:
+            engine.dispose()
     with sqlite3.connect(data / "dockyard.db", timeout=30) as conn:
         return int(conn.execute("SELECT count(*) FROM gc_queue").fetchone()[0])
 
@@ -158,15 +174,21 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seconds", type=int, default=0)
     ap.add_argument("--pace", type=float, default=None, help="the collector's gc_pace (default: its own)")
+    ap.add_argument("--postgres", help="database URL of an empty PostgreSQL database (default: SQLite)")
+    ap.add_argument("--manifests", type=int, help="history size (overrides --quick)")
+    ap.add_argument("--repos", type=int, help="repositories (overrides --quick)")
     args = ap.parse_args()
     manifests, repos = (2000, 200) if args.quick else (10000, 1000)
+    manifests, repos = args.manifests or manifests, args.repos or repos
     seconds = args.seconds or (5 if args.quick else 10)
     work = Path(tempfile.mkdtemp(prefix="bench-gc-"))
     try:
         data = work / "data"
         t0 = time.monotonic()
-        tags = fill(data, manifests, repos)
-        print(f"filled {manifests:,} manifests over {repos:,} repositories in {time.monotonic() - t0:.0f} s")
+        tags = fill(data, manifests, repos, args.postgres)
+        engine = "PostgreSQL" if args.postgres else "SQLite"
+        took = time.monotonic() - t0
+        print(f"{engine}: filled {manifests:,} manifests over {repos:,} repositories in {took:.0f} s")
         port = free_port()
         env = {
             **os.environ,
@@ -177,6 +199,8 @@ def main() -> None:
             "DOCKYARD_FSYNC": "false",
             "DOCKYARD_SCANNER_ENABLED": "false",  # the fill queued 10,000 scans: not what this measures
         }
+        if args.postgres:
+            env["DOCKYARD_DATABASE_URL"] = args.postgres
         log = open(work / "server.log", "wb")  # noqa: SIM115
         server = subprocess.Popen(
             [str(DOCKYARD), "serve", "--port", str(port), "--data-dir", str(data), "--workers", "2"],
@@ -208,13 +232,13 @@ def main() -> None:
             if args.pace is not None:
                 gc_env["DOCKYARD_GC_PACE"] = str(args.pace)
             start = time.monotonic()
-            queue_before = queued(data)
+            queue_before = queued(data, args.postgres)
             gc = subprocess.Popen(
                 [str(DOCKYARD), "gc"], env=gc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
             )
             # Measure once it is collecting, not while the new process imports and opens the database
             # (a collector inside the server has no start-up; this one does, once).
-            while queued(data) >= queue_before and gc.poll() is None:
+            while queued(data, args.postgres) >= queue_before and gc.poll() is None:
                 time.sleep(0.1)
             print(f"collector started removing after {time.monotonic() - start:.1f} s")
             busy_pull = wrk_rps(f"{base}/v2/{repo}/manifests/{tag}", pull_headers, seconds)

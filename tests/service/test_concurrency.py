@@ -91,3 +91,28 @@ def test_identical_manifest_pushed_concurrently(tmp_path: Path, database: Databa
     assert digests == {sha(body)}
     assert svc.catalog.tags("p/same").items == ["t0", "t1", "t2", "t3"]
     assert svc.manifests.get("p/same", "t3").content == body
+
+
+def test_new_blobs_into_one_project_from_many_clients(tmp_path: Path, database: Database) -> None:
+    """Distinct blobs pushed at once into several repositories of one project: every push succeeds
+    and the project's usage is their sum. (On PostgreSQL, inserting rows that reference the project
+    key-share-locks its row; taking the quota lock with FOR UPDATE then deadlocked two such pushes.)"""
+    svc = build_services(
+        Settings(data_dir=tmp_path, database_url=database.url, admin_password="x", fsync=False), db=database
+    )
+    prepare(svc)
+    svc.projects.create("team", creator="admin")
+    blobs = [bytes([i]) * (1000 + i) for i in range(48)]
+
+    def client(i: int) -> None:
+        repo = f"team/app{i % 6}"
+        if i % 2:
+            svc.uploads.monolithic(repo, sha(blobs[i]), [blobs[i]])
+        else:
+            uid = svc.uploads.start(repo)
+            svc.uploads.finish(repo, uid, sha(blobs[i]), [blobs[i]], 0)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(client, range(len(blobs))))
+
+    assert svc.projects.get("team").used_bytes == sum(len(b) for b in blobs)

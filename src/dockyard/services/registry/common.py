@@ -154,7 +154,11 @@ def account_link(db: Database, conn: Connection, repo_id: int, digest: str, size
             return
         stmt = sa.select(p.name, p.quota_bytes, p.used_bytes).where(p.id == project_id)
         if not db.is_sqlite:
-            stmt = stmt.with_for_update()
+            # FOR NO KEY UPDATE, not FOR UPDATE: this transaction and concurrent pushes into the
+            # project already hold KEY SHARE on its row (the foreign keys of the rows they inserted),
+            # and FOR UPDATE conflicts with that, so two pushes deadlocked. It still serialises the
+            # quota check against other pushes, which take this same lock.
+            stmt = stmt.with_for_update(key_share=True)
         project = conn.execute(stmt).one()
         if project.quota_bytes is not None and project.used_bytes + size > project.quota_bytes:
             raise QuotaExceeded(project.name, project.quota_bytes, project.used_bytes, size)
