@@ -3,6 +3,7 @@ layer as a stream of tar members (gzip, zstd or plain), never unpacked to disk."
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 import zlib
@@ -100,6 +101,28 @@ class _Gunzip:
             if out:
                 return out
         return b""
+
+
+class ChunkReader(io.RawIOBase):
+    """A file object over an iterator of byte chunks (a blob store's stream, an HTTP body)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
 
 
 class _Prefixed:

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import httpx
 
-from dockyard.scan.layers import INDEX_TYPES, Image, ImageError, ImageSource, LayerRef
+from dockyard.scan.layers import INDEX_TYPES, ChunkReader, Image, ImageError, ImageSource, LayerRef
 
 ACCEPT = ", ".join(
     (
@@ -27,26 +27,6 @@ ACCEPT = ", ".join(
     )
 )
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-class _HTTPStream(io.RawIOBase):
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 class RemoteImage(ImageSource):
@@ -145,6 +125,6 @@ class RemoteImage(ImageSource):
     def open_layer(self, layer: LayerRef) -> Iterator[IO[bytes]]:
         resp = self._request("GET", f"blobs/{layer.digest}", stream=True)
         try:
-            yield io.BufferedReader(_HTTPStream(resp.iter_raw(1 << 20)), 1 << 20)
+            yield io.BufferedReader(ChunkReader(resp.iter_raw(1 << 20)), 1 << 20)
         finally:
             resp.close()

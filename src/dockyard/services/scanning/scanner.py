@@ -9,7 +9,7 @@ import hashlib
 import io
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -22,7 +22,7 @@ from dockyard.logs import get_logger
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
 from dockyard.scan.inventory import LayerInventory, combine, inventory_layer
-from dockyard.scan.layers import layer_stream
+from dockyard.scan.layers import ChunkReader, layer_stream
 from dockyard.scan.matcher import Matcher, package_from_stored, package_to_stored
 from dockyard.scan.model import Distro, Finding, Package, ScanResult
 from dockyard.scan.vulndb import VulnDB
@@ -41,28 +41,6 @@ LAYER_MARKERS = ("tar", "rootfs")  # layer media types that hold a filesystem
 
 def _now() -> float:
     return time.time()
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file object over the chunk iterator a BlobStore streams, for tarfile and gzip."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, b: Any) -> int:
-        while not self._buf:
-            try:
-                self._buf = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
-        return n
 
 
 @dataclass
@@ -268,7 +246,7 @@ class ScanService:
         if row is not None:
             out.layers_reused += 1
             return LayerInventory.from_json(json.loads(row.inventory))
-        reader = io.BufferedReader(_ChunkReader(self.store.open_range(digest)), 1 << 20)
+        reader = io.BufferedReader(ChunkReader(self.store.open_range(digest)), 1 << 20)
         with layer_stream(reader) as tar:
             inv = inventory_layer(tar)
         out.layers_read += 1
