@@ -6,11 +6,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dockyard.db.engine import Database
 from dockyard.scan.vulndb import SourceError, VulnDB, sources_in
+from dockyard.wiring import Services, build_services, prepare
+from tests.api.conftest import make_settings
 from tests.conftest import missing
 
 # Old releases with published advisories in ../shared/vulndb, and fixed releases as controls.
@@ -86,3 +90,14 @@ def vulndb(tmp_path_factory: pytest.TempPathFactory) -> VulnDB:
     for result in db.update(sources_in(shared_vulndb())):
         assert not isinstance(result, SourceError), result
     return db
+
+
+@pytest.fixture
+def services(tmp_path: Path, database: Database, vulndb: VulnDB) -> Iterator[Services]:
+    """The registry's services on both engines, with a copy of the shared advisories as their database."""
+    vulndb.copy_to(tmp_path / "vulndb").close()
+    settings = make_settings(tmp_path, database).model_copy(update={"vulndb_path": tmp_path / "vulndb"})
+    svc = build_services(settings, db=database)
+    prepare(svc)
+    yield svc
+    svc.scans.vulndb.close()

@@ -6,18 +6,15 @@ policies refuse pulls."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dockyard.db.engine import Database
 from dockyard.oci import mediatypes as mt
 from dockyard.scan.vulndb import VulnDB
 from dockyard.services.audit import AuditFilter
 from dockyard.services.errors import Denied
-from dockyard.wiring import Services, build_services, prepare
-from tests.api.conftest import make_settings
+from dockyard.wiring import Services
 from tests.lifecycle.conftest import image, push_blob, sha256
 from tests.scan.conftest import shared_vulndb
 from tests.scan.images import layer_tar
@@ -26,13 +23,8 @@ from tests.scan.test_matching import BULLSEYE_STATUS
 
 
 @pytest.fixture
-def svc(tmp_path: Path, database: Database, vulndb: VulnDB) -> Iterator[Services]:
-    vulndb.copy_to(tmp_path / "vulndb").close()
-    settings = make_settings(tmp_path, database).model_copy(update={"vulndb_path": tmp_path / "vulndb"})
-    services = build_services(settings, db=database)
-    prepare(services)
-    yield services
-    services.scans.vulndb.close()
+def svc(services: Services) -> Services:
+    return services  # the scanning services of conftest, under the short name these tests use
 
 
 @pytest.fixture(scope="module")

@@ -4,29 +4,15 @@ questions limited to what the caller may see, and pulls refused by a project's p
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dockyard.db.engine import Database
-from dockyard.scan.vulndb import VulnDB
-from dockyard.wiring import Services, build_services, prepare
-from tests.api.conftest import ADMIN, Registry, basic, make_settings, registry, sha256
+from tests.api.conftest import ADMIN, Registry, basic, registry, sha256
 from tests.scan.images import layer_tar
 from tests.scan.test_registry_scanning import BASE
 
 __all__ = ["registry"]  # the in-process registry fixture, over these services
-
-
-@pytest.fixture
-def services(tmp_path: Path, database: Database, vulndb: VulnDB) -> Iterator[Services]:
-    vulndb.copy_to(tmp_path / "vulndb").close()
-    settings = make_settings(tmp_path, database).model_copy(update={"vulndb_path": tmp_path / "vulndb"})
-    svc = build_services(settings, db=database)
-    prepare(svc)
-    yield svc
-    svc.scans.vulndb.close()
 
 
 @pytest.fixture
