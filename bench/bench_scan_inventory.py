@@ -344,13 +344,13 @@ def tar_iterate(path: Path) -> None:
 
 
 def walk_no_detectors(path: Path) -> None:
-    with open(path, "rb") as f, layer_stream(f) as tar:
-        inventory_layer(tar, [])
+    with open(path, "rb") as f:
+        inventory_layer(layer_stream(f), [])
 
 
 def inventory_one_layer(path: Path) -> None:
-    with open(path, "rb") as f, layer_stream(f) as tar:
-        inventory_layer(tar)
+    with open(path, "rb") as f:
+        inventory_layer(layer_stream(f))
 
 
 def best_per_layer(layout: Layout, fn: Callable[[Path], None], runs: int) -> tuple[float, list[float]]:

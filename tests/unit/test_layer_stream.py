@@ -29,8 +29,8 @@ RAW = _tar(12)
 
 
 def _members(data: bytes) -> list[tuple[str, int]]:
-    with layer_stream(io.BytesIO(data)) as tar:
-        return [(m.name, len(tar.read(m))) for m in tar]
+    tar = layer_stream(io.BytesIO(data))
+    return [(m.name, len(tar.read(m))) for m in tar]
 
 
 def _expected() -> list[tuple[str, int]]:

@@ -158,8 +158,8 @@ def inventory_image(
     for ref in image.layers:
         inv = cache.get(ref.digest) if cache is not None else None
         if inv is None:
-            with image.source.open_layer(ref) as raw, layer_stream(raw) as tar:
-                inv = inventory_layer(tar, dets)
+            with image.source.open_layer(ref) as raw:
+                inv = inventory_layer(layer_stream(raw), dets)
             if cache is not None:
                 cache[ref.digest] = inv
         layers.append(inv)

@@ -19,7 +19,7 @@ import zstandard
 from dockyard.scan.model import ImageError
 from dockyard.scan.tarstream import TarStream
 
-__all__ = ["Image", "ImageError", "ImageSource", "LayerRef", "layer_stream", "open_source"]
+__all__ = ["ChunkReader", "Image", "ImageError", "ImageSource", "LayerRef", "layer_stream", "open_source"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -43,8 +43,7 @@ class Image:
     platform: str  # os/architecture[/variant]
 
 
-@contextmanager
-def layer_stream(raw: IO[bytes]) -> Iterator[TarStream]:
+def layer_stream(raw: IO[bytes]) -> TarStream:
     """A streaming tar reader over a layer, whatever its compression (sniffed from magic bytes)."""
     head = raw.read(4)
     rest = _Prefixed(head, raw)
@@ -54,17 +53,17 @@ def layer_stream(raw: IO[bytes]) -> Iterator[TarStream]:
         next_chunk = _Gunzip(rest).next_chunk
     elif head == ZSTD_MAGIC:
         reader = zstandard.ZstdDecompressor().stream_reader(rest)  # type: ignore[arg-type]
-        next_chunk = partial(_read_or_error, reader, "zstd")
+        next_chunk = partial(_zstd_chunk, reader)
     else:
         next_chunk = partial(rest.read, CHUNK)
-    yield TarStream(next_chunk)
+    return TarStream(next_chunk)
 
 
-def _read_or_error(reader: Any, what: str) -> bytes:
+def _zstd_chunk(reader: Any) -> bytes:
     try:
         return bytes(reader.read(CHUNK))
     except zstandard.ZstdError as exc:
-        raise ImageError(f"corrupt {what} layer: {exc}") from None
+        raise ImageError(f"corrupt zstd layer: {exc}") from None
 
 
 class _Gunzip:

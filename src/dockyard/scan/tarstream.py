@@ -34,12 +34,6 @@ class Member:
     def isfile(self) -> bool:
         return self.type in _REGULAR
 
-    def isdir(self) -> bool:
-        return self.type == b"5"
-
-    def issym(self) -> bool:
-        return self.type == b"2"
-
 
 class TarStream:
     """Iterate members in order; `read(member)` returns the current member's data (once, before

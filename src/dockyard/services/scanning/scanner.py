@@ -247,8 +247,7 @@ class ScanService:
             out.layers_reused += 1
             return LayerInventory.from_json(json.loads(row.inventory))
         reader = io.BufferedReader(ChunkReader(self.store.open_range(digest)), 1 << 20)
-        with layer_stream(reader) as tar:
-            inv = inventory_layer(tar)
+        inv = inventory_layer(layer_stream(reader))
         out.layers_read += 1
         with self.db.write() as conn:
             conn.execute(
