@@ -118,13 +118,13 @@ class AuditLog:
     @staticmethod
     def _row(
         action: str,
-        result: str,
-        actor: Actor | None,
-        project: str | None,
-        repository: str | None,
-        reference: str | None,
-        digest: str | None,
-        detail: Any,
+        result: str = SUCCESS,
+        actor: Actor | None = None,
+        project: str | None = None,
+        repository: str | None = None,
+        reference: str | None = None,
+        digest: str | None = None,
+        detail: Any = None,
     ) -> dict[str, Any]:
         who = actor or current_actor()
         return {
@@ -167,22 +167,7 @@ class AuditLog:
         """Write several events of one action in the caller's transaction, in one statement; each
         dict holds `record`'s keyword arguments."""
         if events:
-            conn.execute(
-                sa.insert(s.audit_events),
-                [
-                    self._row(
-                        action,
-                        e.get("result", SUCCESS),
-                        e.get("actor"),
-                        e.get("project"),
-                        e.get("repository"),
-                        e.get("reference"),
-                        e.get("digest"),
-                        e.get("detail"),
-                    )
-                    for e in events
-                ],
-            )
+            conn.execute(sa.insert(s.audit_events), [self._row(action, **e) for e in events])
 
     def record_now(self, action: str, **kwargs: Any) -> None:
         """Write one event in a transaction of its own (logins, refusals: there is no change to join)."""

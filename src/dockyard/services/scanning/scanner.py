@@ -282,7 +282,7 @@ class ScanService:
                     for p in packages
                 ],
             )  # fmt: skip
-        self._write_findings(conn, digest, findings)
+        self._write_findings(conn, {digest: findings})
         licences = sorted({p.licence for p in packages if p.licence})
         inventory = json.dumps([package_to_stored(p) for p in packages])
         conn.execute(
@@ -302,11 +302,8 @@ class ScanService:
             )
         )
 
-    def _write_findings(self, conn: sa.Connection, digest: str, findings: list[Finding]) -> None:
-        self._write_findings_of(conn, {digest: findings})
-
     @staticmethod
-    def _write_findings_of(conn: sa.Connection, by_digest: dict[str, list[Finding]]) -> None:
+    def _write_findings(conn: sa.Connection, by_digest: dict[str, list[Finding]]) -> None:
         rows = [
             {
                 "digest": digest,
@@ -436,7 +433,7 @@ class ScanService:
                 if changed:
                     for table in (s.image_findings, s.finding_aliases):
                         conn.execute(sa.delete(table).where(table.c.digest.in_(sorted(changed))))
-                    self._write_findings_of(conn, changed)
+                    self._write_findings(conn, changed)
                 self.audit.record_many(conn, "scan.new_findings", events)
                 conn.execute(
                     sa.update(s.image_scans)
