@@ -19,7 +19,16 @@ import zstandard
 from dockyard.scan.model import ImageError
 from dockyard.scan.tarstream import TarStream
 
-__all__ = ["ChunkReader", "Image", "ImageError", "ImageSource", "LayerRef", "layer_stream", "open_source"]
+__all__ = [
+    "ChunkReader",
+    "Image",
+    "ImageError",
+    "ImageSource",
+    "LayerRef",
+    "layer_stream",
+    "open_source",
+    "platform_name",
+]
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -158,12 +167,14 @@ class ImageSource:
         yield  # pragma: no cover
 
 
-def _platform(desc: dict[str, Any]) -> str:
-    p = desc.get("platform") or {}
-    parts = [p.get("os", "?"), p.get("architecture", "?")]
-    if p.get("variant"):
-        parts.append(p["variant"])
-    return "/".join(parts)
+def platform_name(p: dict[str, Any]) -> str:
+    """os/architecture[/variant] of an index entry's `platform` or of an image config."""
+    return "/".join(x for x in (p.get("os", "?"), p.get("architecture", "?"), p.get("variant")) if x)
+
+
+def _wanted(plat: str, platform: str | None) -> bool:
+    """No platform asked for, that platform, or a variant of it ("linux/arm64" takes "linux/arm64/v8")."""
+    return platform is None or plat == platform or plat.startswith(platform + "/")
 
 
 class OciLayout(ImageSource):
@@ -209,14 +220,14 @@ class OciLayout(ImageSource):
         if media in INDEX_TYPES or "manifests" in doc:
             out: list[Image] = []
             for child in doc.get("manifests", []):
-                plat = _platform(child)
+                plat = platform_name(child.get("platform") or {})
                 if plat.startswith("unknown/"):  # attestation manifests (buildkit)
                     continue
-                if platform is None or plat == platform or plat.startswith(platform + "/"):
+                if _wanted(plat, platform):
                     out.extend(self._resolve(child, platform))
             return out
         config = self._json(doc["config"]["digest"])
-        plat = "/".join(x for x in (config.get("os", "?"), config.get("architecture", "?"), config.get("variant")) if x)
+        plat = platform_name(config)
         layers = [LayerRef(layer["digest"], int(layer.get("size", 0))) for layer in doc.get("layers", [])]
         return [Image(self, layers, config, plat)]
 
@@ -248,10 +259,8 @@ class DockerArchive(ImageSource):
         out = []
         for entry in self._manifest:
             config = json.load(self._member(entry["Config"]))
-            plat = "/".join(
-                x for x in (config.get("os", "?"), config.get("architecture", "?"), config.get("variant")) if x
-            )
-            if platform is not None and not (plat == platform or plat.startswith(platform + "/")):
+            plat = platform_name(config)
+            if not _wanted(plat, platform):
                 continue
             layers = [LayerRef(name, self._tar.getmember(name).size) for name in entry["Layers"]]
             out.append(Image(self, layers, config, plat))

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 import httpx
 
-from dockyard.scan.layers import INDEX_TYPES, ChunkReader, Image, ImageError, ImageSource, LayerRef
+from dockyard.scan.layers import INDEX_TYPES, ChunkReader, Image, ImageError, ImageSource, LayerRef, platform_name
 
 ACCEPT = ", ".join(
     (
@@ -96,8 +96,8 @@ class RemoteImage(ImageSource):
         if media_type.split(";")[0] in INDEX_TYPES or "manifests" in doc:
             out = []
             for desc in doc.get("manifests") or []:
-                p = desc.get("platform") or {}
-                plat = "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x)
+                p = desc.get("platform")
+                plat = platform_name(p) if p else ""
                 if platform is None or plat == platform:
                     out.extend(self._image(desc["digest"], plat))
             return out
@@ -117,7 +117,7 @@ class RemoteImage(ImageSource):
             except ValueError:
                 config = {}
         if not platform and config:
-            platform = f"{config.get('os', '?')}/{config.get('architecture', '?')}"
+            platform = platform_name(config)
         layers = [LayerRef(d["digest"], int(d.get("size", 0))) for d in doc.get("layers") or []]
         return [Image(self, layers, config, platform)]
 

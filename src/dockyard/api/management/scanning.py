@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in, system_admin
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
+from dockyard.scan.layers import platform_name
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import NotFound
@@ -94,9 +95,7 @@ def _images(media_type: str, content: bytes, digest: str) -> list[tuple[str, str
         return [(digest, None)]
     out = []
     for d in parsed.manifests:
-        p = d.platform or {}
-        plat = "/".join(x for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x) or None
-        out.append((d.digest, plat))
+        out.append((d.digest, platform_name(d.platform) if d.platform else None))
     return out
 
 
