@@ -76,6 +76,12 @@ class Settings(BaseSettings):
         "and pulls keep their throughput; default 0.1 on SQLite, unpaced on PostgreSQL.",
     )
     upload_ttl_seconds: float = Field(86400, gt=0, description="Upload sessions older than this are abandoned.")
+    upload_idle_ttl_seconds: float = Field(
+        3600, gt=0, description="Upload sessions that received no bytes for this long are abandoned."
+    )
+    max_upload_sessions_per_identity: int = Field(
+        100, ge=0, description="Open upload sessions one user or robot may have at a time (429 beyond); 0: no cap."
+    )
     retention_interval_seconds: float = Field(
         3600, ge=0, description="How often enabled retention policies run; 0 turns the schedule off."
     )

@@ -118,10 +118,16 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         store=store,
         audit=audit,
         blobs=BlobService(db, store, audit, settings.gc_grace_seconds),
-        uploads=UploadService(db, store, settings.gc_grace_seconds),
+        uploads=UploadService(db, store, settings.gc_grace_seconds, settings.max_upload_sessions_per_identity),
         manifests=manifests,
         collector=GarbageCollector(
-            db, store, audit, settings.gc_grace_seconds, settings.upload_ttl_seconds, settings.gc_pace
+            db,
+            store,
+            audit,
+            settings.gc_grace_seconds,
+            settings.upload_ttl_seconds,
+            settings.gc_pace,
+            settings.upload_idle_ttl_seconds,
         ),
         tag_rules=TagRuleService(db, audit),
         retention=RetentionService(db, manifests, audit),

@@ -105,7 +105,15 @@ upload_sessions = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("repository_id", sa.Integer, sa.ForeignKey("repositories.id", ondelete="CASCADE"), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),  # last append: the idle expiry reads it
+    sa.Column("owner", sa.String(255), nullable=True),  # the identity that opened it (per-identity cap)
+    # Staged bytes, including the chunk being written: they count against the project's quota.
+    sa.Column("size", sa.BigInteger, nullable=False, server_default="0"),
+    # The one request appending to or committing this upload, until when (any replica respects it).
+    sa.Column("claim", sa.String(32), nullable=True),
+    sa.Column("claimed_until", Timestamp, nullable=True),
+    sa.Index("ix_upload_sessions_owner", "owner"),
+    sa.Index("ix_upload_sessions_repository", "repository_id"),
 )
 
 users = sa.Table(

@@ -26,6 +26,14 @@ class UploadNotFound(StorageError):
     pass
 
 
+class UploadBusy(StorageError):
+    """Another append or commit of this upload is in progress (in any process)."""
+
+    def __init__(self, upload_id: str) -> None:
+        super().__init__(f"upload {upload_id} is being written by another request")
+        self.upload_id = upload_id
+
+
 class UploadOffsetMismatch(StorageError):
     def __init__(self, expected: int, actual: int) -> None:
         super().__init__(f"upload offset {actual} does not match current size {expected}")
@@ -68,12 +76,19 @@ class BlobStore(Protocol):
         """Bytes received so far; raises UploadNotFound."""
 
     def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
-        """Append at `offset` (must equal the current size); returns the new size."""
+        """Append at `offset` (must equal the current size); returns the new size.
+
+        Appends and commits of one upload exclude each other across threads and processes: while
+        one runs, another raises UploadBusy at once. Staged bytes are never rewritten, only added to;
+        an append that fails leaves the upload as it was before it.
+        """
 
     def commit_upload(self, upload_id: str, digest: str) -> int:
         """Verify the staged bytes against `digest` and move them into place; returns the size.
 
-        On a mismatch the staged data is discarded and DigestMismatch raised; nothing is stored.
+        The digest checked is that of exactly the bytes that become visible. On a mismatch the
+        staged data is discarded and DigestMismatch raised; nothing is stored. A blob that is
+        already stored is never rewritten: the staged copy is discarded instead.
         """
 
     def delete_upload(self, upload_id: str) -> None: ...

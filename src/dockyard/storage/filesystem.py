@@ -1,20 +1,23 @@
 """Filesystem BlobStore: blobs/<alg>/<xx>/<hex>, staged uploads in uploads/<id>.
 
-Durability: a blob is fsync'd, renamed into place atomically, and its directory fsync'd, so after a
-crash a blob is either absent or complete.
+Durability: a blob is fsync'd, hard-linked into place atomically (never over an existing blob), and
+its directory fsync'd, so after a crash a blob is either absent or complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
-from dockyard.storage.base import DigestMismatch, UploadNotFound, UploadOffsetMismatch
+from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
 from dockyard.storage.hashing import DEFAULT_ALGORITHM, HashCache
 
 READ_CHUNK = 1024 * 1024
@@ -39,6 +42,8 @@ class FilesystemBlobStore:
         self._uploads.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
         self._hashes = HashCache()
+        self._busy: set[str] = set()  # uploads being appended to or committed by this process
+        self._busy_guard = threading.Lock()
 
     # --- blobs ------------------------------------------------------------------------------
     def _path(self, digest: str) -> Path:
@@ -110,6 +115,42 @@ class FilesystemBlobStore:
             raise UploadNotFound(upload_id)
         return self._uploads / upload_id
 
+    @contextlib.contextmanager
+    def _locked(self, upload_id: str) -> Iterator[BinaryIO]:
+        """The staged file, open and exclusively locked; UploadBusy when someone else holds it.
+
+        flock excludes other processes on this host (and NFS clients: Linux maps it to a POSIX
+        lock there); the in-process set covers threads where flock is emulated per process. The
+        lock is never waited for: a second writer learns at once that it lost (416 to its client).
+        """
+        path = self._upload_path(upload_id)
+        with self._busy_guard:
+            if upload_id in self._busy:
+                raise UploadBusy(upload_id)
+            self._busy.add(upload_id)
+        try:
+            try:
+                f = open(path, "r+b")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                raise UploadNotFound(upload_id) from None
+            with f:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise UploadBusy(upload_id) from None
+                # The file may have been committed or deleted between open and lock: then this
+                # descriptor is not the upload any more (after a commit it is the blob itself).
+                try:
+                    same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    raise UploadNotFound(upload_id)
+                yield f
+        finally:
+            with self._busy_guard:
+                self._busy.discard(upload_id)
+
     def create_upload(self, upload_id: str) -> None:
         self._upload_path(upload_id).touch(exist_ok=False)
         self._hashes.keep(upload_id, 0, self._hashes.start(upload_id))
@@ -121,66 +162,80 @@ class FilesystemBlobStore:
             raise UploadNotFound(upload_id) from None
 
     def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
-        path = self._upload_path(upload_id)
-        try:
-            f = open(path, "r+b")  # noqa: SIM115
-        except FileNotFoundError:
-            raise UploadNotFound(upload_id) from None
-        with f:
-            size = f.seek(0, os.SEEK_END)
+        with self._locked(upload_id) as f:
+            size = os.fstat(f.fileno()).st_size
             if size != offset:
                 raise UploadOffsetMismatch(size, offset)
+            # Staged files only ever grow under this lock, so a hasher that consumed the first
+            # `size` bytes (kept under the lock by whoever wrote them) describes them for good.
             # At offset 0 the state is known (empty) even if another process created the upload.
             hasher = self._hashes.take(upload_id, size) if size else self._hashes.start(upload_id)
-            for chunk in chunks:
-                if hasher is not None and len(chunk) >= PARALLEL_HASH_BYTES:
-                    # hashlib and write() both release the GIL: hash on a helper thread meanwhile.
-                    hashing = _HASH_POOL.submit(hasher.update, chunk)
-                    f.write(chunk)
-                    hashing.result()
-                else:
-                    f.write(chunk)
-                    if hasher is not None:
-                        hasher.update(chunk)
-            new_size = f.tell()
-            if self._fsync:
-                # Flush each appended batch now, while the server receives the next one, so the
-                # fsync at commit has little left to write.
-                os.fdatasync(f.fileno())
-        if hasher is not None:
-            self._hashes.keep(upload_id, new_size, hasher)
+            f.seek(size)
+            try:
+                for chunk in chunks:
+                    if hasher is not None and len(chunk) >= PARALLEL_HASH_BYTES:
+                        # hashlib and write() both release the GIL: hash on a helper thread meanwhile.
+                        hashing = _HASH_POOL.submit(hasher.update, chunk)
+                        try:
+                            f.write(chunk)
+                        finally:
+                            hashing.result()
+                    else:
+                        f.write(chunk)
+                        if hasher is not None:
+                            hasher.update(chunk)
+                f.flush()
+                new_size = f.tell()
+                if self._fsync:
+                    # Flush each appended batch now, while the server receives the next one, so the
+                    # fsync at commit has little left to write.
+                    os.fdatasync(f.fileno())
+            except BaseException:
+                # All or nothing: drop what part of this append landed (the hasher went with it),
+                # so the upload is exactly as before and the client may resend from `offset`.
+                with contextlib.suppress(OSError):
+                    f.truncate(size)
+                raise
+            if hasher is not None:
+                self._hashes.keep(upload_id, new_size, hasher)
         return new_size
 
-    def _digest_of_upload(self, upload_id: str, path: Path, algorithm: str, size: int) -> str:
+    def _digest_of_upload(self, upload_id: str, f: BinaryIO, algorithm: str, size: int) -> str:
         hasher = self._hashes.take(upload_id, size) if algorithm == DEFAULT_ALGORITHM else None
         if hasher is None:
             hasher = hashlib.new(algorithm)
-            with open(path, "rb") as f:
-                while data := f.read(READ_CHUNK):
-                    hasher.update(data)
+            f.seek(0)
+            while data := f.read(READ_CHUNK):
+                hasher.update(data)
         return f"{algorithm}:{hasher.hexdigest()}"
 
     def commit_upload(self, upload_id: str, digest: str) -> int:
         path = self._upload_path(upload_id)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise UploadNotFound(upload_id) from None
         algorithm = digest.split(":", 1)[0]
-        actual = self._digest_of_upload(upload_id, path, algorithm, size)
-        if actual != digest:
-            self.delete_upload(upload_id)
-            raise DigestMismatch(digest, actual)
-        target = self._path(digest)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if self._fsync:
-            with open(path, "rb") as f:
+        # Under the upload's lock from hashing to the link: the bytes hashed are the bytes that
+        # become visible, and no append can slip in between.
+        with self._locked(upload_id) as f:
+            size = os.fstat(f.fileno()).st_size
+            actual = self._digest_of_upload(upload_id, f, algorithm, size)
+            if actual != digest:
+                self.delete_upload(upload_id)
+                raise DigestMismatch(digest, actual)
+            target = self._path(digest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if self._fsync:
                 os.fsync(f.fileno())
-        # Same digest means same bytes, so concurrent commits of one blob may both rename safely.
-        os.replace(path, target)
-        if self._fsync:
+            try:
+                # link(), unlike rename(), never replaces: a stored blob's bytes are never rewritten.
+                os.link(path, target)
+                created = True
+            except FileExistsError:
+                created = False
+                # The stored copy stays; it counts as written now (reconcile judges orphans by age).
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(target)
+            self.delete_upload(upload_id)
+        if created and self._fsync:
             _fsync_dir(target.parent)
-        self._hashes.forget(upload_id)
         return size
 
     def delete_upload(self, upload_id: str) -> None:

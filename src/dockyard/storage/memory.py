@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 
-from dockyard.storage.base import DigestMismatch, UploadNotFound, UploadOffsetMismatch
+from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
 
 
 class MemoryBlobStore:
@@ -16,6 +16,7 @@ class MemoryBlobStore:
         self._blobs: dict[str, bytes] = {}
         self._written: dict[str, float] = {}
         self._uploads: dict[str, bytearray] = {}
+        self._busy: set[str] = set()
         self._lock = threading.Lock()
 
     def stat(self, digest: str) -> int | None:
@@ -47,8 +48,11 @@ class MemoryBlobStore:
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         upload_id = uuid.uuid4().hex
         self.create_upload(upload_id)
-        self.append_upload(upload_id, 0, chunks)
-        return self.commit_upload(upload_id, digest)
+        try:
+            self.append_upload(upload_id, 0, chunks)
+            return self.commit_upload(upload_id, digest)
+        finally:
+            self.delete_upload(upload_id)
 
     def create_upload(self, upload_id: str) -> None:
         with self._lock:
@@ -60,27 +64,44 @@ class MemoryBlobStore:
         except KeyError:
             raise UploadNotFound(upload_id) from None
 
-    def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+    def _claim(self, upload_id: str) -> bytearray:
+        """Mark the upload busy (the filesystem driver's lock); call with self._lock held."""
         buf = self._uploads.get(upload_id)
         if buf is None:
             raise UploadNotFound(upload_id)
-        if len(buf) != offset:
-            raise UploadOffsetMismatch(len(buf), offset)
-        for chunk in chunks:
-            buf.extend(chunk)
-        return len(buf)
+        if upload_id in self._busy:
+            raise UploadBusy(upload_id)
+        self._busy.add(upload_id)
+        return buf
+
+    def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+        with self._lock:
+            buf = self._claim(upload_id)
+            if len(buf) != offset:
+                self._busy.discard(upload_id)
+                raise UploadOffsetMismatch(len(buf), offset)
+        try:
+            added = bytearray()  # all or nothing, as on the filesystem
+            for chunk in chunks:
+                added += chunk
+            with self._lock:
+                buf.extend(added)
+                return len(buf)
+        finally:
+            with self._lock:
+                self._busy.discard(upload_id)
 
     def commit_upload(self, upload_id: str, digest: str) -> int:
         with self._lock:
-            buf = self._uploads.pop(upload_id, None)
-        if buf is None:
-            raise UploadNotFound(upload_id)
+            self._claim(upload_id)
+            buf = self._uploads.pop(upload_id)
+            self._busy.discard(upload_id)
         algorithm = digest.split(":", 1)[0]
         actual = f"{algorithm}:{hashlib.new(algorithm, buf).hexdigest()}"
         if actual != digest:
             raise DigestMismatch(digest, actual)
         with self._lock:
-            self._blobs[digest] = bytes(buf)
+            self._blobs.setdefault(digest, bytes(buf))  # a stored blob is never rewritten
             self._written[digest] = time.time()
         return len(buf)
 

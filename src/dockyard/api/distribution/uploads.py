@@ -52,11 +52,13 @@ def _chunk_start(request: Request) -> int | None:
     return start
 
 
-async def _stream(svc: Services, request: Request, name: str, upload_id: str, start: int | None) -> int:
+async def _stream(
+    svc: Services, request: Request, name: str, upload_id: str, start: int | None, digest: str | None = None
+) -> int:
     size = await run_in_threadpool(svc.uploads.status, name, upload_id)
     if start is not None and start != size:
         raise RangeInvalid(f"chunk starts at {start}, upload has {size} bytes", size)
-    return await pump(request, lambda batch, offset: svc.uploads.append(name, upload_id, [batch], offset), size)
+    return await pump(request, lambda batch, offset: svc.uploads.append(name, upload_id, [batch], offset, digest), size)
 
 
 def _may_pull(request: Request, svc: Services, name: str) -> bool:
@@ -69,7 +71,7 @@ def _may_pull(request: Request, svc: Services, name: str) -> bool:
 
 async def start_upload(request: Request) -> Response:
     name = request.path_params["name"]
-    require(request, name, "pull", "push")
+    identity = require(request, name, "pull", "push")
     svc = services(request)
     params = request.query_params
     mount, source = params.get("mount"), params.get("from")
@@ -78,11 +80,11 @@ async def start_upload(request: Request) -> Response:
         if size is not None:
             return _blob_created(name, mount)
     digest = params.get("digest")
-    upload_id = await run_in_threadpool(svc.uploads.start, name)
+    upload_id = await run_in_threadpool(svc.uploads.start, name, identity.subject)
     if digest is None:
         return Response(status_code=202, headers=_upload_headers(name, upload_id, 0))
     try:  # monolithic upload: the whole blob is this request's body
-        await _stream(svc, request, name, upload_id, 0)
+        await _stream(svc, request, name, upload_id, 0, digest)
         await run_in_threadpool(svc.uploads.finish, name, upload_id, digest)
     except BaseException:
         await run_in_threadpool(svc.uploads.cancel, name, upload_id, True)
@@ -105,14 +107,16 @@ async def finish_upload(request: Request) -> Response:
     digest = request.query_params.get("digest")
     if not digest:
         raise DigestInvalid("digest parameter is required to complete an upload")
-    await _stream(svc, request, name, upload_id, _chunk_start(request))
+    await _stream(svc, request, name, upload_id, _chunk_start(request), digest)
     await run_in_threadpool(svc.uploads.finish, name, upload_id, digest)
     return _blob_created(name, digest)
 
 
 async def upload_status(request: Request) -> Response:
     name, upload_id = request.path_params["name"], request.path_params["uuid"]
-    require(request, name, "pull", "push")
+    # Reading an upload's progress is a read, as in the reference registry: clients retry after a
+    # 416 with the pull-scoped token they already hold.
+    require(request, name, "pull")
     size = await run_in_threadpool(services(request).uploads.status, name, upload_id)
     return Response(status_code=204, headers=_upload_headers(name, upload_id, size))
 

@@ -67,12 +67,14 @@ class GarbageCollector:
         grace: float = 3600.0,
         upload_ttl: float = 86400.0,
         pace: float | None = None,
+        upload_idle_ttl: float | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.audit = audit
         self.grace = grace
-        self.upload_ttl = upload_ttl
+        self.upload_ttl = upload_ttl  # a session's whole life
+        self.upload_idle_ttl = upload_ttl if upload_idle_ttl is None else upload_idle_ttl  # since its last append
         # SQLite has one writer at a time, and a waiting writer backs off in growing sleeps: a
         # collector that takes the lock back at once starves pushes. With `pace` it holds the
         # database for at most that fraction of the time and sleeps the rest. 0.1 measured (bench_gc,
@@ -290,14 +292,14 @@ class GarbageCollector:
     # --- abandoned uploads -------------------------------------------------------------------
     def _stale_uploads(self, report: GcReport) -> None:
         u = s.upload_sessions.c
-        cutoff = now() - self.upload_ttl
+        ts = now()
+        # Every claim and append refreshes updated_at, so an upload that is moving is never idle.
+        abandoned = sa.or_(u.updated_at < ts - self.upload_idle_ttl, u.created_at < ts - self.upload_ttl)
         with self.db.read() as conn:
-            stale = list(conn.execute(sa.select(u.id).where(u.updated_at < cutoff)).scalars())
+            stale = list(conn.execute(sa.select(u.id).where(abandoned)).scalars())
         for upload_id in stale:
             with self.db.write() as conn:
-                gone = conn.execute(
-                    sa.delete(s.upload_sessions).where(u.id == upload_id, u.updated_at < cutoff)
-                ).rowcount
+                gone = conn.execute(sa.delete(s.upload_sessions).where(u.id == upload_id, abandoned)).rowcount
             if gone:
                 self.store.delete_upload(upload_id)
                 report.stale_uploads += 1

@@ -1,20 +1,34 @@
 """Blob upload sessions: monolithic, POST+PUT, chunked PATCH, status, cancel.
 
-The session row (which repository, when) lives in the database and the bytes in the store's
-staging area, so any replica can continue an upload another one began.
+The session row (which repository, who, how many bytes, when) lives in the database and the bytes
+in the store's staging area, so any replica can continue an upload another one began.
+
+One request at a time writes to a session. Each append or commit first claims the session row (a
+conditional UPDATE, so replicas that share no lock manager still exclude each other); a request
+that finds it claimed gets 416 with the current size, as a client expects after a lost race. The
+store's own per-upload lock is the second line (BlobStore.append_upload). Staged bytes are counted
+in the row as they arrive and, with the other open sessions of the project, against its quota.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections.abc import Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
-from dockyard.services.errors import BlobUploadUnknown, DigestInvalid, QuotaExceeded, RangeInvalid
+from dockyard.services.errors import (
+    BlobUploadUnknown,
+    DigestInvalid,
+    QuotaExceeded,
+    RangeInvalid,
+    TooManyRequests,
+)
 from dockyard.services.registry.common import (
     check_digest,
     check_name,
@@ -23,32 +37,60 @@ from dockyard.services.registry.common import (
     link_blob,
     lock_blob,
 )
-from dockyard.storage.base import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
+from dockyard.storage.base import BlobStore, DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# How long a claim holds if its request dies without releasing it (a crashed replica). One claim
+# covers one chunk (the HTTP layer's batches are 4 MiB), so a live claim is never this old.
+CLAIM_SECONDS = 300.0
+# What a client refused for too many open sessions is told to wait: sessions end with a commit, a
+# cancel, or the idle expiry.
+SESSIONS_RETRY_AFTER = 60
 
 
 class UploadService:
-    def __init__(self, db: Database, store: BlobStore, grace: float = 3600.0) -> None:
+    def __init__(
+        self, db: Database, store: BlobStore, grace: float = 3600.0, max_sessions_per_owner: int = 100
+    ) -> None:
         self.db = db
         self.store = store
         self.grace = grace  # how long an uploaded blob may wait for a manifest before it is garbage
+        self.max_sessions_per_owner = max_sessions_per_owner  # 0: no cap
 
-    def start(self, name: str) -> str:
+    def start(self, name: str, owner: str | None = None) -> str:
+        """Open a session for `owner` (the caller's identity; None: internal, not capped)."""
         check_name(name)
         upload_id = str(uuid.uuid4())
         with self.db.write() as conn:
             repo_id = ensure_repository(self.db, conn, name)
+            if owner is not None and self.max_sessions_per_owner:
+                self._check_session_cap(conn, owner)
             ts = now()
             conn.execute(
-                sa.insert(s.upload_sessions).values(id=upload_id, repository_id=repo_id, created_at=ts, updated_at=ts)
+                sa.insert(s.upload_sessions).values(
+                    id=upload_id, repository_id=repo_id, created_at=ts, updated_at=ts, owner=owner, size=0
+                )
             )
         self.store.create_upload(upload_id)
         return upload_id
 
+    def _check_session_cap(self, conn: Connection, owner: str) -> None:
+        if not self.db.is_sqlite:
+            # Two starts by one owner must not both count below the cap (SQLite writers are serial).
+            key = int.from_bytes(hashlib.sha256(b"upload-owner:" + owner.encode()).digest()[:8], "big", signed=True)
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+        u = s.upload_sessions.c
+        count = conn.execute(sa.select(sa.func.count()).select_from(s.upload_sessions).where(u.owner == owner)).scalar()
+        if int(count or 0) >= self.max_sessions_per_owner:
+            raise TooManyRequests(
+                f"too many open upload sessions ({count}): finish or cancel some first",
+                SESSIONS_RETRY_AFTER,
+                {"limit": self.max_sessions_per_owner},
+            )
+
     def _check_session(self, name: str, upload_id: str) -> int:
         check_name(name)
-        if not _UUID_RE.match(upload_id):
+        if not _UUID_RE.fullmatch(upload_id):
             raise BlobUploadUnknown("upload unknown", {"uuid": upload_id})
         q = (
             sa.select(s.upload_sessions.c.repository_id)
@@ -68,21 +110,126 @@ class UploadService:
         except UploadNotFound:
             raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
 
-    def append(self, name: str, upload_id: str, chunks: Iterable[bytes], offset: int | None = None) -> int:
-        """Append a chunk; `offset` (from Content-Range) must equal the bytes received so far."""
-        self._check_session(name, upload_id)
-        return self._append(upload_id, chunks, offset)
+    def append(
+        self,
+        name: str,
+        upload_id: str,
+        chunks: Iterable[bytes],
+        offset: int | None = None,
+        digest: str | None = None,
+    ) -> int:
+        """Append chunks; `offset` (from Content-Range) must equal the bytes received so far.
 
-    def _append(self, upload_id: str, chunks: Iterable[bytes], offset: int | None) -> int:
-        try:
+        `digest`, when the client named it already (monolithic POST, PUT with a body), lets a blob
+        the project holds pass the quota as its final PUT would.
+        """
+        repo_id = self._check_session(name, upload_id)
+        return self._append(repo_id, upload_id, chunks, offset, digest)
+
+    def _append(
+        self, repo_id: int, upload_id: str, chunks: Iterable[bytes], offset: int | None, digest: str | None
+    ) -> int:
+        size = None
+        for chunk in chunks:
+            if chunk:
+                size = self._append_one(repo_id, upload_id, chunk, offset, digest)
+                offset = None
+        if size is not None:
+            return size
+        try:  # nothing to write: still answer whether the client's offset is right
             current = self.store.upload_size(upload_id)
-            if offset is not None and offset != current:
-                raise RangeInvalid(f"chunk starts at {offset}, upload has {current} bytes", current)
-            return self.store.append_upload(upload_id, current, chunks)
         except UploadNotFound:
             raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
-        except UploadOffsetMismatch as exc:  # a concurrent chunk got there first
-            raise RangeInvalid(str(exc), exc.expected) from None
+        if offset is not None and offset != current:
+            raise RangeInvalid(f"chunk starts at {offset}, upload has {current} bytes", current)
+        return current
+
+    def _append_one(self, repo_id: int, upload_id: str, chunk: bytes, offset: int | None, digest: str | None) -> int:
+        token = uuid.uuid4().hex
+        try:
+            with self.db.write() as conn:
+                self._claim(conn, upload_id, token)
+                current = self._staged_size(upload_id)
+                if offset is not None and offset != current:
+                    raise RangeInvalid(f"chunk starts at {offset}, upload has {current} bytes", current)
+                self._check_staged_quota(conn, repo_id, digest, len(chunk))
+                self._set_size(conn, upload_id, current + len(chunk))  # reserved until written
+        except QuotaExceeded:
+            self._drop_session(upload_id)  # as the final PUT does: nothing of the upload remains
+            raise
+        try:
+            return self.store.append_upload(upload_id, current, [chunk])
+        except UploadNotFound:
+            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
+        except (UploadOffsetMismatch, UploadBusy):  # a writer that ignored the claim (an expired one)
+            raise RangeInvalid("another request is writing to this upload", self._size_or(current, upload_id)) from None
+        finally:
+            # What is staged now: the new size, or (after a failed append, which the store undoes)
+            # the old one.
+            self._release(upload_id, token, self._size_or(current, upload_id))
+
+    def _claim(self, conn: Connection, upload_id: str, token: str) -> None:
+        u = s.upload_sessions.c
+        ts = now()
+        claimed = conn.execute(
+            sa.update(s.upload_sessions)
+            .where(u.id == upload_id, sa.or_(u.claim.is_(None), u.claimed_until < ts))
+            .values(claim=token, claimed_until=ts + CLAIM_SECONDS, updated_at=ts)
+        ).rowcount
+        if claimed:
+            return
+        if conn.execute(sa.select(u.id).where(u.id == upload_id)).first() is None:
+            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id})
+        raise RangeInvalid("another request is writing to this upload", self._size_or(0, upload_id))
+
+    def _release(self, upload_id: str, token: str, size: int) -> None:
+        u = s.upload_sessions.c
+        with self.db.write() as conn:
+            conn.execute(
+                sa.update(s.upload_sessions)
+                .where(u.id == upload_id, u.claim == token)
+                .values(claim=None, claimed_until=None, size=size, updated_at=now())
+            )
+
+    def _set_size(self, conn: Connection, upload_id: str, size: int) -> None:
+        conn.execute(sa.update(s.upload_sessions).where(s.upload_sessions.c.id == upload_id).values(size=size))
+
+    def _staged_size(self, upload_id: str) -> int:
+        try:
+            return self.store.upload_size(upload_id)
+        except UploadNotFound:
+            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
+
+    def _size_or(self, default: int, upload_id: str) -> int:
+        try:
+            return self.store.upload_size(upload_id)
+        except UploadNotFound:
+            return default
+
+    def _check_staged_quota(self, conn: Connection, repo_id: int, digest: str | None, adding: int) -> None:
+        """Refuse a chunk that would take the project's stored plus staged bytes over its quota."""
+        r, p, u, pb = s.repositories.c, s.projects.c, s.upload_sessions.c, s.project_blobs.c
+        project_id = conn.execute(sa.select(r.project_id).where(r.id == repo_id)).scalar()
+        if project_id is None:
+            return
+        stmt = sa.select(p.name, p.quota_bytes, p.used_bytes).where(p.id == project_id)
+        if not self.db.is_sqlite:  # the lock pushes take for the quota (account_link): one decision at a time
+            stmt = stmt.with_for_update(key_share=True)
+        project = conn.execute(stmt).one()
+        if project.quota_bytes is None:
+            return
+        if digest is not None:
+            held = conn.execute(sa.select(pb.digest).where(pb.project_id == project_id, pb.digest == digest)).first()
+            if held is not None:
+                return  # costs nothing once committed (check_quota)
+        staged = conn.execute(
+            sa.select(sa.func.coalesce(sa.func.sum(u.size), 0))
+            .select_from(s.upload_sessions.join(s.repositories, r.id == u.repository_id))
+            .where(r.project_id == project_id)
+        ).scalar()
+        used = int(project.used_bytes) + int(staged or 0)
+        if used + adding > project.quota_bytes:
+            raise QuotaExceeded(project.name, project.quota_bytes, used, adding)
 
     def finish(
         self, name: str, upload_id: str, digest: str, chunks: Iterable[bytes] = (), offset: int | None = None
@@ -90,50 +237,58 @@ class UploadService:
         """Append the last chunk (if any), verify the digest and make the blob visible; returns its size."""
         check_digest(digest)
         repo_id = self._check_session(name, upload_id)
-        self._append(upload_id, chunks, offset)
+        self._append(repo_id, upload_id, chunks, offset, digest)
         return self._commit(repo_id, upload_id, digest)
 
     def _commit(self, repo_id: int, upload_id: str, digest: str) -> int:
+        token = uuid.uuid4().hex
+        with self.db.write() as conn:
+            self._claim(conn, upload_id, token)
         try:
-            staged = self.store.upload_size(upload_id)
-        except UploadNotFound:
-            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
-        try:
-            with self.db.read() as conn:
-                check_quota(self.db, conn, repo_id, digest, staged)
-        except QuotaExceeded:
-            self._drop_session(upload_id)  # refused before the bytes are committed: nothing remains
+            staged = self._staged_size(upload_id)
+            try:
+                with self.db.read() as conn:
+                    check_quota(self.db, conn, repo_id, digest, staged)
+            except QuotaExceeded:
+                self._drop_session(upload_id)  # refused before the bytes are committed: nothing remains
+                raise
+            try:
+                size = self.store.commit_upload(upload_id, digest)
+            except DigestMismatch as exc:
+                self._drop_session(upload_id)
+                raise DigestInvalid(
+                    "provided digest did not match uploaded content", {"expected": exc.expected, "actual": exc.actual}
+                ) from None
+            except UploadNotFound:
+                raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
+            except UploadBusy:
+                raise RangeInvalid("another request is writing to this upload", staged) from None
+        except BaseException:
+            self._release(upload_id, token, self._size_or(0, upload_id))
             raise
         try:
-            size = self.store.commit_upload(upload_id, digest)
-        except DigestMismatch as exc:
-            self._drop_session(upload_id)
-            raise DigestInvalid(
-                "provided digest did not match uploaded content", {"expected": exc.expected, "actual": exc.actual}
-            ) from None
-        except UploadNotFound:
-            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
-        try:
             with self.db.write() as conn:
-                link_blob(self.db, self.store, conn, repo_id, digest, size, self.grace)
+                # The session row first: claims lock it before the project row, so this order cannot deadlock.
                 conn.execute(sa.delete(s.upload_sessions).where(s.upload_sessions.c.id == upload_id))
-        except QuotaExceeded:
-            # Lost a race for the last of the quota after the bytes were moved into place: remove
-            # them again unless another push owns them by now.
+                link_blob(self.db, self.store, conn, repo_id, digest, size, self.grace)
+        except BaseException as exc:
+            # The staged bytes are gone (committed): the session must not stay behind, counting
+            # against the quota. Lost a race for the last of the quota after the bytes were moved
+            # into place: remove them again unless another push owns them by now.
             with self.db.write() as conn:
-                if lock_blob(self.db, conn, digest) is None:
+                if isinstance(exc, QuotaExceeded) and lock_blob(self.db, conn, digest) is None:
                     self.store.delete(digest)
                 conn.execute(sa.delete(s.upload_sessions).where(s.upload_sessions.c.id == upload_id))
             raise
         return size
 
-    def monolithic(self, name: str, digest: str, chunks: Iterable[bytes]) -> int:
+    def monolithic(self, name: str, digest: str, chunks: Iterable[bytes], owner: str | None = None) -> int:
         """POST ?digest= with the whole blob as the body."""
         check_digest(digest)
-        upload_id = self.start(name)
+        upload_id = self.start(name, owner)
         repo_id = self._check_session(name, upload_id)
         try:
-            self._append(upload_id, chunks, 0)
+            self._append(repo_id, upload_id, chunks, 0, digest)
             return self._commit(repo_id, upload_id, digest)
         except BaseException:
             self.cancel(name, upload_id, missing_ok=True)
