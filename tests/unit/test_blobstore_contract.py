@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from dockyard.storage.base import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
+from dockyard.storage.base import BlobStore, DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
 from dockyard.storage.filesystem import FilesystemBlobStore
 from dockyard.storage.memory import MemoryBlobStore
 
@@ -120,3 +123,160 @@ def test_filesystem_rehashes_when_another_process_appended(tmp_path: Path) -> No
     a.append_upload("u", 12, [b"-third"])  # a's state is stale (offset 6): must not be used
     assert a.commit_upload("u", sha(b"first-second-third")) == 18
     assert b"".join(b.open_range(sha(b"first-second-third"))) == b"first-second-third"
+
+
+# --- one writer per upload ---------------------------------------------------------------------------
+WAIT = 120  # a safety net against a hang, never a synchronisation: every wait below is for an event
+
+LOST = (UploadBusy, UploadOffsetMismatch)  # "the second gets 416 or appends after the first"
+
+
+def _held(chunk: bytes, entered: Any, go: Any) -> Iterator[bytes]:
+    """A body that stops before its first byte (the store has checked the offset by then) until `go`."""
+    entered.set()
+    assert go.wait(WAIT)
+    yield chunk
+
+
+def test_a_second_writer_loses_while_the_first_is_appending(store: BlobStore) -> None:
+    """Regression: two appends at offset 0 both wrote from 0, and the hash cache kept whichever
+    writer finished last, so a commit could accept bytes that do not match the digest."""
+    first, second = b"A" * 3_000_000, b"B" * 3_000_000
+    store.create_upload("race")
+    entered, go = threading.Event(), threading.Event()
+    result: list[int] = []
+    writer = threading.Thread(target=lambda: result.append(store.append_upload("race", 0, _held(first, entered, go))))
+    writer.start()
+    assert entered.wait(WAIT)
+    with pytest.raises(LOST):
+        store.append_upload("race", 0, [second])
+    with pytest.raises(LOST):  # nor may a commit hash (and publish) what is half written
+        store.commit_upload("race", sha(second))
+    go.set()
+    writer.join(WAIT)
+    assert result == [len(first)]
+    with pytest.raises(DigestMismatch):
+        store.commit_upload("race", sha(second))
+    assert store.stat(sha(second)) is None
+
+
+def test_concurrent_appends_from_threads_leave_one_writer(store: BlobStore) -> None:
+    bodies = [bytes([65 + i]) * 2_000_000 for i in range(6)]
+    store.create_upload("many")
+    barrier = threading.Barrier(len(bodies))
+    outcome: dict[int, object] = {}
+
+    def append(i: int) -> None:
+        barrier.wait(WAIT)
+        try:
+            outcome[i] = store.append_upload("many", 0, [bodies[i]])
+        except LOST as exc:
+            outcome[i] = exc
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    winners = [i for i, r in outcome.items() if isinstance(r, int)]
+    assert len(outcome) == len(bodies) and len(winners) == 1
+    assert store.upload_size("many") == len(bodies[winners[0]])
+    assert store.commit_upload("many", sha(bodies[winners[0]])) == len(bodies[winners[0]])
+    assert b"".join(store.open_range(sha(bodies[winners[0]]))) == bodies[winners[0]]
+
+
+def test_a_failed_append_leaves_the_upload_as_it_was(store: BlobStore) -> None:
+    store.create_upload("u")
+    store.append_upload("u", 0, [b"good-"])
+
+    def broken() -> Iterator[bytes]:
+        yield b"partial"
+        raise OSError("client went away")
+
+    with pytest.raises(OSError):
+        store.append_upload("u", 5, broken())
+    assert store.upload_size("u") == 5
+    store.append_upload("u", 5, [b"rest"])
+    # Neither the staged bytes nor the hash state kept "partial".
+    assert store.commit_upload("u", sha(b"good-rest")) == 9
+    assert b"".join(store.open_range(sha(b"good-rest"))) == b"good-rest"
+
+
+def test_committing_a_stored_digest_never_rewrites_it(store: BlobStore) -> None:
+    data = b"stored once" * 1000
+    store.put(sha(data), [data])
+    path = store.local_path(sha(data))
+    before = os.stat(path) if path else None
+    store.create_upload("again")
+    store.append_upload("again", 0, [data])
+    assert store.commit_upload("again", sha(data)) == len(data)
+    assert b"".join(store.open_range(sha(data))) == data
+    with pytest.raises(UploadNotFound):  # the staged copy is discarded
+        store.upload_size("again")
+    if before is not None:  # the same file: not replaced by the new copy
+        after = os.stat(path)  # type: ignore[arg-type]
+        assert (after.st_ino, after.st_dev, after.st_nlink) == (before.st_ino, before.st_dev, 1)
+    assert list(store.list_digests()) == [sha(data)]
+
+
+# Separate processes (another worker or replica on the same storage): the filesystem driver only.
+def _child_append(root: str, upload_id: str, data: bytes, entered: Any, go: Any, done: Any) -> None:
+    store = FilesystemBlobStore(root)
+    try:
+        done.put(store.append_upload(upload_id, 0, _held(data, entered, go)))
+    except BaseException as exc:
+        done.put(repr(exc))
+
+
+def _child_race(root: str, upload_id: str, data: bytes, barrier: Any, done: Any) -> None:
+    store = FilesystemBlobStore(root)
+    barrier.wait(WAIT)
+    try:
+        done.put(("won", store.append_upload(upload_id, 0, [data])))
+    except (UploadBusy, UploadOffsetMismatch) as exc:
+        done.put(("lost", type(exc).__name__))
+
+
+def test_filesystem_appends_from_separate_processes_exclude_each_other(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    here = FilesystemBlobStore(tmp_path)
+    theirs, ours = b"T" * 3_000_000, b"O" * 3_000_000
+    here.create_upload("x")
+    entered, go, done = ctx.Event(), ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_child_append, args=(str(tmp_path), "x", theirs, entered, go, done))
+    child.start()
+    try:
+        assert entered.wait(WAIT)  # the other process holds the upload, its offset checked
+        with pytest.raises(UploadBusy):
+            here.append_upload("x", 0, [ours])
+        with pytest.raises(UploadBusy):
+            here.commit_upload("x", sha(ours))
+    finally:
+        go.set()
+        child.join(WAIT)
+    assert done.get(timeout=WAIT) == len(theirs)
+    # This process has no hash state for their bytes: it must read what is staged.
+    with pytest.raises(DigestMismatch):
+        FilesystemBlobStore(tmp_path).commit_upload("x", sha(ours))
+    here.create_upload("y")
+    here.append_upload("y", 0, [theirs])
+    assert here.commit_upload("y", sha(theirs)) == len(theirs)
+
+
+def test_filesystem_racing_processes_leave_one_writer_and_a_true_digest(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    FilesystemBlobStore(tmp_path).create_upload("r")
+    bodies = [b"P" * 3_000_000, b"Q" * 3_000_000, b"R" * 3_000_000]
+    barrier, done = ctx.Barrier(len(bodies)), ctx.Queue()
+    procs = [ctx.Process(target=_child_race, args=(str(tmp_path), "r", b, barrier, done)) for b in bodies]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(WAIT)
+    results = sorted(done.get(timeout=WAIT) for _ in procs)
+    assert [r[0] for r in results] == ["lost", "lost", "won"], results
+    staged = (tmp_path / "uploads" / "r").read_bytes()
+    assert staged in bodies  # one writer's bytes, not a mix
+    store = FilesystemBlobStore(tmp_path)
+    assert store.commit_upload("r", sha(staged)) == len(staged)
+    assert b"".join(store.open_range(sha(staged))) == staged
