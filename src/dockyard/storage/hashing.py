@@ -2,7 +2,9 @@
 
 hashlib state cannot be serialised, so a chunked upload whose chunks all reach one process hashes
 each byte once; if the next chunk lands on another replica the cache misses and the staged bytes
-are re-read at commit. Correctness never depends on this cache.
+are re-read at commit. Entries are taken and kept only under the upload's lock, and staged bytes are
+never rewritten, so an entry for `size` bytes describes exactly the first `size` staged bytes; an
+append that fails drops its hasher. Correctness never depends on a hit.
 """
 
 from __future__ import annotations
