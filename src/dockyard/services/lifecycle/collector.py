@@ -19,10 +19,12 @@ from prometheus_client import Counter
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
+from dockyard.services.lifecycle import leases
 from dockyard.services.registry.common import account_link, delete_manifest_rows, enqueue_gc, lock_blob
 from dockyard.storage.base import BlobStore
 
 COLLECTOR = Actor("system:gc", "system")
+DUTY = "gc"  # the maintenance duty, and its lease
 DELETED_BYTES = Counter("dockyard_gc_deleted_bytes", "Bytes of blobs removed from storage by the collector")
 DELETED = Counter("dockyard_gc_deleted", "Objects removed by the collector", ["kind"])
 
@@ -58,12 +60,14 @@ class GarbageCollector:
         grace: float = 3600.0,
         upload_ttl: float = 86400.0,
         pace: float | None = None,
+        lease_ttl: float = leases.DEFAULT_TTL,
     ) -> None:
         self.db = db
         self.store = store
         self.audit = audit
         self.grace = grace
         self.upload_ttl = upload_ttl
+        self.lease_ttl = lease_ttl
         # SQLite has one writer at a time, and a waiting writer backs off in growing sleeps: a
         # collector that takes the lock back at once starves pushes. With `pace` it holds the
         # database for at most that fraction of the time and sleeps the rest. 0.1 measured (bench_gc,
@@ -85,6 +89,15 @@ class GarbageCollector:
             self._drain(report, limit)
             self._stale_uploads(report)
         return report
+
+    def run_now(self, holder: str, dry_run: bool = False) -> GcReport:
+        """For `dockyard gc` and POST /system/gc. A real run holds the background collector's lease, so
+        two collections never run at once (LeaseHeld, a 409, while another process collects); a dry
+        run only reads and needs none."""
+        if dry_run:
+            return self.run(dry_run=True)
+        with leases.claimed(self.db, DUTY, holder, self.lease_ttl):
+            return self.run()
 
     def enqueue_everything(self) -> int:
         """Queue every manifest, link and blob (due now): for a registry that predates the queue, or
@@ -126,6 +139,7 @@ class GarbageCollector:
                 return
             busy = 0.0
             for item in batch:
+                leases.heartbeat()  # renews the lease of a long run; stops one whose lease was lost
                 seen.add(item.id)
                 started = time.monotonic()
                 if item.kind == "manifest":
@@ -273,6 +287,7 @@ class GarbageCollector:
         with self.db.read() as conn:
             stale = list(conn.execute(sa.select(u.id).where(u.updated_at < cutoff)).scalars())
         for upload_id in stale:
+            leases.heartbeat()
             with self.db.write() as conn:
                 gone = conn.execute(
                     sa.delete(s.upload_sessions).where(u.id == upload_id, u.updated_at < cutoff)
