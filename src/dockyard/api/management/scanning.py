@@ -290,8 +290,15 @@ def vulndb_status(svc: ServicesDep, caller: Caller) -> dict[str, Any]:
         "generation": db.generation,
         "sources": [asdict(s) for s in db.sources()],
         "queued_scans": svc.scans.pending(),
-        "update": maintenance.run_status(svc.db, maintenance.VULNDB),
+        "update": _update_status(svc, caller),
     }
+
+
+def _update_status(svc: Services, caller: Identity) -> dict[str, Any]:
+    status = maintenance.run_status(svc.db, maintenance.VULNDB)
+    if not caller.is_admin:  # who asked is the administrators' business
+        status.pop("requested_by", None)
+    return status
 
 
 @router.post(
