@@ -97,6 +97,7 @@ class Maintenance:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._requests_failing = False
 
     def start(self) -> None:
         for duty in self.duties:  # first runs one interval after start, not in the middle of it
@@ -120,8 +121,11 @@ class Maintenance:
         if any(d.on_request for d in self.duties):
             try:
                 requested = _requested(self.db)
-            except Exception as exc:  # the database is away: the scheduled duties will say so too
-                _log.error("maintenance failed", duty="requests", error=str(exc))
+                self._requests_failing = False
+            except Exception as exc:  # the database is away: said once, not at every tick
+                if not self._requests_failing:
+                    _log.error("maintenance failed", duty="requests", error=str(exc))
+                self._requests_failing = True
         for duty in self.duties:
             scheduled = duty.interval > 0 and time.monotonic() - duty.last >= duty.interval
             if not scheduled and duty.name not in requested:
