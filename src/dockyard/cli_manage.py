@@ -21,6 +21,7 @@ from dockyard.config import ConfigError, load_settings
 from dockyard.services.audit import Actor, AuditFilter, acting_as
 from dockyard.services.auth.permissions import Role, markdown_table
 from dockyard.services.errors import RegistryError
+from dockyard.services.lifecycle import leases
 from dockyard.wiring import Services, build_services, prepare
 
 console = Console()
@@ -446,7 +447,9 @@ def gc_command(
     with _services() as svc:
         if everything:
             typer.echo(f"queued {svc.collector.enqueue_everything()} candidates")
-        report = svc.collector.run(dry_run=dry_run)
+        # A real run waits for no one: while the server's collector (or another `dockyard gc`) holds
+        # the lease, this one refuses and says who has it.
+        report = svc.collector.run_now(leases.holder_name(f"cli:{getpass.getuser()}"), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     typer.echo(
         f"{verb} {len(report.manifests)} manifests, {len(report.links)} blob links and {len(report.blobs)} blobs "

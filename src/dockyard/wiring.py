@@ -17,8 +17,10 @@ from dockyard.services.auth.policy import AccessPolicy
 from dockyard.services.auth.robots import RobotService
 from dockyard.services.auth.tokens import Scope, TokenService
 from dockyard.services.auth.users import UserService
+from dockyard.services.lifecycle import leases
+from dockyard.services.lifecycle.collector import DUTY as GC_DUTY
 from dockyard.services.lifecycle.collector import GarbageCollector
-from dockyard.services.lifecycle.maintenance import Duty, Maintenance
+from dockyard.services.lifecycle.maintenance import VULNDB, Duty, Maintenance
 from dockyard.services.lifecycle.retention import RetentionService
 from dockyard.services.lifecycle.scrub import Scrubber
 from dockyard.services.lifecycle.tag_rules import TagRuleService
@@ -127,7 +129,8 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
             settings.gc_grace_seconds,
             settings.upload_ttl_seconds,
             settings.gc_pace,
-            settings.upload_idle_ttl_seconds,
+            upload_idle_ttl=settings.upload_idle_ttl_seconds,
+            lease_ttl=leases.ttl_for(settings.gc_interval_seconds),
         ),
         tag_rules=TagRuleService(db, audit),
         retention=RetentionService(db, manifests, audit),
@@ -177,7 +180,7 @@ def maintenance(services: Services) -> Maintenance:
     return Maintenance(
         services.db,
         [
-            Duty("gc", s.gc_interval_seconds, services.collector.run),
+            Duty(GC_DUTY, s.gc_interval_seconds, services.collector.run),
             Duty(
                 "retention",
                 s.retention_interval_seconds,
@@ -186,9 +189,10 @@ def maintenance(services: Services) -> Maintenance:
             Duty("scrub", s.scrub_interval_seconds, lambda: services.scrubber.run(s.scrub_rate_mb * 1_000_000)),
             Duty("scan", s.scan_interval_seconds if s.scanner_enabled else 0, services.scans.run),
             Duty(
-                "vulndb",
+                VULNDB,
                 s.vulndb_update_interval_seconds,
                 lambda: services.scans.update_vulndb(s.vulndb_sources),
+                on_request=True,  # POST /vulndb/update asks for it: downloads never run in a request
             ),
         ],
     )

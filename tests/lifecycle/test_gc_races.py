@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.errors import BlobUploadInvalid
 from dockyard.storage.filesystem import FilesystemBlobStore
@@ -66,3 +69,42 @@ def test_upload_that_wins_takes_the_marked_blob_back(hooked: tuple[Services, Hoo
     report = svc.collector.run()  # … so the collector's phase 2 leaves it alone
     assert digest not in report.blobs
     assert b"".join(svc.blobs.read(digest)) == data and svc.blobs.info("team/b", digest).size == len(data)
+
+
+def test_push_whose_new_tag_is_deleted_in_its_gap_still_tags_its_manifest(svc: Services) -> None:
+    """The GC stress flake on PostgreSQL, replayed: a push finds tag `t` absent, another push creates
+    it, so the first one's INSERT does nothing, and a tag delete removes it before the first one looks
+    again. That push used to find no tag, update nothing and commit a new, untagged manifest that no
+    queue entry named: left behind by every collection. The push must end with the tag it reported."""
+    if svc.db.is_sqlite:
+        pytest.skip("SQLite serialises write transactions: there is no gap to run the others in")
+    push_blob(svc, "team/a", b"the repository exists: creating it would make the others wait for us")
+    interleaved: list[str] = []
+    ours: list[Any] = []  # the racing push's connection (the others' statements pass through too)
+
+    def before(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not interleaved and statement.startswith("INSERT INTO tags"):
+            interleaved.append("create")
+            ours.append(conn)
+            # Commits tag t first. Its own blobs: we share-lock ours until we commit.
+            image(svc, "team/a", [b"other image"], "t", config=b'{"other": true}')
+
+    def after(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if interleaved == ["create"] and conn is ours[0] and statement.startswith("INSERT INTO tags"):
+            interleaved.append("delete")
+            svc.manifests.delete("team/a", "t")  # our INSERT did nothing and locked nothing
+
+    sa.event.listen(svc.db.engine, "before_cursor_execute", before)
+    sa.event.listen(svc.db.engine, "after_cursor_execute", after)
+    try:
+        pushed = image(svc, "team/a", [b"racing image"], "t")
+    finally:
+        sa.event.remove(svc.db.engine, "before_cursor_execute", before)
+        sa.event.remove(svc.db.engine, "after_cursor_execute", after)
+    assert interleaved == ["create", "delete"], "the interleaving did not happen: the test proves nothing"
+    assert svc.manifests.get("team/a", "t").digest == pushed
+    svc.collector.run()
+    with svc.db.read() as conn:
+        manifests = set(conn.execute(sa.select(s.manifests.c.id)).scalars())
+        tagged = set(conn.execute(sa.select(s.tags.c.manifest_id)).scalars())
+    assert manifests == tagged, "an untagged manifest outlived the collection"

@@ -119,6 +119,8 @@ def test_collector_under_concurrent_pushes_deletes_and_tag_moves(svc: Services) 
     stop.set()
     for t in threads:
         t.join(timeout=60)
+    # A thread still running would race the quiet collections below and make their verdict chance.
+    assert not any(t.is_alive() for t in threads), "a pusher or the collector did not stop"
     assert not errors, errors
     assert sum(runs) > 0, "the collector never removed anything: the test did not exercise it"
     print(f"collector removed {sum(runs)} objects in {len(runs)} runs; pushes told to retry: {len(RETRIES)}")

@@ -215,6 +215,20 @@ leases = sa.Table(
     sa.Column("expires_at", Timestamp, nullable=False),
 )
 
+# Background duties run on request (POST /vulndb/update): the API records the request, the maintenance
+# loop of the replica that gets the duty's lease runs it; the last run's outcome, for status.
+duty_runs = sa.Table(
+    "duty_runs",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("requested_at", Timestamp, nullable=True),
+    sa.Column("requested_by", sa.String(255), nullable=True),
+    sa.Column("started_at", Timestamp, nullable=True),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("result", sa.Text, nullable=True),  # JSON: the last run's summary
+    sa.Column("error", sa.Text, nullable=True),
+)
+
 # Role grants: to a user or to a group (as named by LDAP or the OIDC groups claim).
 project_members = sa.Table(
     "project_members",
@@ -346,6 +360,9 @@ image_scans = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     # "dockyard" (the built-in scanner: re-evaluated from stored inventories) or "external:<url>".
     sa.Column("scanner", sa.String(255), nullable=True),
+    # While `scanning`: when the claim runs out unless the scan renews it. A scan whose process died
+    # goes back to the queue then (it used to stay `scanning` for good: unpullable under block_unscanned).
+    sa.Column("claim_expires", Timestamp, nullable=True),
     sa.Index("ix_image_scans_status", "status", "queued_at"),
 )
 

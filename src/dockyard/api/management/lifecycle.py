@@ -18,6 +18,7 @@ from dockyard.api.management.models import (
 )
 from dockyard.api.management.projects import project_out
 from dockyard.services.auth.permissions import Permission
+from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.retention import RetentionPolicy
 
 router = APIRouter(tags=["lifecycle"])
@@ -78,10 +79,15 @@ def set_quota(name: str, body: QuotaIn, svc: ServicesDep, caller: Caller) -> Pro
     return project_out(svc, caller, svc.projects.set_quota(name, body.quota_bytes))
 
 
-@router.post("/system/gc", summary="Collect garbage now, or report what would go (system administrators)")
+@router.post(
+    "/system/gc",
+    summary="Collect garbage now, or report what would go (system administrators)",
+    description="A real run takes the background collector's lease: 409 while another process collects. "
+    "A dry run only reads.",
+)
 def run_gc(svc: ServicesDep, caller: Caller, dry_run: bool = True) -> dict[str, object]:
     system_admin(caller)
-    report = svc.collector.run(dry_run=dry_run)
+    report = svc.collector.run_now(leases.holder_name(f"api:{caller.subject}"), dry_run=dry_run)
     return {
         **report.as_dict(),
         "dry_run": dry_run,

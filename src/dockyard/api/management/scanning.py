@@ -17,6 +17,7 @@ from dockyard.scan.layers import platform_name
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import NotFound
+from dockyard.services.lifecycle import maintenance
 from dockyard.services.scanning.policy import denied_licences
 from dockyard.wiring import Services
 
@@ -289,11 +290,25 @@ def vulndb_status(svc: ServicesDep, caller: Caller) -> dict[str, Any]:
         "generation": db.generation,
         "sources": [asdict(s) for s in db.sources()],
         "queued_scans": svc.scans.pending(),
+        "update": _update_status(svc, caller),
     }
 
 
-@router.post("/vulndb/update", summary="Update the database now and re-evaluate stored images (system admins)")
-def vulndb_update(svc: ServicesDep, caller: Caller) -> dict[str, Any]:
+def _update_status(svc: Services, caller: Identity) -> dict[str, Any]:
+    status = maintenance.run_status(svc.db, maintenance.VULNDB)
+    if not caller.is_admin:  # who asked is the administrators' business
+        status.pop("requested_by", None)
+    return status
+
+
+@router.post(
+    "/vulndb/update",
+    status_code=202,
+    summary="Ask for a database update and re-evaluation of stored images now (system admins)",
+    description="The background duty does it (downloads take long): `update` in GET /vulndb tells how it went.",
+)
+def vulndb_update(svc: ServicesDep, caller: Caller, response: Response) -> dict[str, Any]:
     system_admin(caller)
-    result = svc.scans.update_vulndb(svc.settings.vulndb_sources)
-    return {"reevaluated": result.as_dict() if result else None, "generation": svc.scans.vulndb.generation}
+    update = maintenance.request_run(svc.db, maintenance.VULNDB, caller.subject)
+    response.headers["Location"] = "/api/v1/vulndb"
+    return {"update": update, "generation": svc.scans.vulndb.generation}

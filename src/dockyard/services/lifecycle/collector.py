@@ -10,8 +10,6 @@ concurrent pushes are written down in docs/garbage-collection.md.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +19,12 @@ from prometheus_client import Counter
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
+from dockyard.services.lifecycle import leases
 from dockyard.services.registry.common import account_link, delete_manifest_rows, enqueue_gc, lock_blob
 from dockyard.storage.base import BlobStore
 
 COLLECTOR = Actor("system:gc", "system")
+DUTY = "gc"  # the maintenance duty, and its lease
 DELETED_BYTES = Counter("dockyard_gc_deleted_bytes", "Bytes of blobs removed from storage by the collector")
 DELETED = Counter("dockyard_gc_deleted", "Objects removed by the collector", ["kind"])
 
@@ -51,13 +51,6 @@ class GcReport:
         }
 
 
-class _DryRun(Exception):
-    """Raised to roll the dry run's single transaction back."""
-
-
-Tx = Callable[[], AbstractContextManager[sa.Connection]]
-
-
 class GarbageCollector:
     def __init__(
         self,
@@ -68,6 +61,7 @@ class GarbageCollector:
         upload_ttl: float = 86400.0,
         pace: float | None = None,
         upload_idle_ttl: float | None = None,
+        lease_ttl: float = leases.DEFAULT_TTL,
     ) -> None:
         self.db = db
         self.store = store
@@ -75,6 +69,7 @@ class GarbageCollector:
         self.grace = grace
         self.upload_ttl = upload_ttl  # a session's whole life
         self.upload_idle_ttl = upload_ttl if upload_idle_ttl is None else upload_idle_ttl  # since its last append
+        self.lease_ttl = lease_ttl
         # SQLite has one writer at a time, and a waiting writer backs off in growing sleeps: a
         # collector that takes the lock back at once starves pushes. With `pace` it holds the
         # database for at most that fraction of the time and sleeps the rest. 0.1 measured (bench_gc,
@@ -85,27 +80,26 @@ class GarbageCollector:
     def run(self, dry_run: bool = False, limit: int = 100_000) -> GcReport:
         """Process every due candidate (and what their removal makes due), up to `limit` of them.
 
-        A dry run does the same work in one transaction that is rolled back, and removes no bytes:
-        it reports exactly what a real run would remove now.
+        A dry run reads only (`_plan`): it takes no write transaction, so on SQLite pushes go on while
+        it plans, and it reports what a real run would remove now.
         """
         report = GcReport()
-        if not dry_run:
-            with acting_as(COLLECTOR):
-                self._drain(self.db.write, report, limit, dry_run=False)
-                self._stale_uploads(report)
+        if dry_run:
+            _Plan(self, report, limit).run()
             return report
-        try:
-            with self.db.write() as conn:
-
-                @contextmanager
-                def same() -> Iterator[sa.Connection]:
-                    yield conn
-
-                self._drain(same, report, limit, dry_run=True)
-                raise _DryRun
-        except _DryRun:
-            pass
+        with acting_as(COLLECTOR):
+            self._drain(report, limit)
+            self._stale_uploads(report)
         return report
+
+    def run_now(self, holder: str, dry_run: bool = False) -> GcReport:
+        """For `dockyard gc` and POST /system/gc. A real run holds the background collector's lease, so
+        two collections never run at once (LeaseHeld, a 409, while another process collects); a dry
+        run only reads and needs none."""
+        if dry_run:
+            return self.run(dry_run=True)
+        with leases.claimed(self.db, DUTY, holder, self.lease_ttl):
+            return self.run()
 
     def enqueue_everything(self) -> int:
         """Queue every manifest, link and blob (due now): for a registry that predates the queue, or
@@ -130,12 +124,12 @@ class GarbageCollector:
             return int(conn.execute(sa.select(sa.func.count()).select_from(s.gc_queue)).scalar() or 0)
 
     # --- the loop ----------------------------------------------------------------------------
-    def _drain(self, tx: Tx, report: GcReport, limit: int, dry_run: bool) -> None:
+    def _drain(self, report: GcReport, limit: int) -> None:
         q = s.gc_queue.c
         done = 0
         seen: set[int] = set()
         while done < limit:
-            with tx() as conn:
+            with self.db.read() as conn:
                 batch = conn.execute(
                     sa.select(q.id, q.kind, q.repository_id, q.digest, q.due_at)
                     .where(q.due_at <= now())
@@ -147,17 +141,18 @@ class GarbageCollector:
                 return
             busy = 0.0
             for item in batch:
+                leases.heartbeat()  # renews the lease of a long run; stops one whose lease was lost
                 seen.add(item.id)
                 started = time.monotonic()
                 if item.kind == "manifest":
-                    self._manifest(tx, item, report)
+                    self._manifest(item, report)
                 elif item.kind == "link":
-                    self._link(tx, item, report)
+                    self._link(item, report)
                 else:
-                    self._blob(tx, item, report, dry_run)
+                    self._blob(item, report)
                 done += 1
                 busy += time.monotonic() - started
-                if self.pace and not dry_run and busy >= 0.01:
+                if self.pace and busy >= 0.01:
                     time.sleep(busy * (1 / self.pace - 1))
                     busy = 0.0
 
@@ -171,9 +166,9 @@ class GarbageCollector:
         else:
             conn.execute(sa.delete(s.gc_queue).where(q.id == item.id, q.due_at == item.due_at))
 
-    def _manifest(self, tx: Tx, item: Any, report: GcReport) -> None:
+    def _manifest(self, item: Any, report: GcReport) -> None:
         m = s.manifests.c
-        with tx() as conn:
+        with self.db.write() as conn:
             stmt = sa.select(m.id, m.created_at, m.subject_digest).where(
                 m.repository_id == item.repository_id, m.digest == item.digest
             )
@@ -216,10 +211,10 @@ class GarbageCollector:
             return subject is not None
         return False
 
-    def _link(self, tx: Tx, item: Any, report: GcReport) -> None:
+    def _link(self, item: Any, report: GcReport) -> None:
         rb, m = s.repository_blobs.c, s.manifests.c
         digest, repo_id = str(item.digest), int(item.repository_id)
-        with tx() as conn:
+        with self.db.write() as conn:
             blob = lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
             link = conn.execute(
                 sa.select(rb.created_at).where(rb.repository_id == repo_id, rb.digest == digest)
@@ -246,11 +241,11 @@ class GarbageCollector:
         report.links.append((str(repo), digest))
         DELETED.labels("link").inc()
 
-    def _blob(self, tx: Tx, item: Any, report: GcReport, dry_run: bool) -> None:
+    def _blob(self, item: Any, report: GcReport) -> None:
         b = s.blobs.c
         digest = str(item.digest)
         # Phase 1: mark. Under the row lock, with no link and no manifest reference anywhere.
-        with tx() as conn:
+        with self.db.write() as conn:
             blob = lock_blob(self.db, conn, digest)
             if blob is None:
                 return self._settle(conn, item)
@@ -273,21 +268,19 @@ class GarbageCollector:
         # Phase 2: remove the bytes, then the row, still holding the lock: a push that took the blob
         # back in between has set it to `ok`, and one that arrives now waits for this transaction and
         # then finds no row (and, checking storage under the lock, no bytes) and uploads again.
-        with tx() as conn:
+        with self.db.write() as conn:
             blob = lock_blob(self.db, conn, digest)
             if blob is None or blob.status != "deleting":
                 report.kept += 1
                 return self._settle(conn, item)
-            if not dry_run:
-                self.store.delete(digest)
+            self.store.delete(digest)
             conn.execute(sa.delete(s.blobs).where(b.digest == digest))
             self.audit.record(conn, "gc.blob", digest=digest, detail={"size": int(blob.size)})
             self._settle(conn, item)
         report.blobs.append(digest)
         report.bytes += int(blob.size)
-        if not dry_run:
-            DELETED.labels("blob").inc()
-            DELETED_BYTES.inc(int(blob.size))
+        DELETED.labels("blob").inc()
+        DELETED_BYTES.inc(int(blob.size))
 
     # --- abandoned uploads -------------------------------------------------------------------
     def _stale_uploads(self, report: GcReport) -> None:
@@ -298,8 +291,169 @@ class GarbageCollector:
         with self.db.read() as conn:
             stale = list(conn.execute(sa.select(u.id).where(abandoned)).scalars())
         for upload_id in stale:
+            leases.heartbeat()
             with self.db.write() as conn:
                 gone = conn.execute(sa.delete(s.upload_sessions).where(u.id == upload_id, abandoned)).rowcount
             if gone:
                 self.store.delete_upload(upload_id)
                 report.stale_uploads += 1
+
+
+class _Plan:
+    """The dry run: the collector's decisions, taken from reads only.
+
+    What the run would delete is kept in memory, and every check leaves those rows out, so what one
+    removal makes garbage (a manifest's links and the manifests it indexed or that referred to it, a
+    link's blob) is planned in the same pass, as a real run processes it. One short read transaction
+    per batch of 200 candidates: no write lock (SQLite has one writer: a dry run used to hold it for
+    the whole plan and stop every push), and no snapshot held for the whole plan either.
+    """
+
+    BATCH = 200
+
+    def __init__(self, gc: GarbageCollector, report: GcReport, limit: int) -> None:
+        self.gc, self.report, self.limit = gc, report, limit
+        self.started = now()
+        self.manifests: set[int] = set()  # ids a real run would delete
+        self.links: set[tuple[int, str]] = set()
+        self.blobs: set[str] = set()
+        # What those deletions would queue, in queue order: queuing a pending key again moves it last,
+        # as the real run's upsert moves its entry's due time.
+        self.cascade: dict[tuple[str, int, str], None] = {}
+        self.cursor: tuple[float, int] = (float("-inf"), 0)  # the last queue entry planned, by (due_at, id)
+        self.done = 0
+        self._repos: dict[int, str] = {}
+
+    def run(self) -> None:
+        q = s.gc_queue.c
+        while self.done < self.limit:
+            with self.gc.db.read() as conn:
+                due, after = self.cursor
+                batch = conn.execute(
+                    sa.select(q.id, q.kind, q.repository_id, q.digest, q.due_at)
+                    .where(q.due_at <= self.started, sa.or_(q.due_at > due, sa.and_(q.due_at == due, q.id > after)))
+                    .order_by(q.due_at, q.id)
+                    .limit(min(self.BATCH, self.limit - self.done))
+                ).all()
+                for item in batch:
+                    self.cursor = (float(item.due_at), int(item.id))
+                    self._one(conn, str(item.kind), int(item.repository_id), str(item.digest))
+            if not batch:
+                break
+        while self.cascade and self.done < self.limit:  # after the queue, as a real run reaches them
+            with self.gc.db.read() as conn:
+                for _ in range(min(self.BATCH, len(self.cascade), self.limit - self.done)):
+                    key = next(iter(self.cascade))
+                    del self.cascade[key]
+                    self._one(conn, *key)
+
+    def _one(self, conn: sa.Connection, kind: str, repo_id: int, digest: str) -> None:
+        self.done += 1
+        if kind == "manifest":
+            self._manifest(conn, repo_id, digest)
+        elif kind == "link":
+            self._link(conn, repo_id, digest)
+        else:
+            self._blob(conn, digest)
+
+    def _queue(self, conn: sa.Connection, kind: str, repo_id: int, digest: str) -> None:
+        """What a real run would enqueue: an entry still ahead in the queue is reached there (the
+        real run's upsert moves that same entry), anything else is planned after the queue."""
+        q = s.gc_queue.c
+        due, after = self.cursor
+        ahead = conn.execute(
+            sa.select(q.id).where(
+                q.kind == kind,
+                q.repository_id == repo_id,
+                q.digest == digest,
+                q.due_at <= self.started,
+                sa.or_(q.due_at > due, sa.and_(q.due_at == due, q.id > after)),
+            )
+        ).first()
+        if ahead is None:
+            self.cascade.pop((kind, repo_id, digest), None)
+            self.cascade[(kind, repo_id, digest)] = None
+
+    def _repo(self, conn: sa.Connection, repo_id: int) -> str:
+        if repo_id not in self._repos:
+            r = s.repositories.c
+            self._repos[repo_id] = str(conn.execute(sa.select(r.name).where(r.id == repo_id)).scalar())
+        return self._repos[repo_id]
+
+    def _within_grace(self, created_at: float) -> bool:
+        if created_at > now() - self.gc.grace:
+            self.report.deferred += 1
+            return True
+        return False
+
+    def _manifest(self, conn: sa.Connection, repo_id: int, digest: str) -> None:
+        m, mc = s.manifests.c, s.manifest_children.c
+        row = conn.execute(
+            sa.select(m.id, m.created_at, m.subject_digest).where(m.repository_id == repo_id, m.digest == digest)
+        ).first()
+        if row is None or row.id in self.manifests or self._within_grace(row.created_at):
+            return
+        tagged = conn.execute(sa.select(s.tags.c.name).where(s.tags.c.manifest_id == row.id).limit(1)).first()
+        parents = _all(
+            conn,
+            sa.select(mc.manifest_id)
+            .select_from(s.manifest_children.join(s.manifests, m.id == mc.manifest_id))
+            .where(m.repository_id == repo_id, mc.child_digest == digest),
+        )
+        subject = None
+        if row.subject_digest:
+            subject = conn.execute(
+                sa.select(m.id).where(m.repository_id == repo_id, m.digest == row.subject_digest)
+            ).scalar()
+        if tagged or any(p not in self.manifests for p in parents) or (subject and subject not in self.manifests):
+            self.report.kept += 1
+            return
+        self.manifests.add(int(row.id))
+        self.report.manifests.append((self._repo(conn, repo_id), digest))
+        # What delete_manifest_rows would queue, in its order.
+        blobs = _all(conn, sa.select(s.manifest_blobs.c.digest).where(s.manifest_blobs.c.manifest_id == row.id))
+        children = _all(conn, sa.select(mc.child_digest).where(mc.manifest_id == row.id))
+        referrers = conn.execute(
+            sa.select(m.id, m.digest).where(m.repository_id == repo_id, m.subject_digest == digest)
+        ).all()
+        for blob in sorted(blobs):
+            self._queue(conn, "link", repo_id, blob)
+        for child in sorted({*children, *(r.digest for r in referrers if r.id not in self.manifests)}):
+            self._queue(conn, "manifest", repo_id, child)
+
+    def _link(self, conn: sa.Connection, repo_id: int, digest: str) -> None:
+        rb, m, mb = s.repository_blobs.c, s.manifests.c, s.manifest_blobs.c
+        link = sa.select(rb.created_at).where(rb.repository_id == repo_id, rb.digest == digest)
+        created = conn.execute(link).scalar()
+        if created is None or (repo_id, digest) in self.links or self._within_grace(created):
+            return
+        users = _all(
+            conn,
+            sa.select(mb.manifest_id)
+            .select_from(s.manifest_blobs.join(s.manifests, m.id == mb.manifest_id))
+            .where(m.repository_id == repo_id, mb.digest == digest),
+        )
+        if any(u not in self.manifests for u in users):
+            self.report.kept += 1
+            return
+        self.links.add((repo_id, digest))
+        self.report.links.append((self._repo(conn, repo_id), digest))
+        self._queue(conn, "blob", 0, digest)
+
+    def _blob(self, conn: sa.Connection, digest: str) -> None:
+        b, rb, mb = s.blobs.c, s.repository_blobs.c, s.manifest_blobs.c
+        blob = conn.execute(sa.select(b.size, b.created_at).where(b.digest == digest)).first()
+        if blob is None or digest in self.blobs or self._within_grace(blob.created_at):
+            return
+        links = _all(conn, sa.select(rb.repository_id).where(rb.digest == digest))
+        users = _all(conn, sa.select(mb.manifest_id).where(mb.digest == digest))
+        if any((r, digest) not in self.links for r in links) or any(u not in self.manifests for u in users):
+            self.report.kept += 1
+            return
+        self.blobs.add(digest)
+        self.report.blobs.append(digest)
+        self.report.bytes += int(blob.size)
+
+
+def _all(conn: sa.Connection, stmt: sa.Select[Any]) -> list[Any]:
+    return list(conn.execute(stmt).scalars())

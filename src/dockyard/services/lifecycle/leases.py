@@ -1,12 +1,55 @@
-"""Leases in the database: one process at a time runs each background duty, on any number of replicas."""
+"""Leases in the database: one process at a time runs each background duty, on any number of replicas.
+
+A lease is taken for `ttl` seconds and renewed while the work progresses: the work calls
+`heartbeat()` between its steps (a candidate collected, an image or a layer scanned), which renews
+the lease when a quarter of its time has passed and raises `LeaseLost` when another process holds it
+now, so the work stops instead of running twice. A process that dies stops renewing, and another
+takes over once the lease has expired. Every entry point of a duty (the maintenance loop, the API,
+the CLI) goes through the same lease.
+"""
 
 from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
+from dockyard.services.errors import Conflict
+
+DEFAULT_TTL = 600.0
+
+
+def ttl_for(interval: float) -> float:
+    """A duty's lease: ten minutes, or two of its intervals if longer; renewed while the run progresses."""
+    return max(DEFAULT_TTL, interval * 2)
+
+
+def holder_name(kind: str) -> str:
+    """Who holds a lease, for the operator reading a refusal: kind, host, process, thread."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{threading.get_ident():x}"[-128:]
+
+
+class LeaseHeld(Conflict):
+    """Another process is running this duty now (HTTP 409)."""
+
+    def __init__(self, name: str, holder: str | None) -> None:
+        super().__init__(
+            f"the {name} duty is running in another process ({holder or 'unknown'}): try again when it has finished",
+            {"duty": name, "holder": holder},
+        )
+
+
+class LeaseLost(Exception):
+    """Another process holds the lease now (ours expired unrenewed): the work must stop."""
 
 
 def acquire(db: Database, name: str, holder: str, ttl: float) -> bool:
@@ -28,6 +71,84 @@ def acquire(db: Database, name: str, holder: str, ttl: float) -> bool:
         return conn.execute(stmt).first() is not None
 
 
+def renew(db: Database, name: str, holder: str, ttl: float) -> bool:
+    """Extend our lease; False when another holder has taken it (then we must stop)."""
+    with db.write() as conn:
+        stmt = (
+            sa.update(s.leases)
+            .where(s.leases.c.name == name, s.leases.c.holder == holder)
+            .values(expires_at=now() + ttl)
+            .returning(s.leases.c.name)
+        )
+        return conn.execute(stmt).first() is not None
+
+
 def release(db: Database, name: str, holder: str) -> None:
     with db.write() as conn:
         conn.execute(sa.delete(s.leases).where(s.leases.c.name == name, s.leases.c.holder == holder))
+
+
+def current_holder(db: Database, name: str) -> str | None:
+    with db.read() as conn:
+        return conn.execute(
+            sa.select(s.leases.c.holder).where(s.leases.c.name == name, s.leases.c.expires_at >= now())
+        ).scalar()
+
+
+class Lease:
+    def __init__(self, db: Database, name: str, holder: str, ttl: float, renew_every: float | None = None) -> None:
+        self.db, self.name, self.holder, self.ttl = db, name, holder, ttl
+        self.renew_every = ttl / 4 if renew_every is None else renew_every
+        self._renewed = 0.0
+
+    def acquire(self) -> bool:
+        if not acquire(self.db, self.name, self.holder, self.ttl):
+            return False
+        self._renewed = time.monotonic()
+        return True
+
+    def heartbeat(self) -> None:
+        if time.monotonic() - self._renewed < self.renew_every:
+            return
+        if not renew(self.db, self.name, self.holder, self.ttl):
+            raise LeaseLost(f"the {self.name} lease is held by another process now")
+        self._renewed = time.monotonic()
+
+    def release(self) -> None:
+        release(self.db, self.name, self.holder)
+
+
+# The lease of the duty this thread is running (a context variable: deep code calls heartbeat()
+# without every function in between passing the lease along; threads it starts see none).
+_current: ContextVar[Lease | None] = ContextVar("dockyard_lease", default=None)
+
+
+@contextmanager
+def running(lease: Lease) -> Iterator[Lease]:
+    """Make `lease` the one heartbeat() renews, for the work done inside (the lease is already held)."""
+    token = _current.set(lease)
+    try:
+        yield lease
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def claimed(db: Database, name: str, holder: str, ttl: float) -> Iterator[Lease]:
+    """Hold the lease for the work inside, or raise LeaseHeld while another process has it."""
+    lease = Lease(db, name, holder, ttl)
+    if not lease.acquire():
+        raise LeaseHeld(name, current_holder(db, name))
+    try:
+        with running(lease):
+            yield lease
+    finally:
+        lease.release()
+
+
+def heartbeat() -> None:
+    """Called by long work between steps: renews the running duty's lease, raises LeaseLost when it
+    is gone. Outside a duty (a test, a direct call) it does nothing."""
+    lease = _current.get()
+    if lease is not None:
+        lease.heartbeat()

@@ -1,41 +1,103 @@
 """Background duties of a server process: the collector, retention policies and the scrub.
 
 Every replica runs this loop; a database lease per duty makes sure only one process does each at a
-time, and another takes over when the holder stops renewing (crash, shutdown).
+time, renewed while the run progresses (leases.heartbeat), and another takes over when the holder
+stops renewing (crash, shutdown). A duty can also be asked to run now (`request_run`, e.g. from the
+API): whichever replica gets the lease runs it, and `run_status` tells how that went.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from dockyard.db.engine import Database
+import sqlalchemy as sa
+
+from dockyard.db import schema as s
+from dockyard.db.engine import Database, now
 from dockyard.logs import get_logger
 from dockyard.services.lifecycle import leases
 
 _log = get_logger("dockyard.maintenance")
 
+VULNDB = "vulndb"  # the vulnerability database update: runs on request too
+
 
 @dataclass
 class Duty:
     name: str
-    interval: float  # seconds; 0 = off
+    interval: float  # seconds; 0 = not on a schedule
     action: Callable[[], object]
     last: float = 0.0
+    on_request: bool = False  # also runs when requested (request_run), scheduled or not
+
+
+def request_run(db: Database, name: str, requested_by: str) -> dict[str, Any]:
+    """Ask the maintenance loop to run a duty soon; a run that starts after this satisfies it."""
+    with db.write() as conn:
+        conn.execute(db.upsert(s.duty_runs, ["name"], name=name, requested_at=now(), requested_by=requested_by))
+    return run_status(db, name)
+
+
+def run_status(db: Database, name: str) -> dict[str, Any]:
+    """The last request and run of a duty: `pending` until a run starts, `running` until it ends."""
+    d = s.duty_runs.c
+    with db.read() as conn:
+        row = conn.execute(sa.select(s.duty_runs).where(d.name == name)).first()
+    if row is None:
+        return {"state": "idle", "requested_at": None, "started_at": None, "finished_at": None}
+    pending = row.requested_at is not None and (row.started_at is None or row.requested_at > row.started_at)
+    running = row.started_at is not None and (row.finished_at is None or row.finished_at < row.started_at)
+    return {
+        "state": "pending" if pending else "running" if running else "idle",
+        "requested_at": row.requested_at,
+        "requested_by": row.requested_by,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "result": json.loads(row.result) if row.result else None,
+        "error": row.error,
+    }
+
+
+def _requested(db: Database) -> set[str]:
+    d = s.duty_runs.c
+    with db.read() as conn:
+        stmt = sa.select(d.name).where(
+            d.requested_at.is_not(None), sa.or_(d.started_at.is_(None), d.requested_at > d.started_at)
+        )
+        return set(conn.execute(stmt).scalars())
+
+
+def _started(db: Database, name: str) -> None:
+    with db.write() as conn:
+        conn.execute(db.upsert(s.duty_runs, ["name"], name=name, started_at=now()))
+
+
+def _finished(db: Database, name: str, summary: object, error: str | None) -> None:
+    with db.write() as conn:
+        conn.execute(
+            sa.update(s.duty_runs)
+            .where(s.duty_runs.c.name == name)
+            .values(finished_at=now(), result=json.dumps(summary, default=str), error=error)
+        )
 
 
 class Maintenance:
-    def __init__(self, db: Database, duties: list[Duty], tick: float = 1.0) -> None:
+    def __init__(self, db: Database, duties: list[Duty], tick: float = 1.0, renew_every: float | None = None) -> None:
         self.db = db
-        self.duties = [d for d in duties if d.interval > 0]
+        self.duties = [d for d in duties if d.interval > 0 or d.on_request]
         self.tick = tick
+        self.renew_every = renew_every  # None: a quarter of the lease's time
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._requests_failing = False
 
     def start(self) -> None:
         for duty in self.duties:  # first runs one interval after start, not in the middle of it
@@ -51,19 +113,50 @@ class Maintenance:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.tick):
-            for duty in self.duties:
-                if time.monotonic() - duty.last < duty.interval:
+            self.run_due()
+
+    def run_due(self) -> None:
+        """One pass: every duty whose interval has passed or that was requested, each under its lease."""
+        requested: set[str] = set()
+        if any(d.on_request for d in self.duties):
+            try:
+                requested = _requested(self.db)
+                self._requests_failing = False
+            except Exception as exc:  # the database is away: said once, not at every tick
+                if not self._requests_failing:
+                    _log.error("maintenance failed", duty="requests", error=str(exc))
+                self._requests_failing = True
+        for duty in self.duties:
+            scheduled = duty.interval > 0 and time.monotonic() - duty.last >= duty.interval
+            if not scheduled and duty.name not in requested:
+                continue
+            duty.last = time.monotonic()
+            try:
+                lease = leases.Lease(self.db, duty.name, self.holder, leases.ttl_for(duty.interval), self.renew_every)
+                if not lease.acquire():
                     continue
-                duty.last = time.monotonic()
                 try:
-                    # The lease outlives one run comfortably; it is released when the run ends.
-                    if not leases.acquire(self.db, duty.name, self.holder, ttl=max(600.0, duty.interval * 2)):
-                        continue
-                    try:
-                        result = duty.action()
-                        summary = result.as_dict() if hasattr(result, "as_dict") else result
-                        _log.info("maintenance", duty=duty.name, result=summary)
-                    finally:
-                        leases.release(self.db, duty.name, self.holder)
-                except Exception as exc:  # a failed run is logged and retried at the next interval
-                    _log.error("maintenance failed", duty=duty.name, error=str(exc))
+                    # A requested run another replica did meanwhile (it held the lease) satisfied it.
+                    if scheduled or duty.name in _requested(self.db):
+                        with leases.running(lease):
+                            self._run(duty)
+                finally:
+                    lease.release()
+            except leases.LeaseLost:  # another process runs it now: ours stopped at its last step
+                _log.warning("maintenance lease lost", duty=duty.name)
+            except Exception as exc:  # a failed run is logged and retried at the next interval
+                _log.error("maintenance failed", duty=duty.name, error=str(exc))
+
+    def _run(self, duty: Duty) -> None:
+        if duty.on_request:
+            _started(self.db, duty.name)
+        try:
+            result = duty.action()
+        except BaseException as exc:
+            if duty.on_request:
+                _finished(self.db, duty.name, None, str(exc) or type(exc).__name__)
+            raise
+        summary = result.as_dict() if hasattr(result, "as_dict") else result
+        if duty.on_request:
+            _finished(self.db, duty.name, summary, None)
+        _log.info("maintenance", duty=duty.name, result=summary)

@@ -20,6 +20,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
 from dockyard.services.errors import InvalidInput, ManifestUnknown, NotFound
+from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.tag_rules import immutable_rule
 from dockyard.services.registry.manifests import ManifestService
 
@@ -213,4 +214,8 @@ class RetentionService:
                 .scalars()
                 .all()
             )
-        return sum(len(self.run(name)) for name in due)
+        removed = 0
+        for name in due:
+            leases.heartbeat()
+            removed += len(self.run(name))
+        return removed

@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.audit import FAILURE, Actor, AuditLog, acting_as
+from dockyard.services.lifecycle import leases
 from dockyard.storage.base import BlobStore
 
 SCRUBBER = Actor("system:scrub", "system")
@@ -64,6 +65,7 @@ class Scrubber:
                 if not rows:
                     break
                 for digest, size in rows:
+                    leases.heartbeat()  # a scrub runs for hours: keep its lease while it progresses
                     self._check(digest, int(size), report)
                     if rate_bytes_per_second:
                         # Sleep off any lead over the allowed rate, so pulls keep the disk.

@@ -129,8 +129,11 @@ class ManifestService:
         old_stmt = sa.select(t.manifest_id).where(t.repository_id == repo_id, t.name == tag)
         if not self.db.is_sqlite:
             old_stmt = old_stmt.with_for_update()
-        old = conn.execute(old_stmt).scalar()
-        if old is None:
+        # Until the tag is either inserted by us or found and locked. An INSERT that finds a concurrent
+        # push's row does nothing and locks nothing, so a delete may remove that row before we look
+        # again (PostgreSQL, READ COMMITTED): then insert again. Taking "no row" as "nothing to move"
+        # once updated nothing and left the pushed manifest untagged and unqueued (the GC stress flake).
+        while (old := conn.execute(old_stmt).scalar()) is None:
             inserted = conn.execute(
                 self.db.insert_ignore(
                     s.tags, repository_id=repo_id, name=tag, manifest_id=manifest_id, updated_at=now()
@@ -138,7 +141,6 @@ class ManifestService:
             ).scalar()
             if inserted is not None:
                 return
-            old = conn.execute(old_stmt).scalar()  # a concurrent push created the tag first
         if old != manifest_id:
             refuse_if_immutable(conn, name, tag, "moved to another manifest")
             previous = conn.execute(sa.select(s.manifests.c.digest).where(s.manifests.c.id == old)).scalar()

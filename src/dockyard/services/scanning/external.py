@@ -39,7 +39,10 @@ class HarborAdapterScanner:
         doc: dict[str, Any] = r.json()
         return doc
 
-    def scan(self, repository: str, digest: str, media_type: str) -> list[Finding]:
+    def scan(
+        self, repository: str, digest: str, media_type: str, progress: Callable[[], None] | None = None
+    ) -> list[Finding]:
+        """`progress` is called while waiting for the report (it keeps the caller's claims alive)."""
         body = {
             "registry": {"url": self.registry_url, "authorization": self.pull_authorization(repository)},
             "artifact": {"repository": repository, "digest": digest, "mime_type": media_type},
@@ -65,5 +68,7 @@ class HarborAdapterScanner:
                     raise ExternalScanError(f"scanner adapter report: HTTP {report.status_code} {report.text[:300]}")
                 if time.monotonic() > deadline:
                     raise ExternalScanError(f"scanner adapter did not finish within {self.timeout:.0f} s")
+                if progress is not None:
+                    progress()
                 wait = report.headers.get("refresh-after", "1")
                 time.sleep(min(10.0, max(0.2, float(wait) if wait.isdigit() else 1.0)))

@@ -27,6 +27,7 @@ from dockyard.scan.matcher import Matcher, package_from_stored, package_to_store
 from dockyard.scan.model import Distro, Finding, Package, ScanResult
 from dockyard.scan.vulndb import VulnDB
 from dockyard.services.audit import AuditLog
+from dockyard.services.lifecycle import leases
 from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.storage.base import BlobStore
 
@@ -35,12 +36,22 @@ _log = get_logger("dockyard.scan")
 # Bumped when detectors change what they find: stored layer inventories of older versions are redone.
 SCANNER_VERSION = 1
 MAX_ATTEMPTS = 3
+# A scan's claim on an image (status `scanning`): renewed while the scan progresses; once it runs out
+# (the scanning process died) the image is back in the queue. A crash counts as an attempt, so an
+# image that kills the scanner every time ends `failed` instead of taking it down forever.
+CLAIM_SECONDS = 600.0
 IMAGE_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
 LAYER_MARKERS = ("tar", "rootfs")  # layer media types that hold a filesystem
 
 
 def _now() -> float:
     return time.time()
+
+
+def _claimable(c: Any, t: float) -> Any:
+    """Queued, or claimed by a scan that stopped renewing its claim (its process died)."""
+    abandoned = sa.and_(c.status == "scanning", sa.or_(c.claim_expires.is_(None), c.claim_expires < t))
+    return sa.or_(c.status == "queued", abandoned)
 
 
 @dataclass
@@ -87,6 +98,7 @@ class ScanService:
         self.matcher = Matcher(vulndb)
         self.external = external
         self._startup_checked = False
+        self._claim_renewed = 0.0
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -116,10 +128,11 @@ class ScanService:
             self.enqueue(conn, repository, digest, requested=True)
 
     def pending(self) -> int:
+        c = s.image_scans.c
         with self.db.engine.connect() as conn:
             return int(
                 conn.execute(
-                    sa.select(sa.func.count()).select_from(s.image_scans).where(s.image_scans.c.status == "queued")
+                    sa.select(sa.func.count()).select_from(s.image_scans).where(_claimable(c, _now()))
                 ).scalar_one()
             )
 
@@ -135,17 +148,49 @@ class ScanService:
         result = ScanRun()
         c = s.image_scans.c
         for _ in range(limit):
+            leases.heartbeat()
             with self.db.engine.connect() as conn:
                 row = conn.execute(
-                    sa.select(c.digest, c.repository, c.requested, c.attempts)
-                    .where(c.status == "queued")
+                    sa.select(c.digest, c.repository, c.requested, c.attempts, c.status)
+                    .where(_claimable(c, _now()))
                     .order_by(c.queued_at)
                     .limit(1)
                 ).first()
             if row is None:
                 break
+            if row.status == "scanning" and int(row.attempts) >= MAX_ATTEMPTS:
+                error = f"the scan stopped without a result {row.attempts} times (did the scanning process die?)"
+                self._set(row.digest, status="failed", error=error)
+                _log.warning("scan failed", digest=row.digest, error=error)
+                result.failed += 1
+                continue
             self._scan_one(row.digest, row.repository, bool(row.requested), int(row.attempts), result)
         return result
+
+    def _claim(self, digest: str, attempts: int) -> bool:
+        """Take the image (queued, or abandoned by a dead scan) in one statement: False if another got it."""
+        c, t = s.image_scans.c, _now()
+        with self.db.write() as conn:
+            claimed = conn.execute(
+                sa.update(s.image_scans)
+                .where(c.digest == digest, _claimable(c, t))
+                .values(status="scanning", attempts=attempts + 1, claim_expires=t + CLAIM_SECONDS)
+            ).rowcount
+        self._claim_renewed = time.monotonic()
+        return claimed == 1
+
+    def _progress(self, digest: str) -> None:
+        """Between the steps of a scan: keep the duty's lease and this image's claim alive."""
+        leases.heartbeat()
+        if time.monotonic() - self._claim_renewed >= CLAIM_SECONDS / 4:
+            c = s.image_scans.c
+            with self.db.write() as conn:
+                conn.execute(
+                    sa.update(s.image_scans)
+                    .where(c.digest == digest, c.status == "scanning")
+                    .values(claim_expires=_now() + CLAIM_SECONDS)
+                )
+            self._claim_renewed = time.monotonic()
 
     def _set(self, digest: str, **values: Any) -> None:
         with self.db.write() as conn:
@@ -156,9 +201,13 @@ class ScanService:
             self._set(digest, status="skipped")
             out.skipped += 1
             return
-        self._set(digest, status="scanning", attempts=attempts + 1)
+        if not self._claim(digest, attempts):
+            return
         try:
             self._scan(digest, repository, out)
+        except leases.LeaseLost:  # another process scans now: back in the queue, not this image's fault
+            self._set(digest, status="queued", attempts=attempts)
+            raise
         except Exception as exc:  # one bad image must not stop the queue
             _log.warning("scan failed", digest=digest, error=str(exc))
             status = "failed" if attempts + 1 >= MAX_ATTEMPTS else "queued"
@@ -207,7 +256,7 @@ class ScanService:
             out.unsupported += 1
             return
         if self.external is not None:
-            findings = self.external.scan(repository, digest, media_type)
+            findings = self.external.scan(repository, digest, media_type, progress=lambda: self._progress(digest))
             with self.db.write() as conn:
                 self._store_result(conn, digest, [], None, findings, scanner=self.external.name)
                 self.audit.record(
@@ -223,6 +272,7 @@ class ScanService:
         for layer in parsed.layers:
             if not any(marker in layer.media_type for marker in LAYER_MARKERS):
                 continue
+            self._progress(digest)
             layers.append(self._layer_inventory(layer.digest, out))
         packages, distro = combine(layers)
         findings = self.matcher.match(packages, distro)
@@ -345,6 +395,7 @@ class ScanService:
         """The scheduled duty: update the database, then re-evaluate every image if anything changed."""
         before = self.vulndb.generation
         for result in self.vulndb.update(sources):
+            leases.heartbeat()  # downloads done: renew the duty's lease (or stop if another has it)
             if isinstance(result, Exception):
                 _log.warning("vulnerability source failed; keeping the last good copy", error=str(result))
         if self.vulndb.generation == before and not self._stale_images():
@@ -384,6 +435,7 @@ class ScanService:
         by_inventory: dict[str, list[Finding]] = {}
         last = ""
         while True:
+            leases.heartbeat()
             with self.db.engine.connect() as conn:
                 rows = conn.execute(
                     sa.select(c.digest, c.repository, c.packages_sha)
