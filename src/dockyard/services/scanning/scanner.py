@@ -134,16 +134,16 @@ class ScanService:
         self._startup_checked = True
         result = ScanRun()
         c = s.image_scans.c
+        tried: set[str] = set()  # a failed image is requeued for a later run, not retried within this one
         for _ in range(limit):
             with self.db.engine.connect() as conn:
-                row = conn.execute(
-                    sa.select(c.digest, c.repository, c.requested, c.attempts)
-                    .where(c.status == "queued")
-                    .order_by(c.queued_at)
-                    .limit(1)
-                ).first()
+                query = sa.select(c.digest, c.repository, c.requested, c.attempts).where(c.status == "queued")
+                if tried:
+                    query = query.where(c.digest.not_in(sorted(tried)))
+                row = conn.execute(query.order_by(c.queued_at).limit(1)).first()
             if row is None:
                 break
+            tried.add(row.digest)
             self._scan_one(row.digest, row.repository, bool(row.requested), int(row.attempts), result)
         return result
 
@@ -160,8 +160,17 @@ class ScanService:
         try:
             self._scan(digest, repository, out)
         except Exception as exc:  # one bad image must not stop the queue
-            _log.warning("scan failed", digest=digest, error=str(exc))
             status = "failed" if attempts + 1 >= MAX_ATTEMPTS else "queued"
+            # The one record of this failure (the run's summary only counts it).
+            _log.warning(
+                "scan failed",
+                digest=digest,
+                repository=repository,
+                error_type=type(exc).__name__,
+                error=str(exc),
+                attempt=attempts + 1,
+                will_retry=status == "queued",
+            )
             self._set(digest, status=status, error=str(exc)[:2000], queued_at=_now())
             out.failed += 1
 
