@@ -33,7 +33,7 @@ from dockyard.storage.base import BlobStore
 _log = get_logger("dockyard.scan")
 
 # Bumped when detectors change what they find: stored layer inventories of older versions are redone.
-SCANNER_VERSION = 1
+SCANNER_VERSION = 2  # 2: Python .egg-info files and eggs
 MAX_ATTEMPTS = 3
 IMAGE_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
 LAYER_MARKERS = ("tar", "rootfs")  # layer media types that hold a filesystem
