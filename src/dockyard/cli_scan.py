@@ -41,6 +41,15 @@ def _vulndb_folder(explicit: Path | None) -> Path:
         raise typer.Exit(2) from None
 
 
+def _stale_after() -> float:
+    from dockyard.scan.model import DEFAULT_STALE_AFTER
+
+    try:
+        return load_settings().vulndb_stale_after_seconds
+    except ConfigError:  # a scan needs no server settings
+        return DEFAULT_STALE_AFTER
+
+
 def scan_command(
     path: Annotated[Path, typer.Argument(help="OCI image layout folder (or its tar) or a `docker save` archive")],
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format")] = Format.table,
@@ -63,7 +72,7 @@ def scan_command(
     from dockyard.scan.inventory import LayerInventory, inventory_image
     from dockyard.scan.layers import ImageError, open_source
     from dockyard.scan.matcher import Matcher, severity_at_least
-    from dockyard.scan.model import ScanResult
+    from dockyard.scan.model import DatabaseInfo, ScanResult
     from dockyard.scan.report import render_cyclonedx, render_json, render_spdx, render_table
     from dockyard.scan.vulndb import SourceError, VulnDB, open_for_cli
 
@@ -93,6 +102,12 @@ def scan_command(
             typer.echo(f"dockyard: the vulnerability database in {folder} is empty", err=True)
             raise typer.Exit(2)
     matcher = Matcher(db) if db is not None else None
+    database = None
+    if db is not None:
+        snap = db.snapshot()
+        database = DatabaseInfo.of(snap.generation, snap.advisories, snap.updated_at, _stale_after())
+        if database.state != "current":
+            typer.echo(f"dockyard: warning: {database.describe()}", err=True)
 
     cache: dict[str, LayerInventory] = {}
     results: list[tuple[str, ScanResult]] = []
@@ -100,7 +115,7 @@ def scan_command(
         for image in images:
             packages, distro = inventory_image(image, cache)
             findings = matcher.match(packages, distro) if matcher is not None else []
-            results.append((image.platform, ScanResult(packages, findings, distro)))
+            results.append((image.platform, ScanResult(packages, findings, distro, database)))
     except (ImageError, OSError, EOFError, tarfile.TarError) as exc:
         typer.echo(f"dockyard: {path}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -131,7 +146,11 @@ def scan_command(
 @vulndb_app.command("update")
 def vulndb_update(
     source: Annotated[
-        list[str] | None, typer.Option("--source", help="OSV zip URL or path (repeatable) [default: settings]")
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="OSV zip URL or path, or a folder of <ecosystem>/all.zip files (repeatable) [default: settings]",
+        ),
     ] = None,
     path: Annotated[Path | None, typer.Option("--path", help="Database folder [default: <data_dir>/vulndb]")] = None,
 ) -> None:

@@ -110,6 +110,7 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         audit,
         settings.scan_on_push,
         external_scanner(settings, tokens),
+        settings.vulndb_stale_after_seconds,
     )
     manifests = ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds, scans.enqueue)
     return Services(
@@ -183,6 +184,8 @@ def maintenance(services: Services) -> Maintenance:
                 "vulndb",
                 s.vulndb_update_interval_seconds,
                 lambda: services.scans.update_vulndb(s.vulndb_sources),
+                # An empty database is updated at once, not one interval (6 h) after start.
+                due_at_start=lambda: services.scans.vulndb.count() == 0,
             ),
         ],
     )

@@ -49,7 +49,7 @@ CREATE INDEX IF NOT EXISTS aliases_by_alias ON aliases (alias);
 CREATE INDEX IF NOT EXISTS aliases_by_advisory ON aliases (source, advisory_id);
 CREATE TABLE IF NOT EXISTS sources (
     url TEXT PRIMARY KEY, checked_at TEXT, updated_at TEXT, etag TEXT, last_modified TEXT, sha256 TEXT,
-    records INTEGER, added INTEGER, changed INTEGER, removed INTEGER, error TEXT);
+    records INTEGER, added INTEGER, changed INTEGER, removed INTEGER, error TEXT, ok_at TEXT);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -73,6 +73,15 @@ class ImportStats:
 
 
 @dataclass(frozen=True)
+class Snapshot:
+    """What matching runs against: the generation, its size, and when its data was last confirmed."""
+
+    generation: int
+    advisories: int
+    updated_at: float | None  # UTC seconds: the least recently checked source's last good check
+
+
+@dataclass(frozen=True)
 class SourceStatus:
     url: str
     checked_at: str | None
@@ -82,6 +91,7 @@ class SourceStatus:
     changed: int
     removed: int
     error: str | None
+    ok_at: str | None = None  # the last check that succeeded (changed or not)
 
 
 def _now() -> str:
@@ -98,6 +108,11 @@ class VulnDB:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        columns = {r[1] for r in self._conn.execute("PRAGMA table_info(sources)")}
+        if "ok_at" not in columns:  # a database file from before ok_at: its last good check is known
+            self._conn.execute("ALTER TABLE sources ADD COLUMN ok_at TEXT")
+            self._conn.execute("UPDATE sources SET ok_at = CASE WHEN error IS NULL THEN checked_at ELSE updated_at END")
+        self._counted: tuple[int, int] | None = None  # (generation, advisories)
 
     def close(self) -> None:
         self._conn.close()
@@ -118,11 +133,26 @@ class VulnDB:
     def count(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM advisories").fetchone()[0])
 
+    def updated_at(self) -> float | None:
+        """When the data was last confirmed current: the oldest of the sources' last successful checks
+        (a database is as old as its stalest source); None when no source was ever read."""
+        row = self._conn.execute("SELECT min(ok_at), count(ok_at) FROM sources").fetchone()
+        if not row or not row[1]:
+            return None
+        return datetime.fromisoformat(row[0]).timestamp()
+
+    def snapshot(self) -> Snapshot:
+        generation = self.generation
+        if self._counted is None or self._counted[0] != generation:  # a count(*) only when the data changed
+            self._counted = (generation, self.count())
+        return Snapshot(generation, self._counted[1], self.updated_at())
+
     def sources(self) -> list[SourceStatus]:
         rows = self._conn.execute(
-            "SELECT url, checked_at, updated_at, records, added, changed, removed, error FROM sources ORDER BY url"
+            "SELECT url, checked_at, updated_at, records, added, changed, removed, error, ok_at FROM sources "
+            "ORDER BY url"
         ).fetchall()
-        return [SourceStatus(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0, r[7]) for r in rows]
+        return [SourceStatus(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6] or 0, r[7], r[8]) for r in rows]
 
     def affected_for(self, ecosystem: str, name: str) -> list[tuple[str, str, Affected]]:
         """(source, advisory id, affected entry) for every advisory naming this package, all releases."""
@@ -165,9 +195,12 @@ class VulnDB:
     # -- importing ---------------------------------------------------------------------------------
 
     def update(self, sources: Iterable[str], timeout: float = 300.0) -> list[ImportStats | SourceError]:
-        """Import every source; one failing source is reported and does not stop the others."""
+        """Import every source; one failing source is reported and does not stop the others.
+
+        A local folder stands for the `<ecosystem>/all.zip` files (or zips) in it: the offline copy of
+        osv.dev's layout."""
         out: list[ImportStats | SourceError] = []
-        for source in sources:
+        for source in expand_sources(sources):
             try:
                 out.append(self.import_source(source, timeout=timeout))
             except SourceError as exc:
@@ -178,13 +211,13 @@ class VulnDB:
     def import_source(self, source: str, timeout: float = 300.0) -> ImportStats:
         with self._fetch(source, timeout) as fetched:
             if fetched is None:
-                self._conn.execute("UPDATE sources SET checked_at = ?, error = NULL WHERE url = ?", (_now(), source))
+                self._mark_current(source)
                 return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
             path, etag, last_modified = fetched
             digest = _file_sha256(path)
             row = self._conn.execute("SELECT sha256 FROM sources WHERE url = ?", (source,)).fetchone()
             if row and row[0] == digest:  # same bytes as last time: nothing to parse
-                self._conn.execute("UPDATE sources SET checked_at = ?, error = NULL WHERE url = ?", (_now(), source))
+                self._mark_current(source)
                 return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
             records = _read_zip(path)
         return self._apply(source, records, digest, etag, last_modified)
@@ -196,6 +229,12 @@ class VulnDB:
             adv = _parse(raw, source)
             records[adv.id] = (hashlib.sha256(raw).hexdigest(), adv)
         return self._apply(source, records, None, None, None)
+
+    def _mark_current(self, source: str) -> None:
+        now = _now()
+        self._conn.execute(
+            "UPDATE sources SET checked_at = ?, ok_at = ?, error = NULL WHERE url = ?", (now, now, source)
+        )
 
     def _records_of(self, source: str) -> int:
         row = self._conn.execute("SELECT records FROM sources WHERE url = ?", (source,)).fetchone()
@@ -245,6 +284,8 @@ class VulnDB:
                 Path(name).unlink(missing_ok=True)
         else:
             path = Path(source.removeprefix("file://"))
+            if path.is_dir():
+                raise SourceError(f"{source}: a folder without <ecosystem>/all.zip files")
             if not path.is_file():
                 raise SourceError(f"{source}: no such file")
             yield path, None, None
@@ -273,11 +314,24 @@ class VulnDB:
             now = _now()
             conn.execute(
                 "INSERT INTO sources (url, checked_at, updated_at, etag, last_modified, sha256, records, added,"
-                " changed, removed, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (url) DO UPDATE SET"
-                " checked_at = excluded.checked_at, updated_at = excluded.updated_at, etag = excluded.etag,"
+                " changed, removed, error, ok_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (url) DO"
+                " UPDATE SET checked_at = excluded.checked_at, updated_at = excluded.updated_at, etag = excluded.etag,"
                 " last_modified = excluded.last_modified, sha256 = excluded.sha256, records = excluded.records,"
-                " added = excluded.added, changed = excluded.changed, removed = excluded.removed, error = NULL",
-                (source, now, now, etag, last_modified, digest, len(records), len(added), len(changed), len(removed)),
+                " added = excluded.added, changed = excluded.changed, removed = excluded.removed, error = NULL,"
+                " ok_at = excluded.ok_at",
+                (
+                    source,
+                    now,
+                    now,
+                    etag,
+                    last_modified,
+                    digest,
+                    len(records),
+                    len(added),
+                    len(changed),
+                    len(removed),
+                    now,
+                ),
             )
             if added or changed or removed:
                 conn.execute(
@@ -359,6 +413,18 @@ def sources_in(path: Path) -> list[str]:
     if path.is_file():
         return [str(path.resolve())]
     return sorted(str(p.resolve()) for p in [*path.glob("*/all.zip"), *path.glob("*.zip")])
+
+
+def expand_sources(sources: Iterable[str]) -> list[str]:
+    """Sources with each local folder replaced by the zips it holds (an empty folder is kept, to fail)."""
+    out: list[str] = []
+    for source in sources:
+        local = None if source.startswith(("http://", "https://")) else Path(source.removeprefix("file://"))
+        if local is not None and local.is_dir():
+            out.extend(sources_in(local) or [source])
+        else:
+            out.append(source)
+    return out
 
 
 def open_for_cli(path: Path, cache_root: Path) -> VulnDB:

@@ -26,6 +26,7 @@ class Duty:
     interval: float  # seconds; 0 = off
     action: Callable[[], object]
     last: float = 0.0
+    due_at_start: Callable[[], bool] | None = None  # true: the first run is at once, not an interval later
 
 
 class Maintenance:
@@ -40,6 +41,8 @@ class Maintenance:
     def start(self) -> None:
         for duty in self.duties:  # first runs one interval after start, not in the middle of it
             duty.last = time.monotonic()
+            if duty.due_at_start is not None and duty.due_at_start():
+                duty.last -= duty.interval
         if self.duties and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="maintenance", daemon=True)
             self._thread.start()
