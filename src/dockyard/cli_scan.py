@@ -152,6 +152,13 @@ def vulndb_update(
             help="OSV zip URL or path, or a folder of <ecosystem>/all.zip files (repeatable) [default: settings]",
         ),
     ] = None,
+    severity_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--severity-source",
+            help="NVD CVE API 2.0 JSON file, URL or folder rating CVEs (repeatable) [default: settings]",
+        ),
+    ] = None,
     path: Annotated[Path | None, typer.Option("--path", help="Database folder [default: <data_dir>/vulndb]")] = None,
 ) -> None:
     """Download and import the configured OSV sources; a failed source keeps its last good copy."""
@@ -164,7 +171,8 @@ def vulndb_update(
         raise typer.Exit(2) from None
     db = VulnDB(path or settings.resolved_vulndb_path)
     failed = 0
-    for result in db.update(source or settings.vulndb_sources):
+    severities = severity_source if severity_source is not None else settings.vulndb_severity_sources
+    for result in [*db.update(source or settings.vulndb_sources), *db.update_severities(severities)]:
         if isinstance(result, SourceError):
             failed += 1
             typer.echo(f"failed  {result}", err=True)

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     vulndb_update_interval_seconds: float = Field(
         21600, ge=0, description="How often the vulnerability database is updated; 0 turns the schedule off."
     )
+    vulndb_severity_sources: list[str] = Field(
+        default_factory=list,
+        description="CVSS ratings of CVEs for advisories that carry none (Debian's, Alpine's): NVD CVE API 2.0 "
+        "JSON files or URLs (the NVD feeds nvdcve-2.0-<year>.json.gz, plain, .gz or .zip), or folders of them; "
+        "updated with the advisories.",
+    )
     vulndb_stale_after_seconds: float = Field(
         7 * 86400,
         gt=0,

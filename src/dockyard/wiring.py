@@ -111,6 +111,7 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         settings.scan_on_push,
         external_scanner(settings, tokens),
         settings.vulndb_stale_after_seconds,
+        settings.vulndb_severity_sources,
     )
     manifests = ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds, scans.enqueue)
     return Services(

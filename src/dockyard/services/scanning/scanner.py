@@ -80,6 +80,7 @@ class ScanService:
         scan_on_push: bool = True,
         external: HarborAdapterScanner | None = None,
         stale_after: float = DEFAULT_STALE_AFTER,
+        severity_sources: Iterable[str] = (),
     ) -> None:
         self.db = db
         self.store = store
@@ -90,6 +91,7 @@ class ScanService:
         self.external = external
         self._startup_checked = False
         self.stale_after = stale_after
+        self.severity_sources = list(severity_sources)  # CVSS of CVEs (NVD), updated with the advisories
         self._warned_state: str | None = None  # the database state last warned about (once per change)
 
     # -- the queue --------------------------------------------------------------------------------
@@ -363,7 +365,7 @@ class ScanService:
     def update_vulndb(self, sources: Iterable[str]) -> Reevaluation | None:
         """The scheduled duty: update the database, then re-evaluate every image if anything changed."""
         before = self.vulndb.generation
-        results = self.vulndb.update(sources)
+        results = [*self.vulndb.update(sources), *self.vulndb.update_severities(self.severity_sources)]
         failed = [r for r in results if isinstance(r, Exception)]
         for result in failed:
             _log.warning("vulnerability source failed; keeping the last good copy", error=str(result))
@@ -423,9 +425,12 @@ class ScanService:
                 if not rows:
                     break
                 digests = [r.digest for r in rows]
-                old: dict[str, set[str]] = {d: set() for d in digests}
-                for d, a in conn.execute(sa.select(f.digest, f.advisory_id).where(f.digest.in_(digests))):
-                    old[d].add(a)
+                # Findings compared with their rating: a severity source's update re-rates stored findings.
+                old: dict[str, set[tuple[str, str, float | None]]] = {d: set() for d in digests}
+                for d, a, sev, score in conn.execute(
+                    sa.select(f.digest, f.advisory_id, f.severity, f.score).where(f.digest.in_(digests))
+                ):
+                    old[d].add((a, sev, score))
                 unseen = [r.digest for r in rows if r.packages_sha is None or r.packages_sha not in by_inventory]
                 inventories = {
                     d: p for d, p in conn.execute(sa.select(c.digest, c.packages).where(c.digest.in_(unseen)))
@@ -443,10 +448,10 @@ class ScanService:
                     findings = self.matcher.match_stored(orjson.loads(inventories[row.digest]))
                     if row.packages_sha:
                         by_inventory[row.packages_sha] = findings
-                new_ids = {x.advisory_id for x in findings}
-                if new_ids != old[row.digest]:
+                new = {(x.advisory_id, x.severity, x.score) for x in findings}
+                if new != old[row.digest]:
                     changed[row.digest] = findings
-                    gained = sorted(new_ids - old[row.digest])
+                    gained = sorted({x[0] for x in new} - {x[0] for x in old[row.digest]})
                     if gained:
                         out.gained[row.digest] = gained
                         events.append(
