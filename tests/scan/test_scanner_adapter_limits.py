@@ -176,3 +176,14 @@ def test_layer_cache_is_bounded_and_expires(clock: Clock) -> None:
     assert len(cache) == 2 and cache.get("b") is None and cache.get("c") is c
     clock.now += 101
     assert cache.get("a") is None and cache.get("c") is None
+
+
+def test_the_registry_side_takes_the_adapter_credential_as_a_secret_setting_too() -> None:
+    from pydantic import SecretStr
+
+    from dockyard.services.scanning.external import HarborAdapterScanner
+
+    for value in (SECRET, SecretStr(SECRET)):
+        scanner = HarborAdapterScanner("http://adapter.test", "http://r.test", lambda repo: "", value)
+        assert scanner.headers == {"Authorization": SECRET}
+    assert HarborAdapterScanner("http://adapter.test", "http://r.test", lambda repo: "").headers == {}

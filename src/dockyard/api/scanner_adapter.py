@@ -36,7 +36,7 @@ from dockyard import __version__
 from dockyard.scan import harbor
 from dockyard.scan.inventory import LayerInventory, inventory_image
 from dockyard.scan.matcher import Matcher
-from dockyard.scan.model import ScanResult
+from dockyard.scan.model import DatabaseInfo, ScanResult
 from dockyard.scan.remote import RemoteImage
 from dockyard.scan.report import render_json
 from dockyard.scan.vulndb import VulnDB
@@ -224,7 +224,9 @@ def create_adapter_app(
             with lock:
                 matcher.refresh()
                 findings = matcher.match(packages, distro)
-            job.result = ScanResult(packages, findings, distro)
+                snap = vulndb.snapshot()
+            database = DatabaseInfo.of(snap.generation, snap.advisories, snap.updated_at)
+            job.result = ScanResult(packages, findings, distro, database)
         except Exception as exc:  # reported to the client as the job's error
             job.error = str(exc)
         finally:
