@@ -41,6 +41,15 @@ def _vulndb_folder(explicit: Path | None) -> Path:
         raise typer.Exit(2) from None
 
 
+def _stale_after() -> float:
+    from dockyard.scan.model import DEFAULT_STALE_AFTER
+
+    try:
+        return load_settings().vulndb_stale_after_seconds
+    except ConfigError:  # a scan needs no server settings
+        return DEFAULT_STALE_AFTER
+
+
 def scan_command(
     path: Annotated[Path, typer.Argument(help="OCI image layout folder (or its tar) or a `docker save` archive")],
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format")] = Format.table,
@@ -63,7 +72,7 @@ def scan_command(
     from dockyard.scan.inventory import LayerInventory, inventory_image
     from dockyard.scan.layers import ImageError, open_source
     from dockyard.scan.matcher import Matcher, severity_at_least
-    from dockyard.scan.model import ScanResult
+    from dockyard.scan.model import DatabaseInfo, ScanResult
     from dockyard.scan.report import render_cyclonedx, render_json, render_spdx, render_table
     from dockyard.scan.vulndb import SourceError, VulnDB, open_for_cli
 
@@ -93,6 +102,12 @@ def scan_command(
             typer.echo(f"dockyard: the vulnerability database in {folder} is empty", err=True)
             raise typer.Exit(2)
     matcher = Matcher(db) if db is not None else None
+    database = None
+    if db is not None:
+        snap = db.snapshot()
+        database = DatabaseInfo.of(snap.generation, snap.advisories, snap.updated_at, _stale_after())
+        if database.state != "current":
+            typer.echo(f"dockyard: warning: {database.describe()}", err=True)
 
     cache: dict[str, LayerInventory] = {}
     results: list[tuple[str, ScanResult]] = []
@@ -100,7 +115,7 @@ def scan_command(
         for image in images:
             packages, distro = inventory_image(image, cache)
             findings = matcher.match(packages, distro) if matcher is not None else []
-            results.append((image.platform, ScanResult(packages, findings, distro)))
+            results.append((image.platform, ScanResult(packages, findings, distro, database)))
     except (ImageError, OSError, EOFError, tarfile.TarError) as exc:
         typer.echo(f"dockyard: {path}: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -131,7 +146,18 @@ def scan_command(
 @vulndb_app.command("update")
 def vulndb_update(
     source: Annotated[
-        list[str] | None, typer.Option("--source", help="OSV zip URL or path (repeatable) [default: settings]")
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="OSV zip URL or path, or a folder of <ecosystem>/all.zip files (repeatable) [default: settings]",
+        ),
+    ] = None,
+    severity_source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--severity-source",
+            help="NVD CVE API 2.0 JSON file, URL or folder rating CVEs (repeatable) [default: settings]",
+        ),
     ] = None,
     path: Annotated[Path | None, typer.Option("--path", help="Database folder [default: <data_dir>/vulndb]")] = None,
 ) -> None:
@@ -145,7 +171,8 @@ def vulndb_update(
         raise typer.Exit(2) from None
     db = VulnDB(path or settings.resolved_vulndb_path)
     failed = 0
-    for result in db.update(source or settings.vulndb_sources):
+    severities = severity_source if severity_source is not None else settings.vulndb_severity_sources
+    for result in [*db.update(source or settings.vulndb_sources), *db.update_severities(severities)]:
         if isinstance(result, SourceError):
             failed += 1
             typer.echo(f"failed  {result}", err=True)
@@ -190,22 +217,68 @@ def scanner_adapter_command(
     ] = None,
     authorization: Annotated[
         str | None,
-        typer.Option(help="Authorization header value clients must send (Harbor's 'access credential')"),
+        typer.Option(
+            envvar="DOCKYARD_ADAPTER_AUTHORIZATION",
+            help="Authorization header value clients must send (Harbor's 'access credential'); required "
+            "unless --insecure-no-auth. Prefer the environment variable: a command line is visible to all users",
+        ),
     ] = None,
+    allow_registry: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-registry",
+            envvar="DOCKYARD_ADAPTER_ALLOW_REGISTRIES",
+            help="A registry the adapter may pull from (repeatable; the variable takes them space-separated): "
+            "a host (any port), host:port, or a URL such as https://harbor.example.com. Required",
+        ),
+    ] = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option("--insecure-no-auth", help="Serve without an authorization check (a test setup only)")
+    ] = False,
     workers: Annotated[int, typer.Option(help="Images scanned at once")] = 2,
+    max_jobs: Annotated[int, typer.Option(min=1, help="Scan jobs kept at once (running and finished)")] = 1000,
+    job_ttl: Annotated[float, typer.Option(min=1, help="Seconds a finished job's report stays available")] = 3600.0,
+    layer_cache: Annotated[int, typer.Option(min=0, help="Layer inventories kept in memory (by digest)")] = 256,
 ) -> None:
     """Serve this scanner over the Harbor Scanner Adapter API v1.1 (for Harbor, or another Dockyard)."""
     import uvicorn
 
-    from dockyard.api.scanner_adapter import create_adapter_app
+    from dockyard.api.scanner_adapter import AdapterConfigError, JobTable, LayerCache, create_adapter_app
     from dockyard.scan.vulndb import VulnDB
 
+    if not authorization and not insecure_no_auth:
+        typer.echo(
+            "dockyard: the scanner adapter needs --authorization (or DOCKYARD_ADAPTER_AUTHORIZATION): it pulls "
+            "from registries for whoever calls it. Use --insecure-no-auth to run without a check.",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if not allow_registry:
+        typer.echo(
+            "dockyard: the scanner adapter needs the registries it may pull from: --allow-registry HOST or URL "
+            "(repeatable, or DOCKYARD_ADAPTER_ALLOW_REGISTRIES)",
+            err=True,
+        )
+        raise typer.Exit(2)
     folder = _vulndb_folder(vulndb)
     db = VulnDB(folder)
     if db.count() == 0:
         typer.echo(f"dockyard: the vulnerability database in {folder} is empty: run `dockyard vulndb update`", err=True)
         raise typer.Exit(2)
-    uvicorn.run(create_adapter_app(db, authorization, workers), host=host, port=port, log_level="warning")
+    try:
+        app = create_adapter_app(
+            db,
+            authorization or None,
+            workers,
+            allowed_registries=allow_registry or [],
+            allow_anonymous=insecure_no_auth,
+            jobs=JobTable(max_jobs, job_ttl),
+            layer_cache=LayerCache(layer_cache),
+        )
+    except AdapterConfigError as exc:
+        typer.echo(f"dockyard: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def register(app: typer.Typer) -> None:

@@ -100,6 +100,18 @@ class Settings(BaseSettings):
     vulndb_update_interval_seconds: float = Field(
         21600, ge=0, description="How often the vulnerability database is updated; 0 turns the schedule off."
     )
+    vulndb_severity_sources: list[str] = Field(
+        default_factory=list,
+        description="CVSS ratings of CVEs for advisories that carry none (Debian's, Alpine's): NVD CVE API 2.0 "
+        "JSON files or URLs (the NVD feeds nvdcve-2.0-<year>.json.gz, plain, .gz or .zip), or folders of them; "
+        "updated with the advisories.",
+    )
+    vulndb_stale_after_seconds: float = Field(
+        7 * 86400,
+        gt=0,
+        description="A vulnerability database whose sources were last read successfully longer ago than this "
+        "is reported as stale (in scan reports, GET /api/v1/vulndb, the metrics and the log).",
+    )
     scan_on_push: bool = Field(True, description="Scan images when they are pushed (projects can override it).")
     scan_interval_seconds: float = Field(2, gt=0, description="How often the scan queue is looked at.")
     scan_allowlist: list[str] = Field(

@@ -112,6 +112,8 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         audit,
         settings.scan_on_push,
         external_scanner(settings, tokens),
+        settings.vulndb_stale_after_seconds,
+        settings.vulndb_severity_sources,
     )
     manifests = ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds, scans.enqueue)
     return Services(
@@ -193,6 +195,8 @@ def maintenance(services: Services) -> Maintenance:
                 s.vulndb_update_interval_seconds,
                 lambda: services.scans.update_vulndb(s.vulndb_sources),
                 on_request=True,  # POST /vulndb/update asks for it: downloads never run in a request
+                # An empty database is updated at once, not one interval (6 h) after start.
+                due_at_start=lambda: services.scans.vulndb.count() == 0,
             ),
         ],
     )

@@ -6,6 +6,7 @@ project's "no unscanned pulls" rule), and the registry stores the findings it re
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ def adapter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = open(folder / "adapter.log", "wb")  # noqa: SIM115 (kept open for the process's life)
     proc = subprocess.Popen(
         [str(DOCKYARD), "scanner-adapter", "--port", str(port), "--vulndb", str(folder / "vulndb"),
-         "--authorization", SECRET],
+         "--allow-registry", "127.0.0.1"],
+        env={**os.environ, "DOCKYARD_ADAPTER_AUTHORIZATION": SECRET},
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
@@ -81,6 +83,13 @@ def test_adapter_protocol(adapter: str) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["message"]
     assert httpx.post(f"{adapter}/api/v1/scan", content=b"{", headers={"Authorization": SECRET}).status_code == 400
     assert httpx.get(f"{adapter}/api/v1/scan/nope/report", headers={"Authorization": SECRET}).status_code == 404
+    # Only the registries it was told about: nothing else is fetched for a caller.
+    metadata_service = {
+        "registry": {"url": "http://169.254.169.254"},
+        "artifact": {"repository": "a/b", "digest": "sha256:" + "0" * 64},
+    }
+    refused = httpx.post(f"{adapter}/api/v1/scan", json=metadata_service, headers={"Authorization": SECRET})
+    assert refused.status_code == 403 and "allow-list" in refused.json()["error"]["message"]
     # A registry that is not there: the job fails and its report says why.
     nowhere = {
         "registry": {"url": "http://127.0.0.1:1"},
@@ -94,6 +103,15 @@ def test_adapter_protocol(adapter: str) -> None:
             break
         time.sleep(0.1)
     assert report.status_code == 500 and report.json()["error"]["message"]
+
+
+def test_adapter_refuses_to_start_unprotected(tmp_path: Path) -> None:
+    env = {"DOCKYARD_DATA_DIR": str(tmp_path), "PATH": os.environ.get("PATH", "")}
+    cmd = [str(DOCKYARD), "scanner-adapter", "--port", str(free_port()), "--vulndb", str(tmp_path)]
+    no_auth = subprocess.run([*cmd, "--allow-registry", "127.0.0.1"], capture_output=True, text=True, env=env)
+    assert no_auth.returncode == 2 and "--authorization" in no_auth.stderr
+    no_list = subprocess.run(cmd, capture_output=True, text=True, env={**env, "DOCKYARD_ADAPTER_AUTHORIZATION": SECRET})
+    assert no_list.returncode == 2 and "allow" in no_list.stderr
 
 
 def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -126,3 +126,82 @@ def test_stored_packages_keep_every_field() -> None:
     stored = package_to_stored(pkg)
     assert set(stored) == {f.name for f in fields(Package)}
     assert package_from_stored(stored) == pkg
+
+
+def _pkg_info(name: str, version: str, licence: str = "MIT") -> bytes:
+    return f"Metadata-Version: 1.1\nName: {name}\nVersion: {version}\nLicense: {licence}\n".encode()
+
+
+def _zipped_egg(name: str, version: str) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as egg:
+        egg.writestr("EGG-INFO/PKG-INFO", _pkg_info(name, version))
+        egg.writestr(f"{name}/__init__.py", b"")
+    return buf.getvalue()
+
+
+def test_every_python_install_form_is_found_in_any_path(tmp_path: Path) -> None:
+    dist = "usr/lib/python3/dist-packages"
+    site = "usr/local/lib/python2.7/site-packages"
+    layout = write_layout(
+        tmp_path / "img",
+        [
+            layer_tar(
+                {
+                    "etc/os-release": DEBIAN_11,
+                    f"{dist}/attrs-21.0.0.dist-info/METADATA": _pkg_info("attrs", "21.0.0"),
+                    f"{dist}/chardet.egg-info/PKG-INFO": _pkg_info("chardet", "3.0.4"),
+                    # distutils' install_egg_info: the metadata is the .egg-info file itself
+                    f"{dist}/six-1.16.0.egg-info": _pkg_info("six", "1.16.0"),
+                    f"{site}/simplejson-3.0-py2.7.egg/EGG-INFO/PKG-INFO": _pkg_info("simplejson", "3.0"),
+                    f"{site}/simplejson-3.0-py2.7.egg/EGG-INFO/top_level.txt": b"simplejson\n",
+                    f"{site}/Paste-1.0-py2.7.egg": _zipped_egg("Paste", "1.0"),  # a zipped egg
+                    "srv/app/vendor/requests-2.19.1.dist-info/METADATA": _pkg_info("requests", "2.19.1"),
+                    f"{dist}/not-metadata.egg-info.txt": _pkg_info("nope", "1"),
+                }
+            ),
+            layer_tar({f"{dist}/six-1.16.0.egg-info": None}),  # removed again: a whiteout hides the file form too
+            layer_tar({f"{dist}/six-1.17.0.egg-info": _pkg_info("six", "1.17.0")}),
+        ],
+    )
+    found = {(p.ecosystem, p.name, p.version, p.path) for p in packages_of(layout)}
+    assert found == {
+        (PYPI, "attrs", "21.0.0", f"{dist}/attrs-21.0.0.dist-info/METADATA"),
+        (PYPI, "chardet", "3.0.4", f"{dist}/chardet.egg-info/PKG-INFO"),
+        (PYPI, "six", "1.17.0", f"{dist}/six-1.17.0.egg-info"),
+        (PYPI, "simplejson", "3.0", f"{site}/simplejson-3.0-py2.7.egg/EGG-INFO/PKG-INFO"),
+        (PYPI, "Paste", "1.0", f"{site}/Paste-1.0-py2.7.egg"),
+        (PYPI, "requests", "2.19.1", "srv/app/vendor/requests-2.19.1.dist-info/METADATA"),
+    }
+
+
+def _package_json(name: str, version: str) -> bytes:
+    return f'{{"name": "{name}", "version": "{version}", "license": "MIT"}}'.encode()
+
+
+def test_npm_packages_at_every_node_modules_depth_scoped_or_not(tmp_path: Path) -> None:
+    nm = "srv/app/node_modules"
+    files: dict[str, bytes | Path | None] = {
+        f"{nm}/a/package.json": _package_json("a", "1.0.0"),
+        f"{nm}/@s/b/package.json": _package_json("@s/b", "2.0.0"),
+        f"{nm}/a/node_modules/c/package.json": _package_json("c", "3.0.0"),
+        f"{nm}/a/node_modules/@s/d/package.json": _package_json("@s/d", "4.0.0"),
+        f"{nm}/a/node_modules/c/node_modules/e/node_modules/@t/f/package.json": _package_json("@t/f", "5.0.0"),
+        "usr/lib/node_modules/npm/package.json": _package_json("npm", "9.0.0"),  # the global prefix
+        # A package's own files, not packages: a test fixture and a build folder.
+        f"{nm}/a/test/fixtures/package.json": _package_json("fixture", "0.0.1"),
+        f"{nm}/a/lib/package.json": _package_json("a-lib", "0.0.1"),
+    }
+    layout = write_layout(tmp_path / "img", [layer_tar(files)])
+    found = {(p.name, p.version, p.purl) for p in packages_of(layout) if p.ecosystem == NPM}
+    assert found == {
+        ("a", "1.0.0", "pkg:npm/a@1.0.0"),
+        ("@s/b", "2.0.0", "pkg:npm/%40s/b@2.0.0"),
+        ("c", "3.0.0", "pkg:npm/c@3.0.0"),
+        ("@s/d", "4.0.0", "pkg:npm/%40s/d@4.0.0"),
+        ("@t/f", "5.0.0", "pkg:npm/%40t/f@5.0.0"),
+        ("npm", "9.0.0", "pkg:npm/npm@9.0.0"),
+    }

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from dockyard.oci import mediatypes as mt
 from dockyard.scan.vulndb import VulnDB
@@ -221,3 +222,16 @@ def test_an_update_made_elsewhere_is_picked_up_by_the_scan_duty(svc: Services, n
     other.close()
     svc.scans.run()  # the next pass of the scan duty notices the new generation
     assert "GHSA-p6mc-m468-83gw" in advisories(svc, web)
+
+
+def test_one_scan_failure_is_logged_once_per_run_with_its_type(svc: Services) -> None:
+    """A failing image is requeued for the next run, not retried (and logged again) within the same run."""
+    bad = image(svc, "team/bad", [b"\x1f\x8b\x08\x00 definitely not gzip"], "x")
+    with structlog.testing.capture_logs() as logs:
+        run = svc.scans.run()
+    failures = [e for e in logs if e["event"] == "scan failed"]
+    assert run.failed == 1 and len(failures) == 1
+    assert failures[0]["digest"] == bad and failures[0]["error_type"] and failures[0]["error"]
+    assert failures[0]["will_retry"] is True
+    status = svc.scans.status(bad)
+    assert status is not None and status["status"] == "queued"

@@ -114,6 +114,9 @@ class StorageUsageCollector:
                 quota.add_metric([project.name], project.quota_bytes)
         pending.add_metric([], self.services.collector.pending())
         yield from (used, quota, pending)
+        from dockyard.services.scanning.scanner import vulndb_metrics  # loaded with the services, not here
+
+        yield from vulndb_metrics(self.services.scans)
 
 
 def _scrape(services: Services) -> bytes:

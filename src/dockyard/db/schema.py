@@ -351,6 +351,10 @@ image_scans = sa.Table(
     sa.Column("queued_at", Timestamp, nullable=False),
     sa.Column("scanned_at", Timestamp, nullable=True),
     sa.Column("vulndb_generation", sa.Integer, nullable=True),
+    # What the built-in scanner matched against: advisories in the database (0: no data, so "not
+    # scanned" for the pull gate) and when its sources were last checked successfully.
+    sa.Column("vulndb_advisories", sa.Integer, nullable=True),
+    sa.Column("vulndb_updated_at", Timestamp, nullable=True),
     sa.Column("distro", sa.String(64), nullable=True),
     sa.Column("packages", sa.Text, nullable=True),  # JSON: the combined inventory, for re-evaluation
     sa.Column("packages_sha", sa.String(64), nullable=True),  # its hash: equal inventories match once

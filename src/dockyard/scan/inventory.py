@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from packageurl import PackageURL
 
@@ -147,9 +147,17 @@ def _purl_with_distro(purl_text: str, ecosystem: str, distro: Distro) -> str:
     return str(PackageURL(purl.type, namespace, purl.name, purl.version, qualifiers).to_string())
 
 
+class InventoryCache(Protocol):
+    """Layer inventories by digest: a dict, or a bounded cache (the scanner adapter's)."""
+
+    def get(self, digest: str, /) -> LayerInventory | None: ...
+
+    def __setitem__(self, digest: str, inventory: LayerInventory, /) -> None: ...
+
+
 def inventory_image(
     image: Image,
-    cache: dict[str, LayerInventory] | None = None,
+    cache: InventoryCache | None = None,
     detectors: Iterable[Detector] | None = None,
 ) -> tuple[list[Package], Distro | None]:
     """Inventory every layer not already in `cache` (by digest), then combine."""

@@ -105,14 +105,27 @@ class Matcher:
             adv = self.db.advisory(source, advisory_id)
             assert adv is not None
             if adv.severity == "UNKNOWN":
-                # Feeds without scores (Debian, Alpine, Go) borrow the highest one given for the same CVE.
-                for alias in adv.aliases:
-                    borrowed = self.db.severity_of_alias(alias)
-                    if borrowed is not None:
-                        adv = _with_severity(adv, *borrowed)
-                        break
+                borrowed = self._borrowed_severity(adv)
+                if borrowed is not None:
+                    adv = _with_severity(adv, *borrowed)
             self._advisories[key] = adv
         return adv
+
+    def _borrowed_severity(self, adv: Advisory) -> tuple[str, float | None] | None:
+        """A severity for an advisory that gives none of its own (Debian's, Alpine's, many of Go's).
+
+        In order, the first that knows one wins: the CVSS of its CVEs from the severity sources (NVD);
+        the CVSS another advisory in the database gives the same CVE or alias (a GHSA, an Ubuntu record);
+        the distribution's own urgency. Where an advisory covers several CVEs, the worst of them.
+        """
+        cves = [a for a in (adv.id, *adv.aliases) if a.upper().startswith("CVE-")]
+        for lookup, ids in ((self.db.cve_severity, cves), (self.db.severity_of_alias, adv.aliases)):
+            rated = [r for r in map(lookup, ids) if r is not None]
+            if rated:
+                return max(rated, key=lambda r: (r[1] if r[1] is not None else -1.0, -_RANK.get(r[0], 5)))
+        if adv.urgency != "UNKNOWN":
+            return adv.urgency, None
+        return None
 
     def match(self, packages: Iterable[Package], distro: Distro | None = None) -> list[Finding]:
         findings: list[Finding] = []
@@ -189,7 +202,9 @@ def package_from_stored(d: dict[str, Any]) -> Package:
 
 
 def _with_severity(adv: Advisory, severity: str, score: float | None) -> Advisory:
-    return Advisory(adv.id, adv.modified, adv.summary, adv.aliases, severity, score, adv.link, adv.withdrawn, ())
+    return Advisory(
+        adv.id, adv.modified, adv.summary, adv.aliases, severity, score, adv.link, adv.withdrawn, (), adv.urgency
+    )
 
 
 _RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3, "UNKNOWN": 4}

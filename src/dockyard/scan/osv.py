@@ -79,6 +79,9 @@ class Advisory:
     link: str
     withdrawn: bool
     affected: tuple[Affected, ...]
+    # The distribution's own rating (Debian's urgency, Ubuntu's priority) as a severity, or UNKNOWN:
+    # the last resort when no CVSS is known for the advisory or its CVEs.
+    urgency: str = "UNKNOWN"
 
 
 class RecordError(ValueError):
@@ -93,6 +96,7 @@ def parse_record(doc: Any) -> Advisory:
         aliases += [a for a in doc.get(key) or [] if isinstance(a, str) and _CVE.match(a)]
     aliases = list(dict.fromkeys(a for a in aliases if a != doc["id"]))
     severity, score = _severity(doc)
+    urgency = _urgency(doc)
     affected = []
     for entry in doc.get("affected") or []:
         pkg = entry.get("package") or {}
@@ -116,6 +120,7 @@ def parse_record(doc: Any) -> Advisory:
         affected.append(Affected(base, release, normalize_name(base, pkg["name"]), ranges, versions))
         if severity == "UNKNOWN":
             severity, score = _severity(entry)
+        urgency = _worst(urgency, _urgency(entry))
     return Advisory(
         id=doc["id"],
         modified=doc["modified"],
@@ -126,6 +131,7 @@ def parse_record(doc: Any) -> Advisory:
         link=_link(doc),
         withdrawn=bool(doc.get("withdrawn")),
         affected=tuple(affected),
+        urgency=urgency,
     )
 
 
@@ -150,6 +156,44 @@ def _severity(doc: dict[str, Any]) -> tuple[str, float | None]:
     if label in ("CRITICAL", "HIGH", "MEDIUM", "LOW"):
         return label, None
     return "UNKNOWN", None
+
+
+# Distribution ratings (Debian urgency, Ubuntu priority, SUSE/Red Hat labels) as severities. Debian's
+# "unimportant" is still a finding, so LOW; "not yet assigned", "end-of-life", "untriaged" say nothing.
+_URGENCY = {
+    "unimportant": "LOW",
+    "negligible": "LOW",
+    "low": "LOW",
+    "medium": "MEDIUM",
+    "moderate": "MEDIUM",
+    "high": "HIGH",
+    "important": "HIGH",
+    "critical": "CRITICAL",
+}
+_URGENCY_KEYS = ("urgency", "ubuntu_priority", "priority")
+_ORDER = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+
+def _urgency(doc: dict[str, Any]) -> str:
+    """A distribution's own rating of a record or an affected entry, from `ecosystem_specific` or
+    `database_specific` ("urgency": "medium"; Debian may add a suffix, "low*", "medium**")."""
+    found = "UNKNOWN"
+    for key in ("ecosystem_specific", "database_specific"):
+        fields = doc.get(key)
+        if not isinstance(fields, dict):
+            continue
+        for name in _URGENCY_KEYS:
+            value = fields.get(name)
+            if isinstance(value, str):
+                found = _worst(found, _URGENCY.get(value.strip().rstrip("*").lower(), "UNKNOWN"))
+    for item in doc.get("severity") or []:  # Ubuntu publishes its priority as a severity of its own type
+        if isinstance(item, dict) and item.get("type") == "Ubuntu" and isinstance(item.get("score"), str):
+            found = _worst(found, _URGENCY.get(item["score"].lower(), "UNKNOWN"))
+    return found
+
+
+def _worst(a: str, b: str) -> str:
+    return a if _ORDER.index(a) >= _ORDER.index(b) else b
 
 
 def _link(doc: dict[str, Any]) -> str:

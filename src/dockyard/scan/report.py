@@ -131,8 +131,13 @@ def render_table(result: ScanResult, console_width: int | None = None, inventory
     else:
         counts = ", ".join(f"{sev}: {n}" for sev, n in result.summary().items())
         console.print(f"{distro}: {len(packages)} packages, {len(result.findings)} findings ({counts})", markup=False)
+        if result.database is not None:
+            console.print(result.database.describe(), markup=False)
         if not result.findings:
-            console.print("No known vulnerabilities.", markup=False)
+            if result.database is not None and result.database.state == "empty":
+                console.print("Not checked for vulnerabilities: the database holds no advisories.", markup=False)
+            else:
+                console.print("No known vulnerabilities.", markup=False)
             return _text(out)
         table = Table("Severity", "Advisory", "Package", "Installed", "Fixed", "Link", box=None, pad_edge=False)
         for f in sorted(result.findings, key=_finding_key):
@@ -175,6 +180,7 @@ def render_json(result: ScanResult, inventory_only: bool = False) -> dict[str, A
         "packages": [{"ref": refs[p], **package_to_stored(p), "distro": _distro_dict(p.distro)} for p in packages],
     }
     if not inventory_only:
+        doc["vulnerability_database"] = result.database.as_dict() if result.database is not None else None
         doc["summary"] |= {"findings": len(result.findings), "severities": result.summary()}
         doc["findings"] = [
             {
@@ -322,6 +328,12 @@ def render_cyclonedx(
         # The image holds every package directly; saying so keeps the dependency graph complete.
         bom.register_dependency(root, components)
 
+    if not inventory_only and result.database is not None:
+        # What the vulnerability list was matched against: an empty list from an empty database is no all-clear.
+        for key, value in result.database.as_dict().items():
+            if value is not None:
+                bom.metadata.properties.add(Property(name=f"dockyard:vulndb:{key.replace('_', '-')}", value=str(value)))
+
     if not inventory_only:
         by_advisory: dict[str, list[Finding]] = {}
         for f in result.findings:
@@ -449,6 +461,9 @@ def render_spdx(
         "packages": spdx_packages,
         "relationships": relationships,
     }
+    if result.database is not None:
+        # SPDX 2.3 has no place for vulnerabilities; say what the scan behind this inventory matched against.
+        doc["creationInfo"]["comment"] = f"Scanned with {result.database.describe()}."
     if licences.extracted:
         doc["hasExtractedLicensingInfos"] = licences.infos()
     return doc

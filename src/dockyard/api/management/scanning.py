@@ -14,6 +14,7 @@ from dockyard.api.management.deps import Caller, ServicesDep, project_permission
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
 from dockyard.scan.layers import platform_name
+from dockyard.scan.model import DatabaseInfo
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import NotFound
@@ -41,6 +42,17 @@ class FindingOut(BaseModel):
     summary: str
 
 
+class VulnDatabaseOut(BaseModel):
+    generation: int
+    advisories: int
+    updated_at: str | None = Field(description="When its sources were last read successfully (the oldest of them).")
+    age_seconds: float | None
+    state: Literal["empty", "stale", "current"] = Field(
+        description="empty: no advisories, nothing was checked (counts as not scanned for block_unscanned); "
+        "stale: older than vulndb_stale_after_seconds."
+    )
+
+
 class ImageReport(BaseModel):
     digest: str
     platform: str | None = None
@@ -53,6 +65,10 @@ class ImageReport(BaseModel):
     packages: int | None = None
     error: str | None = None
     scanner: str | None = Field(default=None, description='"dockyard" or "external:<adapter URL>"')
+    vulnerability_database: VulnDatabaseOut | None = Field(
+        default=None,
+        description="The database the findings were evaluated against (null for an external scanner's results).",
+    )
     findings: list[FindingOut] | None = None
 
 
@@ -117,6 +133,7 @@ def _image_report(
         denied_licences=denied_licences(status["licences"], denylist),
         error=status["error"],
         scanner=status["scanner"],
+        vulnerability_database=_database_out(status["vulnerability_database"]),
     )
     result = svc.scans.result(digest) if status["status"] == "done" else None
     if result is not None:
@@ -140,6 +157,10 @@ def _image_report(
                 for f in result.findings
             ]
     return report
+
+
+def _database_out(info: DatabaseInfo | None) -> VulnDatabaseOut | None:
+    return None if info is None else VulnDatabaseOut.model_validate(info.as_dict())
 
 
 @router.get(
@@ -285,9 +306,10 @@ def _policy_out(policy: dict[str, Any]) -> ScanPolicy:
 def vulndb_status(svc: ServicesDep, caller: Caller) -> dict[str, Any]:
     signed_in(caller)
     db = svc.scans.vulndb
+    info = svc.scans.database()
     return {
-        "advisories": db.count(),
-        "generation": db.generation,
+        **info.as_dict(),
+        "stale_after_seconds": svc.scans.stale_after,
         "sources": [asdict(s) for s in db.sources()],
         "queued_scans": svc.scans.pending(),
         "update": _update_status(svc, caller),

@@ -1,9 +1,21 @@
-"""Python distributions: *.dist-info/METADATA and *.egg-info/PKG-INFO (core metadata, RFC 822 headers)."""
+"""Python distributions, in every form an installer leaves on disk (core metadata, RFC 822 headers):
+
+- `<name>-<version>.dist-info/METADATA` (wheels, pip);
+- `<name>.egg-info/PKG-INFO` (setuptools `develop`/legacy `setup.py install` of a directory);
+- `<name>-<version>-pyX.Y.egg-info` as a single file: distutils' `install_egg_info` writes the
+  PKG-INFO text itself there (Debian's python3-* packages are full of them);
+- eggs: `<name>-<version>-pyX.Y.egg/EGG-INFO/PKG-INFO` (unzipped) and `.egg` zip files holding
+  `EGG-INFO/PKG-INFO` (easy_install, buildout).
+
+Wherever they are: site-packages, dist-packages, a virtualenv or a vendored folder.
+"""
 
 from __future__ import annotations
 
 import email.parser
+import io
 import re
+import zipfile
 
 from packageurl import PackageURL
 
@@ -27,11 +39,36 @@ def normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+MAX_METADATA = 4 * 1024 * 1024
+MAX_EGG = 64 * 1024 * 1024
+_METADATA_FILES = (".dist-info/METADATA", ".egg-info/PKG-INFO", ".egg/EGG-INFO/PKG-INFO")
+
+
 def _wants(path: str, mode: int, size: int) -> bool:
-    return (path.endswith(".dist-info/METADATA") or path.endswith(".egg-info/PKG-INFO")) and size < 4 * 1024 * 1024
+    # Only regular files reach a detector, so a path ending in ".egg-info" or ".egg" is the file form.
+    if path.endswith(".egg"):
+        return size < MAX_EGG
+    return (path.endswith(_METADATA_FILES) or path.endswith(".egg-info")) and size < MAX_METADATA
 
 
 def detect(path: str, data: bytes) -> list[Package]:
+    if path.endswith(".egg"):
+        return _zipped_egg(path, data)
+    return _metadata(path, data)
+
+
+def _zipped_egg(path: str, data: bytes) -> list[Package]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as egg:
+            info = egg.getinfo("EGG-INFO/PKG-INFO")
+            if info.file_size > MAX_METADATA:
+                return []
+            return _metadata(path, egg.read(info))
+    except (KeyError, zipfile.BadZipFile, OSError):
+        return []
+
+
+def _metadata(path: str, data: bytes) -> list[Package]:
     headers = email.parser.BytesHeaderParser().parsebytes(data)
     name, version = headers.get("Name"), headers.get("Version")
     if not name or not version:
@@ -50,4 +87,4 @@ def detect(path: str, data: bytes) -> list[Package]:
     return [Package(PYPI, str(name), str(version), path, purl, licence=licence)]
 
 
-DETECTOR = Detector("python", _wants, detect)
+DETECTOR = Detector("python", _wants, detect, max_bytes=MAX_EGG)

@@ -36,6 +36,7 @@ class Duty:
     action: Callable[[], object]
     last: float = 0.0
     on_request: bool = False  # also runs when requested (request_run), scheduled or not
+    due_at_start: Callable[[], bool] | None = None  # true: the first run is at once, not an interval later
 
 
 def request_run(db: Database, name: str, requested_by: str) -> dict[str, Any]:
@@ -102,6 +103,8 @@ class Maintenance:
     def start(self) -> None:
         for duty in self.duties:  # first runs one interval after start, not in the middle of it
             duty.last = time.monotonic()
+            if duty.due_at_start is not None and duty.due_at_start():
+                duty.last -= duty.interval
         if self.duties and self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="maintenance", daemon=True)
             self._thread.start()

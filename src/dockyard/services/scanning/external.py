@@ -23,13 +23,15 @@ class HarborAdapterScanner:
         url: str,
         registry_url: str,
         pull_authorization: Callable[[str], str],
-        authorization: str | None = None,
+        authorization: Any = None,  # str, or a pydantic SecretStr setting
         timeout: float = 600.0,
     ) -> None:
         self.url = url.rstrip("/")
         self.registry_url = registry_url
         self.pull_authorization = pull_authorization  # repository -> Authorization header value
-        self.headers = {"Authorization": authorization} if authorization else {}
+        if hasattr(authorization, "get_secret_value"):
+            authorization = authorization.get_secret_value()
+        self.headers = {"Authorization": str(authorization)} if authorization else {}
         self.timeout = timeout
         self.name = f"external:{self.url}"
 

@@ -12,6 +12,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -53,6 +54,16 @@ def denied_licences(expressions: list[str], denylist: frozenset[str]) -> list[st
     for expression in expressions:
         found |= set(_LICENCE_TOKEN.findall(expression)) & denylist
     return sorted(found)
+
+
+def _scanned_against_nothing(row: Any) -> bool:
+    """A built-in scan matched against a database without advisories (0 recorded, or generation 0 on
+    rows from before the count was recorded): its "no findings" means nothing was checked."""
+    if row.status != "done" or row.scanner not in (None, "dockyard") or row.vulndb_generation is None:
+        return False
+    if row.vulndb_advisories is not None:
+        return bool(row.vulndb_advisories == 0)
+    return bool(row.vulndb_generation == 0)
 
 
 class PullGate:
@@ -117,7 +128,12 @@ class PullGate:
         c, f = s.image_scans.c, s.image_findings.c
         with self.db.engine.connect() as conn:
             scans = {
-                r.digest: r for r in conn.execute(sa.select(c.digest, c.status, c.licences).where(c.digest.in_(images)))
+                r.digest: r
+                for r in conn.execute(
+                    sa.select(
+                        c.digest, c.status, c.licences, c.scanner, c.vulndb_generation, c.vulndb_advisories
+                    ).where(c.digest.in_(images))
+                )
             }
             if policy.block_unscanned:
                 unscanned = [d for d in images if d not in scans or scans[d].status not in SCANNED]
@@ -125,6 +141,13 @@ class PullGate:
                     raise Denied(
                         f"image {unscanned[0]} has not been scanned yet; project policy refuses unscanned images",
                         {"digest": unscanned[0], "policy": "block_unscanned"},
+                    )
+                blind = [d for d in images if _scanned_against_nothing(scans[d])]
+                if blind:
+                    raise Denied(
+                        f"image {blind[0]} was scanned against an empty vulnerability database, which is no scan; "
+                        "project policy refuses unscanned images",
+                        {"digest": blind[0], "policy": "block_unscanned", "reason": "empty vulnerability database"},
                     )
             if policy.block_severity:
                 wanted = SEVERITIES[: SEVERITIES.index(policy.block_severity.upper()) + 1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import time
 from collections.abc import Iterable
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from prometheus_client.core import GaugeMetricFamily
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
@@ -24,8 +26,8 @@ from dockyard.oci.manifest import parse_manifest
 from dockyard.scan.inventory import LayerInventory, combine, inventory_layer
 from dockyard.scan.layers import ChunkReader, layer_stream
 from dockyard.scan.matcher import Matcher, package_from_stored, package_to_stored
-from dockyard.scan.model import Distro, Finding, Package, ScanResult
-from dockyard.scan.vulndb import VulnDB
+from dockyard.scan.model import DEFAULT_STALE_AFTER, DatabaseInfo, Distro, Finding, Package, ScanResult
+from dockyard.scan.vulndb import Snapshot, VulnDB
 from dockyard.services.audit import AuditLog
 from dockyard.services.lifecycle import leases
 from dockyard.services.scanning.external import HarborAdapterScanner
@@ -34,7 +36,7 @@ from dockyard.storage.base import BlobStore
 _log = get_logger("dockyard.scan")
 
 # Bumped when detectors change what they find: stored layer inventories of older versions are redone.
-SCANNER_VERSION = 1
+SCANNER_VERSION = 2  # 2: Python .egg-info files and eggs
 MAX_ATTEMPTS = 3
 # A scan's claim on an image (status `scanning`): renewed while the scan progresses; once it runs out
 # (the scanning process died) the image is back in the queue. A crash counts as an attempt, so an
@@ -89,6 +91,8 @@ class ScanService:
         audit: AuditLog,
         scan_on_push: bool = True,
         external: HarborAdapterScanner | None = None,
+        stale_after: float = DEFAULT_STALE_AFTER,
+        severity_sources: Iterable[str] = (),
     ) -> None:
         self.db = db
         self.store = store
@@ -99,6 +103,9 @@ class ScanService:
         self.external = external
         self._startup_checked = False
         self._claim_renewed = 0.0
+        self.stale_after = stale_after
+        self.severity_sources = list(severity_sources)  # CVSS of CVEs (NVD), updated with the advisories
+        self._warned_state: str | None = None  # the database state last warned about (once per change)
 
     # -- the queue --------------------------------------------------------------------------------
 
@@ -146,18 +153,22 @@ class ScanService:
             self.reevaluate()
         self._startup_checked = True
         result = ScanRun()
+        if self.pending():
+            self.check_database()
         c = s.image_scans.c
+        tried: set[str] = set()  # a failed image is requeued for a later run, not retried within this one
         for _ in range(limit):
             leases.heartbeat()
             with self.db.engine.connect() as conn:
-                row = conn.execute(
-                    sa.select(c.digest, c.repository, c.requested, c.attempts, c.status)
-                    .where(_claimable(c, _now()))
-                    .order_by(c.queued_at)
-                    .limit(1)
-                ).first()
+                query = sa.select(c.digest, c.repository, c.requested, c.attempts, c.status).where(
+                    _claimable(c, _now())
+                )
+                if tried:
+                    query = query.where(c.digest.not_in(sorted(tried)))
+                row = conn.execute(query.order_by(c.queued_at).limit(1)).first()
             if row is None:
                 break
+            tried.add(row.digest)
             if row.status == "scanning" and int(row.attempts) >= MAX_ATTEMPTS:
                 error = f"the scan stopped without a result {row.attempts} times (did the scanning process die?)"
                 self._set(row.digest, status="failed", error=error)
@@ -209,8 +220,17 @@ class ScanService:
             self._set(digest, status="queued", attempts=attempts)
             raise
         except Exception as exc:  # one bad image must not stop the queue
-            _log.warning("scan failed", digest=digest, error=str(exc))
             status = "failed" if attempts + 1 >= MAX_ATTEMPTS else "queued"
+            # The one record of this failure (the run's summary only counts it).
+            _log.warning(
+                "scan failed",
+                digest=digest,
+                repository=repository,
+                error_type=type(exc).__name__,
+                error=str(exc),
+                attempt=attempts + 1,
+                will_retry=status == "queued",
+            )
             self._set(digest, status=status, error=str(exc)[:2000], queued_at=_now())
             out.failed += 1
 
@@ -323,6 +343,8 @@ class ScanService:
     ) -> None:
         for table in (s.image_packages, s.image_findings, s.finding_aliases):
             conn.execute(sa.delete(table).where(table.c.digest == digest))
+        # What the findings were matched against; an external scanner's own database is unknown here.
+        snap = self.vulndb.snapshot() if scanner == "dockyard" else None
         if packages:
             conn.execute(
                 sa.insert(s.image_packages),
@@ -342,7 +364,9 @@ class ScanService:
                 status="done",
                 scanned_at=_now(),
                 error=None,
-                vulndb_generation=self.matcher.generation,
+                vulndb_generation=self.matcher.generation if snap else None,
+                vulndb_advisories=snap.advisories if snap else None,
+                vulndb_updated_at=snap.updated_at if snap else None,
                 distro=f"{distro.id}-{distro.version_id}" if distro else None,
                 packages=inventory,
                 packages_sha=hashlib.sha256(inventory.encode()).hexdigest(),
@@ -394,10 +418,23 @@ class ScanService:
     def update_vulndb(self, sources: Iterable[str]) -> Reevaluation | None:
         """The scheduled duty: update the database, then re-evaluate every image if anything changed."""
         before = self.vulndb.generation
-        for result in self.vulndb.update(sources):
-            leases.heartbeat()  # downloads done: renew the duty's lease (or stop if another has it)
-            if isinstance(result, Exception):
-                _log.warning("vulnerability source failed; keeping the last good copy", error=str(result))
+        results: list[object] = []
+        for result in itertools.chain(
+            self.vulndb.update(sources), self.vulndb.update_severities(self.severity_sources)
+        ):
+            leases.heartbeat()  # a download done: renew the duty's lease (or stop if another has it)
+            results.append(result)
+        failed = [r for r in results if isinstance(r, Exception)]
+        for error in failed:
+            _log.warning("vulnerability source failed; keeping the last good copy", error=str(error))
+        if results and len(failed) == len(results):
+            _log.error(
+                "no vulnerability source could be read (unreachable? offline: `dockyard vulndb update --source "
+                "DIR` with DIR/<ecosystem>/all.zip)",
+                sources=len(results),
+            )
+        self._warned_state = None  # say again what the database is like after this update
+        self.check_database()
         if self.vulndb.generation == before and not self._stale_images():
             return None
         return self.reevaluate()
@@ -429,6 +466,7 @@ class ScanService:
         started = time.perf_counter()
         self.matcher.refresh()
         out = Reevaluation(generation=self.matcher.generation)
+        snap = self.vulndb.snapshot()
         c, f = s.image_scans.c, s.image_findings.c
         # Images with the same inventory (rebuilds that changed only application files, the same base
         # everywhere) are matched once: results are kept by the inventory's hash for this pass.
@@ -446,9 +484,12 @@ class ScanService:
                 if not rows:
                     break
                 digests = [r.digest for r in rows]
-                old: dict[str, set[str]] = {d: set() for d in digests}
-                for d, a in conn.execute(sa.select(f.digest, f.advisory_id).where(f.digest.in_(digests))):
-                    old[d].add(a)
+                # Findings compared with their rating: a severity source's update re-rates stored findings.
+                old: dict[str, set[tuple[str, str, float | None]]] = {d: set() for d in digests}
+                for d, a, sev, score in conn.execute(
+                    sa.select(f.digest, f.advisory_id, f.severity, f.score).where(f.digest.in_(digests))
+                ):
+                    old[d].add((a, sev, score))
                 unseen = [r.digest for r in rows if r.packages_sha is None or r.packages_sha not in by_inventory]
                 inventories = {
                     d: p for d, p in conn.execute(sa.select(c.digest, c.packages).where(c.digest.in_(unseen)))
@@ -466,10 +507,10 @@ class ScanService:
                     findings = self.matcher.match_stored(orjson.loads(inventories[row.digest]))
                     if row.packages_sha:
                         by_inventory[row.packages_sha] = findings
-                new_ids = {x.advisory_id for x in findings}
-                if new_ids != old[row.digest]:
+                new = {(x.advisory_id, x.severity, x.score) for x in findings}
+                if new != old[row.digest]:
                     changed[row.digest] = findings
-                    gained = sorted(new_ids - old[row.digest])
+                    gained = sorted({x[0] for x in new} - {x[0] for x in old[row.digest]})
                     if gained:
                         out.gained[row.digest] = gained
                         events.append(
@@ -490,7 +531,12 @@ class ScanService:
                 conn.execute(
                     sa.update(s.image_scans)
                     .where(c.digest == sa.bindparam("d"))
-                    .values(summary=sa.bindparam("summary"), vulndb_generation=out.generation),
+                    .values(
+                        summary=sa.bindparam("summary"),
+                        vulndb_generation=out.generation,
+                        vulndb_advisories=snap.advisories,
+                        vulndb_updated_at=snap.updated_at,
+                    ),
                     summaries,
                 )
         out.seconds = round(time.perf_counter() - started, 3)
@@ -503,7 +549,16 @@ class ScanService:
         with self.db.engine.connect() as conn:
             row = conn.execute(
                 sa.select(
-                    c.status, c.scanned_at, c.distro, c.summary, c.licences, c.error, c.vulndb_generation, c.scanner
+                    c.status,
+                    c.scanned_at,
+                    c.distro,
+                    c.summary,
+                    c.licences,
+                    c.error,
+                    c.vulndb_generation,
+                    c.scanner,
+                    c.vulndb_advisories,
+                    c.vulndb_updated_at,
                 ).where(c.digest == digest)
             ).first()
         if row is None:
@@ -517,13 +572,18 @@ class ScanService:
             "error": row.error,
             "vulndb_generation": row.vulndb_generation,
             "scanner": row.scanner,
+            "vulnerability_database": self._evaluated_against(row),
         }
 
     def result(self, digest: str) -> ScanResult | None:
         """The stored inventory and findings of a scanned image (for reports and SBOMs)."""
         c = s.image_scans.c
         with self.db.engine.connect() as conn:
-            row = conn.execute(sa.select(c.packages, c.distro).where(c.digest == digest, c.status == "done")).first()
+            row = conn.execute(
+                sa.select(
+                    c.packages, c.distro, c.scanner, c.vulndb_generation, c.vulndb_advisories, c.vulndb_updated_at
+                ).where(c.digest == digest, c.status == "done")
+            ).first()
             if row is None or row.packages is None:
                 return None
             frows = conn.execute(
@@ -546,7 +606,49 @@ class ScanService:
             for r in frows
         ]
         distro = packages_distro(packages)
-        return ScanResult(packages, findings, distro)
+        return ScanResult(packages, findings, distro, self._evaluated_against(row))
+
+    # -- the database's state ----------------------------------------------------------------------
+
+    def database(self, snap: Snapshot | None = None) -> DatabaseInfo:
+        """The vulnerability database as it is now: generation, size, age, and empty/stale/current."""
+        snap = snap or self.vulndb.snapshot()
+        return DatabaseInfo.of(snap.generation, snap.advisories, snap.updated_at, self.stale_after)
+
+    def check_database(self) -> DatabaseInfo:
+        """Warn (once per change of state) when scans run against an empty or stale database."""
+        info = self.database()
+        if info.state != self._warned_state:
+            if info.state == "empty":
+                _log.warning(
+                    "the vulnerability database is empty: scans find no vulnerabilities and count as not scanned",
+                    path=str(self.vulndb.path),
+                )
+            elif info.state == "stale":
+                _log.warning(
+                    "the vulnerability database is stale",
+                    generation=info.generation,
+                    advisories=info.advisories,
+                    age_seconds=info.age_seconds,
+                    stale_after_seconds=self.stale_after,
+                )
+            self._warned_state = info.state
+        return info
+
+    def _evaluated_against(self, row: Any) -> DatabaseInfo | None:
+        """The database an image's stored findings reflect (None: an external scanner's, or not evaluated).
+
+        Results of the current generation are as fresh as the database is now (a check that found no
+        change confirms them); results of an older one, awaiting re-evaluation, as old as that data."""
+        if row.vulndb_generation is None or (row.scanner not in (None, "dockyard")):
+            return None
+        current = self.vulndb.snapshot()
+        if row.vulndb_generation == current.generation:
+            return self.database(current)
+        advisories = row.vulndb_advisories
+        if advisories is None:  # a row from before this was recorded (re-evaluated at the next scan run)
+            advisories = 0 if row.vulndb_generation == 0 else current.advisories
+        return DatabaseInfo.of(row.vulndb_generation, advisories, row.vulndb_updated_at, self.stale_after)
 
     def images_affected_by(self, advisory: str, limit: int = 1000) -> list[dict[str, Any]]:
         """Images (with the repositories and tags that reach them) having a finding for an id or alias."""
@@ -604,3 +706,22 @@ def packages_distro(packages: list[Package]) -> Distro | None:
         if p.distro is not None:
             return p.distro
     return None
+
+
+def vulndb_metrics(scans: ScanService) -> list[GaugeMetricFamily]:
+    """Gauges of this replica's vulnerability database, for /metrics (read at scrape time)."""
+    info = scans.database()
+    advisories = GaugeMetricFamily("dockyard_vulndb_advisories", "Advisories in the vulnerability database")
+    advisories.add_metric([], info.advisories)
+    generation = GaugeMetricFamily("dockyard_vulndb_generation", "The vulnerability database's generation")
+    generation.add_metric([], info.generation)
+    age = GaugeMetricFamily(
+        "dockyard_vulndb_age_seconds", "Seconds since the vulnerability sources were last read successfully"
+    )
+    if info.age_seconds is not None:
+        age.add_metric([], info.age_seconds)
+    stale = GaugeMetricFamily(
+        "dockyard_vulndb_stale", "1 when the vulnerability database is empty or stale (scans cannot be trusted)"
+    )
+    stale.add_metric([], 0 if info.state == "current" else 1)
+    return [advisories, generation, age, stale]
