@@ -33,7 +33,7 @@ def routes(services: Services) -> list[BaseRoute]:
         OidcSettings(
             issuer=s.oidc_issuer,
             client_id=s.oidc_client_id,
-            client_secret=s.oidc_client_secret,
+            client_secret=s.oidc_client_secret.get_secret_value(),
             scopes=s.oidc_scopes,
             username_claim=s.oidc_username_claim,
             groups_claim=s.oidc_groups_claim,

@@ -20,6 +20,17 @@ from dockyard.services.lifecycle import leases
 _log = get_logger("dockyard.maintenance")
 
 
+# Report fields that describe the run rather than work done.
+_NOT_WORK = frozenset({"seconds", "kept", "deferred", "skipped"})
+
+
+def did_work(summary: object) -> bool:
+    """Whether a duty's result reports anything done: a non-zero count, a non-empty list, True."""
+    if isinstance(summary, dict):
+        return any(did_work(v) for k, v in summary.items() if k not in _NOT_WORK)
+    return bool(summary)  # None, 0, False, an empty list: nothing
+
+
 @dataclass
 class Duty:
     name: str
@@ -62,7 +73,10 @@ class Maintenance:
                     try:
                         result = duty.action()
                         summary = result.as_dict() if hasattr(result, "as_dict") else result
-                        _log.info("maintenance", duty=duty.name, result=summary)
+                        # Most runs find nothing to do (the scan queue is looked at every 2 s): only
+                        # work done is worth an info line.
+                        log = _log.info if did_work(summary) else _log.debug
+                        log("maintenance", duty=duty.name, result=summary)
                     finally:
                         leases.release(self.db, duty.name, self.holder)
                 except Exception as exc:  # a failed run is logged and retried at the next interval
