@@ -68,7 +68,10 @@ def logging_config(level: str | None = None) -> dict[str, Any]:
             "stderr": {"class": "logging.StreamHandler", "formatter": "structured", "stream": "ext://sys.stderr"}
         },
         "root": {"handlers": ["stderr"], "level": lvl},
-        "loggers": {name: {"handlers": [], "propagate": True, "level": lvl} for name in SERVER_LOGGERS},
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True, "level": lvl} for name in SERVER_LOGGERS},
+            "alembic.runtime.plugins": {"level": "WARNING"},  # a line per plugin on every start
+        },
     }
 
 

@@ -19,7 +19,7 @@ from dockyard.api.management.app import create_management_app
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
 from dockyard.api.middleware import BodyTimeout, ErrorBoundary
 from dockyard.config import load_settings
-from dockyard.logs import configure
+from dockyard.logs import configure, get_logger
 from dockyard.services.errors import RegistryError
 from dockyard.wiring import Services, build_services, maintenance
 
@@ -65,7 +65,12 @@ def create_app(services: Services | None = None) -> Starlette:
     if services is None:
         settings = load_settings()
         configure(settings.log_level)  # a worker process: log as every other Dockyard process does
-        services = build_services(settings)
+        try:
+            services = build_services(settings)
+        except Exception:
+            # Logged here, in the log's format; SystemExit keeps multiprocessing from printing it again.
+            get_logger("dockyard.api").critical("worker failed to start", exc_info=True)
+            raise SystemExit(3) from None
     routes = [
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
