@@ -52,7 +52,6 @@ def serve(
     os.environ["DOCKYARD_WORKERS"] = str(settings.workers)
 
     from dockyard.logs import configure, get_logger
-    from dockyard.wiring import build_services, prepare
 
     configure(settings.log_level)
     log = get_logger("dockyard.serve")
@@ -60,6 +59,30 @@ def serve(
     if problem:
         log.error("cannot listen", address=f"{settings.host}:{settings.port}", error=problem)
         raise typer.Exit(1)
+    first_start(settings)
+
+    metrics_dir = settings.data_dir.resolve() / ".metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    log.info(
+        "starting",
+        url=f"http://{settings.host}:{settings.port}",
+        database=settings.database_url_for_logs,
+        storage=str(settings.resolved_storage_path),
+        workers=settings.workers,
+        server=settings.server,
+    )
+    _run_server(settings)
+
+
+def first_start(settings: Settings) -> None:
+    """Migrate, make the signing key and, when there is no user at all, the `admin` user: the one place
+    that creates it. A generated password is printed here, as the server's log, once."""
+    from dockyard.logs import get_logger
+    from dockyard.wiring import build_services, prepare
+
+    log = get_logger("dockyard.serve")
     services = build_services(settings)
     try:
         generated = prepare(services)
@@ -76,20 +99,6 @@ def serve(
             username="admin",
             password=generated,
         )
-
-    metrics_dir = settings.data_dir.resolve() / ".metrics"
-    shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    log.info(
-        "starting",
-        url=f"http://{settings.host}:{settings.port}",
-        database=settings.database_url_for_logs,
-        storage=str(settings.resolved_storage_path),
-        workers=settings.workers,
-        server=settings.server,
-    )
-    _run_server(settings)
 
 
 def _address_in_use(host: str, port: int) -> str | None:
