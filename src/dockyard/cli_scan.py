@@ -205,7 +205,10 @@ def scanner_adapter_command(
     if db.count() == 0:
         typer.echo(f"dockyard: the vulnerability database in {folder} is empty: run `dockyard vulndb update`", err=True)
         raise typer.Exit(2)
-    uvicorn.run(create_adapter_app(db, authorization, workers), host=host, port=port, log_level="warning")
+    from dockyard.logs import logging_config
+
+    adapter = create_adapter_app(db, authorization, workers)
+    uvicorn.run(adapter, host=host, port=port, log_level="warning", log_config=logging_config("warning"))
 
 
 def register(app: typer.Typer) -> None:

@@ -213,8 +213,9 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         """The URL to connect with, password included: never log it (see `database_url_for_logs`)."""
-        if self.database_url:
-            return self.database_url.get_secret_value()
+        url = secret(self.database_url)
+        if url:
+            return url
         return f"sqlite:///{(self.data_dir / 'dockyard.db').resolve()}"
 
     @property
@@ -277,9 +278,10 @@ SECRET_SETTINGS = frozenset(
 )
 
 
-def secret(value: SecretStr | None) -> str | None:
-    """The plain value of an optional secret setting, for the one place that must use it."""
-    return None if value is None else value.get_secret_value()
+def secret(value: SecretStr | str | None) -> str | None:
+    """The plain value of an optional secret setting, for the one place that must use it. (A plain
+    str gets here only from `model_copy(update=...)`, which skips validation.)"""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
 
 
 def load_settings(**overrides: Any) -> Settings:
