@@ -22,7 +22,7 @@ import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
 # The ASGI servers' own loggers: their handlers are dropped so they propagate to ours.
-SERVER_LOGGERS = ("_granian", "granian.access", "uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
+SERVER_LOGGERS = ("_granian", "granian.access", "uvicorn", "uvicorn.error", "uvicorn.asgi")
 
 _TIMESTAMPER = structlog.processors.TimeStamper(fmt="iso", utc=True)
 _SHARED: list[structlog.typing.Processor] = [
@@ -71,6 +71,8 @@ def logging_config(level: str | None = None) -> dict[str, Any]:
         "loggers": {
             **{name: {"handlers": [], "propagate": True, "level": lvl} for name in SERVER_LOGGERS},
             "alembic.runtime.plugins": {"level": "WARNING"},  # a line per plugin on every start
+            # No access log (as with granian): request lines with their query strings are not logged.
+            "uvicorn.access": {"handlers": [], "propagate": False},
         },
     }
 

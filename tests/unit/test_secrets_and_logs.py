@@ -93,5 +93,6 @@ def test_on_a_terminal_the_traceback_is_plain_and_without_locals(monkeypatch: py
 def test_server_loggers_propagate_to_the_one_handler() -> None:
     config = logs.logging_config("info")
     assert config["root"]["handlers"] == ["stderr"]
-    for name in ("_granian", "granian.access", "uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("_granian", "granian.access", "uvicorn", "uvicorn.error"):
         assert config["loggers"][name] == {"handlers": [], "propagate": True, "level": "INFO"}
+    assert config["loggers"]["uvicorn.access"]["propagate"] is False  # request lines are not logged

@@ -84,8 +84,8 @@ def create_app(services: Services | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(MetricsMiddleware),  # outside the boundary: it counts the 500s and 408s it answers
             Middleware(ErrorBoundary, render_error=_internal_error, render_timeout=_body_timeout),
-            Middleware(MetricsMiddleware),
             Middleware(BodyTimeout, seconds=services.settings.http_body_read_timeout_seconds),
         ],
         exception_handlers={
