@@ -11,11 +11,12 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import Scope
 
 from dockyard.api import health, oidc, token
 from dockyard.api.distribution.routes import routes as distribution_routes
 from dockyard.api.errors import error_body, registry_error_handler
-from dockyard.api.management.app import create_management_app
+from dockyard.api.management.app import create_management_app, problem
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
 from dockyard.api.middleware import BodyTimeout, ErrorBoundary
 from dockyard.config import load_settings
@@ -38,12 +39,11 @@ def _internal_error() -> Response:
     return JSONResponse(error_body("UNKNOWN", "internal server error"), status_code=500)
 
 
-def _body_timeout() -> Response:
-    return JSONResponse(
-        error_body("UNKNOWN", "timed out waiting for the request body"),
-        status_code=408,
-        headers={"Connection": "close"},
-    )
+def _body_timeout(scope: Scope) -> Response:
+    message, headers = "timed out waiting for the request body", {"Connection": "close"}
+    if scope["path"].startswith("/api/"):
+        return problem(408, "request timeout", message, "TIMEOUT", headers)
+    return JSONResponse(error_body("UNKNOWN", message), status_code=408, headers=headers)
 
 
 def _lifespan(services: Services) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
@@ -85,8 +85,8 @@ def create_app(services: Services | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(MetricsMiddleware),  # outside the boundary: it counts the 500s and 408s it answers
-            Middleware(ErrorBoundary, render_error=_internal_error, render_timeout=_body_timeout),
-            Middleware(BodyTimeout, seconds=services.settings.http_body_read_timeout_seconds),
+            Middleware(ErrorBoundary, render_error=_internal_error),
+            Middleware(BodyTimeout, seconds=services.settings.http_body_read_timeout_seconds, render=_body_timeout),
         ],
         exception_handlers={
             RegistryError: registry_error_handler,

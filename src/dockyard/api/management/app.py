@@ -65,9 +65,6 @@ def create_management_app(services: Services) -> FastAPI:
             Middleware(
                 ErrorBoundary,
                 render_error=lambda: problem(500, "internal server error", "internal server error", "INTERNAL"),
-                render_timeout=lambda: problem(
-                    408, "request timeout", "timed out waiting for the request body", "TIMEOUT", {"Connection": "close"}
-                ),
             )
         ],
         exception_handlers={
