@@ -45,3 +45,20 @@ def test_did_work_reads_the_duties_reports() -> None:
     assert did_work(ScanRun(failed=1).as_dict()) and did_work(3)
     assert did_work(ScrubReport(blobs=10, bytes=100).as_dict())
     assert did_work({"blobs": 0, "missing": ["sha256:x"]})
+
+
+def test_a_failed_run_is_one_error_event_with_the_exception(svc: Services) -> None:
+    failed = threading.Event()
+
+    def broken() -> None:
+        failed.set()
+        raise OSError("storage unreachable")
+
+    loop = Maintenance(svc.db, [Duty("scrub", 0.01, broken)], tick=0.01)
+    with capture_logs() as events:
+        loop.start()
+        assert failed.wait(60)
+        loop.stop()
+    errors = [e for e in events if e["log_level"] == "error"]
+    assert errors and all(e["event"] == "maintenance failed" and e["duty"] == "scrub" for e in errors)
+    assert all(isinstance(e["exc_info"], OSError) for e in errors)

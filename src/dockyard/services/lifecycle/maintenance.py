@@ -80,4 +80,4 @@ class Maintenance:
                     finally:
                         leases.release(self.db, duty.name, self.holder)
                 except Exception as exc:  # a failed run is logged and retried at the next interval
-                    _log.error("maintenance failed", duty=duty.name, error=str(exc))
+                    _log.error("maintenance failed", duty=duty.name, exc_info=exc)  # type, message, stack
