@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -50,24 +52,14 @@ def serve(
     os.environ["DOCKYARD_WORKERS"] = str(settings.workers)
 
     from dockyard.logs import configure, get_logger
-    from dockyard.wiring import build_services, prepare
 
     configure(settings.log_level)
     log = get_logger("dockyard.serve")
-    services = build_services(settings)
-    try:
-        generated = prepare(services)
-    except Exception as exc:
-        log.error("startup failed", database=settings.resolved_database_url, error=str(exc))
-        raise typer.Exit(1) from None
-    finally:
-        services.close()
-    if generated:
-        typer.echo(
-            f"Created user 'admin' with generated password: {generated}\n"
-            "(shown once; set DOCKYARD_ADMIN_PASSWORD to choose it)",
-            err=True,
-        )
+    problem = _address_in_use(settings.host, settings.port)
+    if problem:
+        log.error("cannot listen", address=f"{settings.host}:{settings.port}", error=problem)
+        raise typer.Exit(1)
+    first_start(settings)
 
     metrics_dir = settings.data_dir.resolve() / ".metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -76,7 +68,7 @@ def serve(
     log.info(
         "starting",
         url=f"http://{settings.host}:{settings.port}",
-        database=settings.resolved_database_url,
+        database=settings.database_url_for_logs,
         storage=str(settings.resolved_storage_path),
         workers=settings.workers,
         server=settings.server,
@@ -84,11 +76,58 @@ def serve(
     _run_server(settings)
 
 
+def first_start(settings: Settings) -> None:
+    """Migrate, make the signing key and, when there is no user at all, the `admin` user: the one place
+    that creates it. A generated password is printed here, as the server's log, once."""
+    from dockyard.logs import get_logger
+    from dockyard.wiring import build_services, prepare
+
+    log = get_logger("dockyard.serve")
+    services = build_services(settings)
+    try:
+        generated = prepare(services)
+    except Exception as exc:
+        log.error("startup failed", database=settings.database_url_for_logs, error=f"{type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+    finally:
+        services.close()
+    if generated:
+        # The one time this password exists in clear: the operator has to see it to sign in.
+        log.warning(
+            "created user 'admin' with a generated password (shown once; set DOCKYARD_ADMIN_PASSWORD to "
+            "choose it, or create an administrator with `dockyard user create NAME --admin` before serving)",
+            username="admin",
+            password=generated,
+        )
+
+
+def _address_in_use(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on, or None. The servers bind with SO_REUSEPORT (granian: one
+    socket per worker), which would let a second `serve` share the port -- and the traffic -- with the
+    first in silence. A probe bind without it fails while anyone listens there (SO_REUSEADDR only
+    tolerates connections in TIME_WAIT left by a previous run)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host}: {exc}"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return f"port {port} on {host} is already in use (is another server running?)"
+                return str(exc)
+    return None
+
+
 def _run_server(settings: Settings) -> None:
     """Replace this process with the lean server launcher (same PID, so signals and supervisors
     work as expected): the long-lived supervisor then holds none of the CLI's or migration's imports."""
     os.environ["DOCKYARD_SERVER"] = settings.server
     os.environ["DOCKYARD_LOG_LEVEL"] = settings.log_level
+    os.environ["DOCKYARD_HTTP_HEADER_READ_TIMEOUT_SECONDS"] = str(settings.http_header_read_timeout_seconds)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "dockyard.launch"])
@@ -105,6 +144,9 @@ _register_subcommands()
 
 
 def main() -> None:
+    from dockyard.logs import configure
+
+    configure()  # every command logs as the server does (level from DOCKYARD_LOG_LEVEL until settings load)
     try:
         app()
     except ConfigError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 import re
+import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from dockyard.services.audit import Actor, AuditFilter, acting_as
 from dockyard.services.auth.permissions import Role, markdown_table
 from dockyard.services.errors import RegistryError
 from dockyard.services.lifecycle import leases
-from dockyard.wiring import Services, build_services, prepare
+from dockyard.wiring import Services, build_services, prepare_database
 
 console = Console()
 P = ParamSpec("P")
@@ -44,7 +45,7 @@ def _services() -> Iterator[Services]:
         raise typer.Exit(2) from None
     svc = build_services(settings)
     try:
-        prepare(svc)
+        prepare_database(svc)  # no implicit `admin`: the first `serve` makes it, and prints its password
         with acting_as(Actor(f"cli:{getpass.getuser()}", "system")):
             yield svc
     finally:
@@ -65,7 +66,9 @@ def _errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _password(value: str | None, stdin: bool) -> str:
+def _password(value: str | None, stdin: bool, generate: bool = False) -> str:
+    if generate:
+        return secrets.token_urlsafe(18)
     if stdin:
         return sys.stdin.readline().rstrip("\n")
     if value:
@@ -91,15 +94,18 @@ def user_create(
     username: str,
     password: Annotated[str | None, typer.Option(help="Prompted for when omitted.")] = None,
     password_stdin: Annotated[bool, typer.Option(help="Read the password from standard input.")] = False,
+    generate_password: Annotated[bool, typer.Option(help="Generate a password and print it (shown once).")] = False,
     admin: Annotated[bool, typer.Option(help="Make a system administrator.")] = False,
     can_create_projects: Annotated[bool, typer.Option(help="Allow creating projects.")] = False,
     email: str | None = None,
 ) -> None:
-    """Create a local user."""
-    secret = _password(password, password_stdin)
+    """Create a local user (with --admin, e.g. the first administrator before the first `serve`)."""
+    secret = _password(password, password_stdin, generate_password)
     with _services() as svc:
         user = svc.users.create(username, secret, admin, email, can_create_projects)
     typer.echo(f"created user {user.username}")
+    if generate_password:
+        typer.echo(f"generated password (shown once): {secret}")
 
 
 @users_app.command("list")

@@ -278,7 +278,9 @@ def scanner_adapter_command(
     except AdapterConfigError as exc:
         typer.echo(f"dockyard: {exc}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    from dockyard.logs import logging_config
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=logging_config("warning"))
 
 
 def register(app: typer.Typer) -> None:

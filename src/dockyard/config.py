@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 CONFIG_FILE_ENV = "DOCKYARD_CONFIG"
@@ -30,10 +30,10 @@ class Settings(BaseSettings):
     port: int = Field(5000, ge=1, le=65535, description="TCP port to listen on.")
     workers: int = Field(1, ge=1, le=64, description="Server worker processes.")
     data_dir: Path = Field(Path("dockyard-data"), description="Folder for the SQLite database and blobs.")
-    database_url: str | None = Field(
+    database_url: SecretStr | None = Field(
         None,
         description="SQLAlchemy URL; default sqlite:///<data_dir>/dockyard.db. "
-        "PostgreSQL: postgresql+psycopg://user@host/db",
+        "PostgreSQL: postgresql+psycopg://user@host/db (secret: it may hold a password).",
     )
     storage_path: Path | None = Field(None, description="Blob folder; default <data_dir>/storage.")
     public_url: str | None = Field(
@@ -44,13 +44,32 @@ class Settings(BaseSettings):
     token_service: str = Field("dockyard", min_length=1, description="The `service` name in tokens.")
     token_issuer: str = Field("dockyard", min_length=1, description="The `iss` claim of issued tokens.")
     token_ttl_seconds: int = Field(300, ge=30, le=86400, description="Lifetime of issued bearer tokens.")
-    admin_password: str | None = Field(
-        None, description="Password for the `admin` user created on first start; generated if unset."
+    admin_password: SecretStr | None = Field(
+        None, description="Password for the `admin` user created on first start; generated (and printed) if unset."
     )
     max_manifest_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest manifest accepted.")
     fsync: bool = Field(True, description="fsync blobs before they become visible.")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$", description="Log level.")
     server: str = Field("granian", pattern="^(granian|uvicorn)$", description="ASGI server implementation.")
+    http_header_read_timeout_seconds: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="How long a connection may take to send a request's headers before it is closed "
+        "(granian; uvicorn has no such limit).",
+    )
+    http_body_read_timeout_seconds: float = Field(
+        60,
+        gt=0,
+        le=3600,
+        description="How long the server waits for the next part of a request body before it answers "
+        "408 and closes the connection.",
+    )
+    metrics_users: list[str] = Field(
+        default_factory=list,
+        description="Users or robots (robot$name) besides system administrators who may read /metrics "
+        "(with Basic credentials); nobody else, anonymous callers included, may.",
+    )
 
     trusted_proxies: list[str] = Field(
         default_factory=list,
@@ -122,7 +141,7 @@ class Settings(BaseSettings):
         description="Base URL of a Harbor Scanner Adapter API v1.1 service to scan with instead of the "
         "built-in scanner (e.g. http://trivy-adapter:8080).",
     )
-    external_scanner_authorization: str | None = Field(
+    external_scanner_authorization: SecretStr | None = Field(
         None, description="Authorization header value sent to the scanner adapter (e.g. 'Bearer …')."
     )
     scanner_enabled: bool = Field(
@@ -161,7 +180,7 @@ class Settings(BaseSettings):
     # --- LDAP / Active Directory (on when ldap_url is set) -------------------------------------
     ldap_url: str | None = Field(None, description="ldap://host:389 or ldaps://host:636; unset: LDAP off.")
     ldap_bind_dn: str | None = Field(None, description="Service account that searches for users.")
-    ldap_bind_password: str | None = Field(None, description="Its password.")
+    ldap_bind_password: SecretStr | None = Field(None, description="Its password.")
     ldap_user_base: str | None = Field(None, description="Where users are searched (required with ldap_url).")
     ldap_user_filter: str = Field(
         "(&(objectClass=inetOrgPerson)(uid={username}))",
@@ -177,7 +196,7 @@ class Settings(BaseSettings):
     # --- OIDC (on when oidc_issuer is set) -----------------------------------------------------
     oidc_issuer: str | None = Field(None, description="Issuer URL (discovery at /.well-known/openid-configuration).")
     oidc_client_id: str | None = Field(None, description="Client id registered with the provider.")
-    oidc_client_secret: str | None = Field(None, description="Client secret.")
+    oidc_client_secret: SecretStr | None = Field(None, description="Client secret.")
     oidc_scopes: str = Field("openid profile email", description="Scopes asked for at login.")
     oidc_username_claim: str = Field("preferred_username", description="ID-token claim used as the user name.")
     oidc_groups_claim: str = Field("groups", description="ID-token claim listing the user's groups.")
@@ -185,8 +204,8 @@ class Settings(BaseSettings):
 
     @field_validator("database_url")
     @classmethod
-    def _check_db_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("sqlite", "postgresql")):
+    def _check_db_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and not v.get_secret_value().startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:// or postgresql+psycopg:// URL")
         return v
 
@@ -211,9 +230,22 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
+        """The URL to connect with, password included: never log it (see `database_url_for_logs`)."""
+        url = secret(self.database_url)
+        if url:
+            return url
         return f"sqlite:///{(self.data_dir / 'dockyard.db').resolve()}"
+
+    @property
+    def database_url_for_logs(self) -> str:
+        """The database URL with its password masked."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            return make_url(self.resolved_database_url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "<unparsable database URL>"
 
     @property
     def resolved_vulndb_path(self) -> Path:
@@ -259,6 +291,17 @@ class _TomlFileSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+SECRET_SETTINGS = frozenset(
+    name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)
+)
+
+
+def secret(value: SecretStr | str | None) -> str | None:
+    """The plain value of an optional secret setting, for the one place that must use it. (A plain
+    str gets here only from `model_copy(update=...)`, which skips validation.)"""
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning validation failures into one readable ConfigError."""
     try:
@@ -268,5 +311,6 @@ def load_settings(**overrides: Any) -> Settings:
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "settings"
             env = f"DOCKYARD_{name.upper()}"
-            problems.append(f"  {name} ({env}): {err['msg']} (got {err.get('input')!r})")
+            got = "(hidden)" if name in SECRET_SETTINGS else repr(err.get("input"))
+            problems.append(f"  {name} ({env}): {err['msg']} (got {got})")
         raise ConfigError("invalid configuration:\n" + "\n".join(problems)) from None

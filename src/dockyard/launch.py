@@ -2,11 +2,14 @@
 
 It reads the already validated settings from the DOCKYARD_* variables `serve` set, imports only the
 ASGI server, and lets each worker import the application itself (dockyard.api.app:create_app).
+The supervisor replaces a worker that dies (crash, OOM kill) instead of shutting the server down.
 """
 
 from __future__ import annotations
 
 import os
+
+from dockyard.logs import configure, logging_config
 
 TARGET = "dockyard.api.app:create_app"
 
@@ -16,8 +19,11 @@ def main() -> None:
     port = int(os.environ["DOCKYARD_PORT"])
     workers = int(os.environ["DOCKYARD_WORKERS"])
     log_level = os.environ.get("DOCKYARD_LOG_LEVEL", "info")
+    header_timeout = float(os.environ.get("DOCKYARD_HTTP_HEADER_READ_TIMEOUT_SECONDS", "30"))
+    configure(log_level)
     if os.environ.get("DOCKYARD_SERVER", "granian") == "granian":
         from granian.constants import Interfaces
+        from granian.http import HTTP1Settings
         from granian.server import Server
 
         Server(
@@ -29,11 +35,28 @@ def main() -> None:
             workers=workers,
             log_enabled=True,
             log_level=log_level,  # type: ignore[arg-type]
+            log_dictconfig=logging_config(log_level),  # applied by the supervisor and by every worker
+            respawn_failed_workers=True,
+            http1_settings=HTTP1Settings(header_read_timeout=max(1, int(header_timeout * 1000))),
         ).serve()
     else:
         import uvicorn
+        from uvicorn.supervisors import Multiprocess
 
-        uvicorn.run(TARGET, host=host, port=port, factory=True, workers=workers, log_level=log_level, access_log=False)
+        # uvicorn has no header read timeout; the body read timeout is the application's middleware.
+        config = uvicorn.Config(
+            TARGET,
+            host=host,
+            port=port,
+            factory=True,
+            workers=workers,
+            log_level=log_level,
+            log_config=logging_config(log_level),
+            access_log=False,
+        )
+        # Always supervised, even with one worker, so a dead worker is restarted (uvicorn.run would
+        # serve a single worker in this process).
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dockyard.config import Settings
+from dockyard.config import Settings, secret
 from dockyard.db.engine import Database
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth.access_tokens import AccessTokenService
@@ -72,7 +72,7 @@ def ldap_provider(settings: Settings) -> LdapProvider | None:
             url=settings.ldap_url,
             user_base=settings.ldap_user_base,
             bind_dn=settings.ldap_bind_dn,
-            bind_password=settings.ldap_bind_password,
+            bind_password=secret(settings.ldap_bind_password),
             user_filter=settings.ldap_user_filter,
             group_base=settings.ldap_group_base,
             group_filter=settings.ldap_group_filter,
@@ -161,19 +161,26 @@ def external_scanner(settings: Settings, tokens: TokenService) -> HarborAdapterS
 
     registry_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     return HarborAdapterScanner(
-        settings.external_scanner_url, registry_url, pull_authorization, settings.external_scanner_authorization
+        settings.external_scanner_url, registry_url, pull_authorization, secret(settings.external_scanner_authorization)
     )
 
 
-def prepare(services: Services) -> str | None:
-    """First-start work, done once before serving: migrate, signing key, admin user.
-
-    Returns the generated admin password when one was generated (to be printed once).
-    """
+def prepare_database(services: Services) -> None:
+    """Schema and signing key: what every command that opens the database needs. Creates no user:
+    the first administrator is made by the first `serve` (or `dockyard user create --admin`)."""
     services.settings.data_dir.mkdir(parents=True, exist_ok=True)
     services.db.migrate()
     services.tokens.ensure_key()
-    return services.users.ensure_admin(services.settings.admin_password)
+
+
+def prepare(services: Services) -> str | None:
+    """First-start work, done by `dockyard serve` before serving: the database, then the `admin`
+    user if there is no user at all.
+
+    Returns the generated admin password when one was generated (the caller must show it).
+    """
+    prepare_database(services)
+    return services.users.ensure_admin(secret(services.settings.admin_password))
 
 
 def maintenance(services: Services) -> Maintenance:

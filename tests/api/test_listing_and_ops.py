@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.api.conftest import Registry
+from tests.api.conftest import ADMIN, Registry, basic
 from tests.api.test_blobs_uploads import assert_error
 
 
@@ -73,7 +73,7 @@ def test_health_ready_metrics(registry: Registry) -> None:
     assert r.status_code == 200 and r.json()["checks"] == {"database": "ok", "storage": "ok"}
     registry.push_blob("p/a", b"y" * 1000)
     registry.request("GET", "/v2/p/a/manifests/missing")
-    text = registry.http.get("/metrics").text
+    text = registry.http.get("/metrics", headers=ADMIN).text
     assert (
         'dockyard_http_requests_total{method="GET",route="/v2/{name:path}/manifests/{reference}",status="404"}' in text
     )
@@ -120,3 +120,25 @@ def test_catalog_default_page_size(registry: Registry) -> None:
     assert r.headers["link"].startswith(
         f"</v2/_catalog?n={CATALOG_DEFAULT_PAGE}&last={names[CATALOG_DEFAULT_PAGE - 1]}>"
     )
+
+
+def test_metrics_are_for_administrators_and_named_scrapers(registry: Registry) -> None:
+    """The series name projects, private ones included: no data without the right credentials."""
+    svc = registry.services
+    svc.projects.create("hidden-team", creator="admin")  # private by default
+    svc.users.create("dev", "dev-password-1")
+    svc.users.create("prom", "prom-password-1")
+    anonymous = registry.http.get("/metrics")
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Basic")
+    assert "hidden-team" not in anonymous.text and "dockyard_" not in anonymous.text
+    wrong = registry.http.get("/metrics", headers=basic("admin", "wrong-password"))
+    assert wrong.status_code == 401 and "hidden-team" not in wrong.text
+    member = registry.http.get("/metrics", headers=basic("dev", "dev-password-1"))
+    assert member.status_code == 403 and "hidden-team" not in member.text
+    admin = registry.http.get("/metrics", headers=ADMIN)
+    assert admin.status_code == 200 and 'dockyard_project_used_bytes{project="hidden-team"}' in admin.text
+
+    svc.settings = svc.settings.model_copy(update={"metrics_users": ["prom"]})
+    scraper = registry.http.get("/metrics", headers=basic("prom", "prom-password-1"))
+    assert scraper.status_code == 200 and 'project="hidden-team"' in scraper.text
+    assert registry.http.get("/metrics", headers=basic("dev", "dev-password-1")).status_code == 403

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import create_pg_database, drop_pg_database, missing
 
@@ -39,6 +40,7 @@ class Server:
     username: str
     password: str
     log: Path
+    pid: int = 0  # of the `dockyard serve` process (the server's supervisor once it has exec'd)
 
     @property
     def url(self) -> str:
@@ -65,8 +67,15 @@ def require_tool(name: str) -> str:
 
 
 @contextlib.contextmanager
-def running_server(data: Path, engine: str, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
-    """`dockyard serve` on a free port: SQLite with one worker, or PostgreSQL with two."""
+def running_server(
+    data: Path,
+    engine: str,
+    extra_env: dict[str, str] | None = None,
+    workers: int | None = None,
+    pg_password: str | None = None,
+) -> Iterator[Server]:
+    """`dockyard serve` on a free port: SQLite with one worker, or PostgreSQL with two (unless `workers`
+    says otherwise). `pg_password` goes into the database URL (the test server ignores it: trust auth)."""
     password = secrets.token_urlsafe(12)
     port = free_port()
     env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": password, **(extra_env or {})}
@@ -75,12 +84,17 @@ def running_server(data: Path, engine: str, extra_env: dict[str, str] | None = N
     admin_engine = None
     if engine == "postgres":
         env["DOCKYARD_DATABASE_URL"], admin_engine = create_pg_database("dockyard_e2e")
-        args += ["--workers", "2"]
+        if pg_password:
+            url = sa.engine.make_url(env["DOCKYARD_DATABASE_URL"]).set(password=pg_password)
+            env["DOCKYARD_DATABASE_URL"] = url.render_as_string(hide_password=False)
+        workers = workers or 2
+    if workers:
+        args += ["--workers", str(workers)]
     log = data / "server.log"
     data.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    srv = Server(f"127.0.0.1:{port}", "admin", password, log)
+    srv = Server(f"127.0.0.1:{port}", "admin", password, log, proc.pid)
     try:
         deadline = time.monotonic() + 60
         while True:

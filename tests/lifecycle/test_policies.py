@@ -75,7 +75,7 @@ def test_quota_refuses_the_push_that_would_exceed_it_and_leaves_nothing(reg: Reg
     push(reg, "v1", b"a" * 3000)
     used = reg.http.get("/api/v1/projects/team", headers=ADMIN).json()["used_bytes"]
     assert 3000 < used < 5000
-    metrics = reg.http.get("/metrics").text
+    metrics = reg.http.get("/metrics", headers=ADMIN).text
     assert f'dockyard_project_used_bytes{{project="team"}} {float(used)}' in metrics
     assert 'dockyard_project_quota_bytes{project="team"} 5000.0' in metrics
     big = b"b" * 3000
@@ -203,7 +203,7 @@ def test_gc_endpoint_dry_run_then_real(reg: Registry) -> None:
 
 
 def _metric(reg: Registry, name: str) -> float:
-    for line in reg.http.get("/metrics").text.splitlines():
+    for line in reg.http.get("/metrics", headers=ADMIN).text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return 0.0

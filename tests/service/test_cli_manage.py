@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from dockyard.cli import app
 from dockyard.config import Settings
 from dockyard.services.auth.permissions import markdown_table
-from dockyard.wiring import build_services
+from dockyard.wiring import build_services, prepare
 
 
 @pytest.fixture
@@ -73,3 +73,33 @@ def test_errors_are_one_line_and_exit_non_zero(run) -> None:  # type: ignore[no-
     assert code == 1 and "invalid user name" in out
     code, out = run("project", "permissions")
     assert code == 0 and out.strip() == markdown_table()
+
+
+def test_commands_on_an_empty_database_create_no_admin(run, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Only `serve` makes `admin` (and shows its password): a management command run first used to make
+    one with a generated password nobody ever saw."""
+    monkeypatch.delenv("DOCKYARD_ADMIN_PASSWORD")
+    assert run("project", "create", "team-a")[0] == 0
+    assert run("user", "list")[0] == 0
+    svc = build_services(Settings(data_dir=tmp_path))
+    try:
+        assert svc.users.list_users() == []
+        generated = prepare(svc)  # the first serve
+        assert generated and svc.authenticator.authenticate("admin", generated) is not None
+    finally:
+        svc.close()
+
+
+def test_the_first_administrator_can_be_created_explicitly(run, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("DOCKYARD_ADMIN_PASSWORD")
+    code, out = run("user", "create", "root", "--admin", "--generate-password")
+    assert code == 0 and "created user root" in out
+    password = out.split("generated password (shown once): ")[1].strip()
+    svc = build_services(Settings(data_dir=tmp_path))
+    try:
+        identity = svc.authenticator.authenticate("root", password)
+        assert identity is not None and identity.is_admin
+        assert prepare(svc) is None  # serve then makes no `admin` of its own
+        assert [u.username for u in svc.users.list_users()] == ["root"]
+    finally:
+        svc.close()

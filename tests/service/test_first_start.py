@@ -36,3 +36,18 @@ def test_signing_key_is_shared_by_replicas(tmp_path: Path, database: Database) -
         assert b.tokens.verify(token).subject == "admin"
     finally:
         b.db.dispose()
+
+
+def test_serve_prints_the_password_it_generates(tmp_path: Path, database: Database) -> None:
+    from structlog.testing import capture_logs
+
+    from dockyard.cli import first_start
+
+    settings = Settings(data_dir=tmp_path, database_url=database.url)
+    with capture_logs() as events:
+        first_start(settings)
+        first_start(settings)  # a later start: nothing generated, nothing printed
+    shown = [e for e in events if "password" in e]
+    assert len(shown) == 1 and shown[0]["username"] == "admin" and shown[0]["log_level"] == "warning"
+    svc = build_services(settings, db=database)
+    assert svc.authenticator.authenticate("admin", shown[0]["password"]) is not None

@@ -11,14 +11,16 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import Scope
 
 from dockyard.api import health, oidc, token
 from dockyard.api.distribution.routes import routes as distribution_routes
 from dockyard.api.errors import error_body, registry_error_handler
-from dockyard.api.management.app import create_management_app
+from dockyard.api.management.app import create_management_app, problem
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
+from dockyard.api.middleware import BodyTimeout, ErrorBoundary
 from dockyard.config import load_settings
-from dockyard.logs import get_logger
+from dockyard.logs import configure, get_logger
 from dockyard.services.errors import RegistryError
 from dockyard.wiring import Services, build_services, maintenance
 
@@ -32,13 +34,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
-_log = get_logger("dockyard.api")
-
-
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    # A bug, not bad input: log it with the request, answer in the spec's error shape.
-    _log.error("unhandled error", method=request.method, path=request.url.path, exc_info=exc)
+def _internal_error() -> Response:
+    # A bug, not bad input (ErrorBoundary logged it): answer in the spec's error shape.
     return JSONResponse(error_body("UNKNOWN", "internal server error"), status_code=500)
+
+
+def _body_timeout(scope: Scope) -> Response:
+    message, headers = "timed out waiting for the request body", {"Connection": "close"}
+    if scope["path"].startswith("/api/"):
+        return problem(408, "request timeout", message, "TIMEOUT", headers)
+    return JSONResponse(error_body("UNKNOWN", message), status_code=408, headers=headers)
 
 
 def _lifespan(services: Services) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
@@ -58,7 +63,14 @@ def create_app(services: Services | None = None) -> Starlette:
     """Worker processes call this with no arguments: settings come from DOCKYARD_* variables,
     and the schema, key and admin user were prepared by `dockyard serve` before they started."""
     if services is None:
-        services = build_services(load_settings())
+        settings = load_settings()
+        configure(settings.log_level)  # a worker process: log as every other Dockyard process does
+        try:
+            services = build_services(settings)
+        except Exception:
+            # Logged here, in the log's format; SystemExit keeps multiprocessing from printing it again.
+            get_logger("dockyard.api").critical("worker failed to start", exc_info=True)
+            raise SystemExit(3) from None
     routes = [
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
@@ -71,11 +83,14 @@ def create_app(services: Services | None = None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(MetricsMiddleware)],
+        middleware=[
+            Middleware(MetricsMiddleware),  # outside the boundary: it counts the 500s and 408s it answers
+            Middleware(ErrorBoundary, render_error=_internal_error),
+            Middleware(BodyTimeout, seconds=services.settings.http_body_read_timeout_seconds, render=_body_timeout),
+        ],
         exception_handlers={
             RegistryError: registry_error_handler,
             HTTPException: _http_error,
-            Exception: _unexpected,
         },
         lifespan=_lifespan(services),
     )

@@ -2,6 +2,10 @@
 
 Works with several worker processes through prometheus-client's multiprocess mode: the CLI sets
 PROMETHEUS_MULTIPROC_DIR before workers start, and /metrics aggregates every worker's files.
+
+The series name projects (private ones too), so /metrics answers only system administrators and the
+accounts named in `metrics_users`, signed in with Basic credentials (password, access token or robot
+secret); anyone else gets 401/403 and no data.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dockyard.api.auth import Challenge, basic_identity
+from dockyard.services.errors import Denied
 
 REQUESTS = Counter("dockyard_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -129,6 +136,16 @@ def _scrape(services: Services) -> bytes:
     return bytes(generate_latest()) + bytes(generate_latest(registry))
 
 
+def _check_reader(request: Request, services: Services) -> None:
+    identity = basic_identity(request, services)  # Challenge (401) for bad credentials
+    if identity.anonymous:
+        raise Challenge("authentication required", {"WWW-Authenticate": 'Basic realm="dockyard"'})
+    if not (identity.is_admin or identity.subject in services.settings.metrics_users):
+        raise Denied("metrics are for system administrators and the accounts named in metrics_users")
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    data = await run_in_threadpool(_scrape, request.app.state.services)
+    services = request.app.state.services
+    await run_in_threadpool(_check_reader, request, services)  # a password check is slow: off the loop
+    data = await run_in_threadpool(_scrape, services)
     return Response(data, media_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 from dockyard.api.auth import client_ip
 from dockyard.api.management.app import problem
 from dockyard.api.management.deps import SESSION_COOKIE
+from dockyard.config import secret
 from dockyard.services.audit import FAILURE, Actor, acting_as
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.oidc import OidcClient, OidcError, OidcSettings
@@ -33,7 +34,7 @@ def routes(services: Services) -> list[BaseRoute]:
         OidcSettings(
             issuer=s.oidc_issuer,
             client_id=s.oidc_client_id,
-            client_secret=s.oidc_client_secret,
+            client_secret=secret(s.oidc_client_secret) or "",
             scopes=s.oidc_scopes,
             username_claim=s.oidc_username_claim,
             groups_claim=s.oidc_groups_claim,

@@ -8,9 +8,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 
 from dockyard.api.errors import status_for
 from dockyard.api.management import audit, lifecycle, projects, robots, scanning, users
+from dockyard.api.middleware import ErrorBoundary
 from dockyard.services.auth.permissions import MATRIX, Role
 from dockyard.services.errors import RegistryError, TooManyRequests, Unauthorized
 from dockyard.wiring import Services
@@ -58,6 +60,13 @@ def create_management_app(services: Services) -> FastAPI:
         description="Projects, members, users, robot accounts, access tokens and the audit log. "
         "Authenticate with Basic credentials (password, personal access token or robot secret) "
         "or a bearer token from /token.",
+        # Its own boundary, so an unexpected error is logged once and answered as problem+json.
+        middleware=[
+            Middleware(
+                ErrorBoundary,
+                render_error=lambda: problem(500, "internal server error", "internal server error", "INTERNAL"),
+            )
+        ],
         exception_handlers={
             RegistryError: _domain_error,
             RequestValidationError: _validation_error,

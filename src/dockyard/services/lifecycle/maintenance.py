@@ -29,6 +29,17 @@ _log = get_logger("dockyard.maintenance")
 VULNDB = "vulndb"  # the vulnerability database update: runs on request too
 
 
+# Report fields that describe the run rather than work done.
+_NOT_WORK = frozenset({"seconds", "kept", "deferred", "skipped"})
+
+
+def did_work(summary: object) -> bool:
+    """Whether a duty's result reports anything done: a non-zero count, a non-empty list, True."""
+    if isinstance(summary, dict):
+        return any(did_work(v) for k, v in summary.items() if k not in _NOT_WORK)
+    return bool(summary)  # None, 0, False, an empty list: nothing
+
+
 @dataclass
 class Duty:
     name: str
@@ -148,7 +159,7 @@ class Maintenance:
             except leases.LeaseLost:  # another process runs it now: ours stopped at its last step
                 _log.warning("maintenance lease lost", duty=duty.name)
             except Exception as exc:  # a failed run is logged and retried at the next interval
-                _log.error("maintenance failed", duty=duty.name, error=str(exc))
+                _log.error("maintenance failed", duty=duty.name, exc_info=exc)  # type, message, stack
 
     def _run(self, duty: Duty) -> None:
         if duty.on_request:
@@ -162,4 +173,7 @@ class Maintenance:
         summary = result.as_dict() if hasattr(result, "as_dict") else result
         if duty.on_request:
             _finished(self.db, duty.name, summary, None)
-        _log.info("maintenance", duty=duty.name, result=summary)
+        # Most runs find nothing to do (the scan queue is looked at every 2 s): only work done is
+        # worth an info line.
+        log = _log.info if did_work(summary) else _log.debug
+        log("maintenance", duty=duty.name, result=summary)
