@@ -84,13 +84,13 @@ def test_the_api_reports_and_metrics_show_an_empty_then_a_stale_database(empty: 
         assert vulndb["stale_after_seconds"] == 7 * 86400
         report = http.get("/api/v1/repositories/team/alpine/manifests/3.11/scan", headers=ADMIN).json()
         assert report["images"][0]["vulnerability_database"]["state"] == "empty"
-        assert "dockyard_vulndb_stale 1.0" in http.get("/metrics").text
+        assert "dockyard_vulndb_stale 1.0" in http.get("/metrics", headers=ADMIN).text
 
         empty.scans.vulndb.import_source(str(ALPINE_ZIP))
         empty.scans.reevaluate()
         vulndb = http.get("/api/v1/vulndb", headers=ADMIN).json()
         assert vulndb["state"] == "current" and vulndb["advisories"] > 0 and vulndb["age_seconds"] < 3600
-        metrics = http.get("/metrics").text
+        metrics = http.get("/metrics", headers=ADMIN).text
         assert "dockyard_vulndb_stale 0.0" in metrics and "dockyard_vulndb_advisories" in metrics
 
         # Its source last read successfully 30 days ago: stale, in the report, the API, the metrics, the log.
@@ -102,7 +102,7 @@ def test_the_api_reports_and_metrics_show_an_empty_then_a_stale_database(empty: 
         assert vulndb["state"] == "stale" and vulndb["updated_at"].startswith("2000-01-01")
         image_report = http.get("/api/v1/repositories/team/alpine/manifests/3.11/scan", headers=ADMIN).json()
         assert image_report["images"][0]["vulnerability_database"]["state"] == "stale"
-        assert "dockyard_vulndb_stale 1.0" in http.get("/metrics").text
+        assert "dockyard_vulndb_stale 1.0" in http.get("/metrics", headers=ADMIN).text
         sbom = http.get("/api/v1/repositories/team/alpine/manifests/3.11/sbom", headers=ADMIN).json()
         props = {p["name"]: p["value"] for p in sbom["metadata"]["properties"]}
         assert props["dockyard:vulndb:state"] == "stale" and props["dockyard:vulndb:generation"] == "1"
