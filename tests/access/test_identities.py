@@ -283,11 +283,11 @@ def test_disabling_on_one_replica_reaches_another_within_the_check_interval(regi
     registry.services.projects.set_member("team", "user", "dev", Role.DEVELOPER)
     token = bearer(registry, basic("dev", "dev-password"), f"repository:{REPO}:pull")["Authorization"][7:]
     claims = other.tokens.verify(token)
-    assert other.authenticator.current(claims.subject, claims.credential) is not None  # now cached there
+    assert other.authenticator.current(claims.subject, claims.uid, claims.credential) is not None  # now cached there
     registry.http.patch("/api/v1/users/dev", json={"disabled": True}, headers=ADMIN)
-    assert registry.services.authenticator.current(claims.subject, claims.credential) is None
+    assert registry.services.authenticator.current(claims.subject, claims.uid, claims.credential) is None
     deadline = time.monotonic() + 5
-    while other.authenticator.current(claims.subject, claims.credential) is not None:
+    while other.authenticator.current(claims.subject, claims.uid, claims.credential) is not None:
         assert time.monotonic() < deadline, "the other replica still accepts the disabled account"
         time.sleep(0.05)
     assert time.monotonic() < deadline
