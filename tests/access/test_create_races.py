@@ -104,9 +104,9 @@ def test_concurrent_creates_of_one_user_robot_or_token_are_one_success_and_confl
 def test_concurrent_first_logins_of_an_oidc_user_create_one_row(services: Services) -> None:
     """What the OIDC callback runs at a user's first login, 16 times at once."""
 
-    def first_login(i: int) -> str:
+    def first_login(i: int) -> int:
         with services.db.write() as conn:
-            return services.users.upsert_external(conn, "olivia", "oidc", "o@example.test", ["devs"]).uid
+            return services.users.upsert_external(conn, "olivia", "oidc", "o@example.test", ["devs"]).id
 
     results = at_once(first_login)
     assert [r for r in results if isinstance(r, BaseException)] == []

@@ -15,7 +15,6 @@ from starlette.testclient import TestClient
 from dockyard.services.audit import AuditFilter
 from dockyard.services.auth import authenticator as authenticator_module
 from dockyard.services.auth.guard import keys_for
-from dockyard.services.auth.passwords import dummy_hash
 from dockyard.services.auth.permissions import Role
 from dockyard.services.errors import TooManyRequests
 from tests.api.conftest import ADMIN, ADMIN_PASSWORD, Registry, basic
@@ -243,22 +242,28 @@ def test_deleted_robots_token_does_not_work_for_a_new_robot_of_the_same_name(reg
     assert claims["uid"] != jwt.decode(t, options={"verify_signature": False})["uid"]
 
 
-def test_deleted_users_token_and_session_do_not_work_for_a_new_user_of_the_same_name(registry: Registry) -> None:
+def test_deleted_users_token_does_not_work_for_a_new_user_of_the_same_name(registry: Registry) -> None:
     registry.services.projects.create("team", creator="admin")
     push_image(registry)
     registry.services.users.create("alice", "alice-password")
     registry.services.projects.set_member("team", "user", "alice", Role.DEVELOPER)
     t = token_for(registry, basic("alice", "alice-password"), f"repository:{REPO}:pull")
-    cookie = session_cookie(registry, "alice")
     assert registry.http.get(f"/v2/{REPO}/manifests/v1", headers=bearer(t)).status_code == 200
-    assert registry.http.get("/api/v1/me", headers=cookie).status_code == 200
     assert registry.http.delete("/api/v1/users/alice", headers=ADMIN).status_code == 204
     registry.services.users.create("alice", "alice-password")
     registry.services.projects.set_member("team", "user", "alice", Role.DEVELOPER)
     assert registry.http.get(f"/v2/{REPO}/manifests/v1", headers=bearer(t)).status_code == 401
-    assert registry.http.get("/api/v1/me", headers=cookie).status_code == 401
     fresh = token_for(registry, basic("alice", "alice-password"), f"repository:{REPO}:pull")
     assert registry.http.get(f"/v2/{REPO}/manifests/v1", headers=bearer(fresh)).status_code == 200
+
+
+def test_deleted_users_session_does_not_work_for_a_new_user_of_the_same_name(registry: Registry) -> None:
+    registry.services.users.create("alice", "alice-password")
+    cookie = session_cookie(registry, "alice")
+    assert registry.http.get("/api/v1/me", headers=cookie).status_code == 200
+    assert registry.http.delete("/api/v1/users/alice", headers=ADMIN).status_code == 204
+    registry.services.users.create("alice", "alice-password")
+    assert registry.http.get("/api/v1/me", headers=cookie).status_code == 401
 
 
 # --- item: no existence leaks ----------------------------------------------------------------------
@@ -287,12 +292,15 @@ def test_private_and_missing_projects_get_the_same_answer(registry: Registry) ->
     assert all(status in (200, 403) for status, _ in answers("priv"))
 
 
-def _recording_verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _recording_verifications(reg: Registry, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each argon2 verification: against a user's own hash ("real") or any other ("dummy")."""
+    with reg.services.db.read() as conn:
+        own = set(conn.exec_driver_sql("SELECT password_hash FROM users WHERE password_hash IS NOT NULL").scalars())
     calls: list[str] = []
     real: Callable[[str, str], bool] = authenticator_module.verify_password
 
     def record(stored: str, password: str) -> bool:
-        calls.append("dummy" if stored == dummy_hash() else "real")
+        calls.append("real" if stored in own else "dummy")
         return real(stored, password)
 
     monkeypatch.setattr(authenticator_module, "verify_password", record)
@@ -307,11 +315,11 @@ def test_unknown_or_disabled_users_cost_one_password_verification(
     registry.services.users.update("gone", disabled=True)
     with registry.services.db.write() as conn:
         registry.services.users.upsert_external(conn, "olivia", "oidc", None, [])
-    calls = _recording_verifications(monkeypatch)
+    calls = _recording_verifications(registry, monkeypatch)
     for user, expected in (
         ("nobody", ["dummy"]),
         ("dev", ["real"]),  # a wrong password
-        ("gone", ["dummy"]),
+        ("gone", ["dummy"]),  # disabled (its own hash is not even looked at)
         ("olivia", ["dummy"]),  # an OIDC user, wrong CLI secret
     ):
         calls.clear()
