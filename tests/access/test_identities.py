@@ -161,8 +161,8 @@ def test_brute_force_is_slowed_then_refused_and_audited(registry: Registry) -> N
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0, r.text
     r = registry.http.get("/v2/", headers=basic("dev", "dev-password"))
     assert r.status_code == 429 and "TOOMANYREQUESTS" in r.text
-    # The lock is on the account: other users from the same address still sign in, until the
-    # address itself passes its (higher) limit.
+    # The lock is on the account from this address (other addresses: test_hardening): other users
+    # from the same address still sign in, until the address itself passes its (higher) limit.
     assert registry.http.get("/token", headers=ADMIN).status_code == 200
     for i in range(6):  # 4 failures for dev + 6 here, each on another account = the address's limit
         registry.http.get("/token", headers=basic(f"victim{i}", "guess"))
