@@ -119,6 +119,10 @@ class Caller:
     claims: TokenClaims | None = None  # None: Basic credentials or none
 
 
+class _BadToken(Exception):
+    """A bearer token that does not verify, or whose account may no longer act."""
+
+
 def _resolve(request: Request, services: Services) -> Caller:
     """Authenticate the request's credentials (blocking: runs in a worker thread)."""
     header = request.headers.get("authorization", "")
@@ -135,10 +139,6 @@ def _resolve(request: Request, services: Services) -> Caller:
             identity = replace(current, method=REGISTRY_TOKEN)
         return Caller(identity, claims)
     return Caller(basic_identity(request, services))
-
-
-class _BadToken(Exception):
-    """A bearer token that does not verify, or whose account may no longer act."""
 
 
 async def resolve(request: Request, services: Services) -> Caller:
