@@ -9,8 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from starlette.testclient import TestClient
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
@@ -19,8 +21,9 @@ from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import Conflict
 from dockyard.wiring import Services, build_services, prepare
-from tests.access.test_ldap import ldap_settings, slapd  # noqa: F401 - the module-scoped server fixture
-from tests.api.conftest import make_settings
+from tests.access.test_ldap import ldap_settings, make_registry, slapd  # noqa: F401 - the module-scoped server fixture
+from tests.api.conftest import Registry, basic, make_settings
+from tests.support.oidc_provider import OidcProvider
 from tests.support.slapd import SlapdServer
 
 CREATORS = 16
@@ -128,3 +131,46 @@ def test_concurrent_first_ldap_logins_create_one_row(
     assert all(not isinstance(r, BaseException) and r.identity is not None for r in results)
     assert count(database, s.users, s.users.c.username == "alice") == 1
     assert audited(svc, "user.create") == 2
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[OidcProvider]:
+    with OidcProvider(require_pkce=True, require_nonce=True) as p:
+        yield p
+
+
+@pytest.fixture
+def oidc_registry(tmp_path: Path, database: Database, provider: OidcProvider) -> Iterator[Registry]:
+    provider.reset_faults()
+    provider.login_as("alice")
+    yield from make_registry(
+        tmp_path,
+        database,
+        oidc_issuer=provider.issuer,
+        oidc_client_id=provider.client_id,
+        oidc_client_secret=provider.client_secret,
+    )
+
+
+def test_concurrent_first_oidc_browser_logins_create_one_user_and_show_one_secret(
+    oidc_registry: Registry, database: Database
+) -> None:
+    """16 browser logins of one new user at once, through the real flow: one user row, and exactly
+    one of the answers shows the CLI secret (the one that works)."""
+    reg = oidc_registry
+
+    def browser_login(i: int) -> httpx.Response:
+        browser = TestClient(reg.http.app, base_url="http://registry.test")  # its own cookie jar
+        start = browser.get("/auth/oidc/login", follow_redirects=False)
+        at_provider = httpx.get(start.headers["location"], follow_redirects=False)
+        callback = at_provider.headers["location"]
+        return browser.get(callback[callback.index("/auth/oidc/callback") :])
+
+    results = at_once(browser_login)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    answers = [r for r in results if isinstance(r, httpx.Response)]
+    assert [r.status_code for r in answers] == [200] * CREATORS, [r.text for r in answers if r.status_code != 200]
+    secrets = [r.json()["cli_secret"] for r in answers if r.json()["cli_secret"]]
+    assert len(secrets) == 1
+    assert reg.http.get("/token", headers=basic("alice", secrets[0])).status_code == 200
+    assert count(database, s.users, s.users.c.username == "alice") == 1

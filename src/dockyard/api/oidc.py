@@ -72,10 +72,8 @@ def routes(services: Services) -> list[BaseRoute]:
         identity = Identity(record.username, record.is_admin, "user", "oidc", frozenset(user.groups), uid=record.uid)
         actor = Actor.of(identity, client_ip(request), request.headers.get("user-agent"))
         services.audit.record_now("login", actor=actor, detail={"provider": "oidc"})
-        cli_secret = None
-        if not services.users.has_cli_secret(record.username):
-            with acting_as(actor):
-                cli_secret = services.users.new_cli_secret(record.username)
+        with acting_as(actor):
+            cli_secret = services.users.first_cli_secret(record.username)
         session = services.tokens.issue_session(identity, SESSION_TTL)
         return {
             "username": record.username,

@@ -236,10 +236,22 @@ class UserService:
         assert found is not None
         return found
 
-    def has_cli_secret(self, username: str) -> bool:
-        with self.db.read() as conn:
-            stored = conn.execute(sa.select(s.users.c.cli_secret_hash).where(s.users.c.username == username)).scalar()
-        return bool(stored)
+    def first_cli_secret(self, username: str) -> str | None:
+        """A registry-login secret for an OIDC user who has none yet, or None if they have one. One
+        conditional UPDATE: of concurrent first logins exactly one is shown a secret, and it works."""
+        secret = gen.generate(gen.CLI_PREFIX)
+        u = s.users.c
+        with self.db.write() as conn:
+            done = conn.execute(
+                sa.update(s.users)
+                .where(u.username == username, u.cli_secret_hash.is_(None))
+                .values(cli_secret_hash=gen.digest(secret))
+                .returning(u.id)
+            ).first()
+            if done is None:
+                return None
+            self.audit.record(conn, "user.cli_secret", reference=username)
+        return secret
 
     def new_cli_secret(self, username: str) -> str:
         """A fresh registry-login secret for an OIDC user (shown once; the old one stops working)."""
