@@ -170,6 +170,15 @@ def user_set_password(
     typer.echo(f"password of {username} set")
 
 
+@users_app.command("unlock")
+@_errors
+def user_unlock(username: Annotated[str, typer.Argument(help="A user name, or a robot's robot$NAME.")]) -> None:
+    """Clear the failed-login locks and counters of a user or robot, from every address."""
+    with _services() as svc:
+        cleared = svc.authenticator.unlock(username)
+    typer.echo(f"unlocked {username} ({cleared['locks']} lock(s), {cleared['refused']} refused attempt(s) cleared)")
+
+
 # --- projects ----------------------------------------------------------------------------------
 @projects_app.command("create")
 @_errors

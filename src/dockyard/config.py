@@ -168,9 +168,11 @@ class Settings(BaseSettings):
         "(0: check on every request). Changes made on the same replica apply at once.",
     )
     login_slow_after: int = Field(
-        5, ge=1, description="Failed logins (per address or account) before answers slow down."
+        5, ge=1, description="Failed logins for one account (from anywhere) before failure answers slow down."
     )
-    login_lock_after: int = Field(10, ge=1, description="Failed logins within the window before logins are refused.")
+    login_lock_after: int = Field(
+        10, ge=1, description="Failed logins for one account from one address before that account is refused there."
+    )
     login_ip_lock_after: int = Field(
         50, ge=1, description="Failed logins from one address within the window before it is refused (NAT-friendly)."
     )

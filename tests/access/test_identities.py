@@ -161,8 +161,8 @@ def test_brute_force_is_slowed_then_refused_and_audited(registry: Registry) -> N
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0, r.text
     r = registry.http.get("/v2/", headers=basic("dev", "dev-password"))
     assert r.status_code == 429 and "TOOMANYREQUESTS" in r.text
-    # The lock is on the account: other users from the same address still sign in, until the
-    # address itself passes its (higher) limit.
+    # The lock is on the account from this address (other addresses: test_hardening): other users
+    # from the same address still sign in, until the address itself passes its (higher) limit.
     assert registry.http.get("/token", headers=ADMIN).status_code == 200
     for i in range(6):  # 4 failures for dev + 6 here, each on another account = the address's limit
         registry.http.get("/token", headers=basic(f"victim{i}", "guess"))
@@ -283,11 +283,11 @@ def test_disabling_on_one_replica_reaches_another_within_the_check_interval(regi
     registry.services.projects.set_member("team", "user", "dev", Role.DEVELOPER)
     token = bearer(registry, basic("dev", "dev-password"), f"repository:{REPO}:pull")["Authorization"][7:]
     claims = other.tokens.verify(token)
-    assert other.authenticator.current(claims.subject, claims.credential) is not None  # now cached there
+    assert other.authenticator.current(claims.subject, claims.uid, claims.credential) is not None  # now cached there
     registry.http.patch("/api/v1/users/dev", json={"disabled": True}, headers=ADMIN)
-    assert registry.services.authenticator.current(claims.subject, claims.credential) is None
+    assert registry.services.authenticator.current(claims.subject, claims.uid, claims.credential) is None
     deadline = time.monotonic() + 5
-    while other.authenticator.current(claims.subject, claims.credential) is not None:
+    while other.authenticator.current(claims.subject, claims.uid, claims.credential) is not None:
         assert time.monotonic() < deadline, "the other replica still accepts the disabled account"
         time.sleep(0.05)
     assert time.monotonic() < deadline

@@ -277,3 +277,28 @@ def test_management_api_matrix(registry: Registry, principals: list[Principal]) 
         if expected is not None and r.status_code == expected:
             assert r.headers["content-type"].startswith("application/problem+json"), (p.label, op.label, r.text)
     assert [x for x in problems if x] == []
+
+
+def test_management_api_refuses_registry_tokens(registry: Registry, principals: list[Principal]) -> None:
+    """A bearer token from /token is for /v2 and the scopes it names: as an Authorization header or
+    replayed as the session cookie, it is no login on the management API, even a system
+    administrator's token with every scope it could get."""
+    _fresh_image(registry, "v1")
+    admin = next(p for p in principals if p.sysadmin)
+    narrow = _token(registry, admin, "pull")
+    r = registry.http.get(
+        "/token",
+        params={"service": "dockyard", "scope": [f"repository:{REPO}:*", "registry:catalog:*"]},
+        headers=admin.headers,
+    )
+    wide = str(r.json()["token"])
+    users_before = registry.http.get("/api/v1/users", headers=ADMIN).json()
+    problems = []
+    for op, (label, t) in itertools.product(management_ops(registry), [("pull", narrow), ("all", wide)]):
+        for how, headers in (
+            ("bearer", {"Authorization": f"Bearer {t}"}),
+            ("cookie", {"Cookie": f"dockyard_session={t}"}),
+        ):
+            problems.append(_check(f"admin {label} token as {how}: {op.label}", op.call(registry, headers), 401))
+    assert [x for x in problems if x] == []
+    assert registry.http.get("/api/v1/users", headers=ADMIN).json() == users_before

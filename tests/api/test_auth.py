@@ -150,3 +150,51 @@ def test_token_lifetime_matches_settings(registry: Registry) -> None:
     t = token(registry, None)
     claims = jwt.decode(t, options={"verify_signature": False})
     assert abs(claims["exp"] - time.time() - registry.services.settings.token_ttl_seconds) < 10
+
+
+def _loop_thread_recorder(calls: list[str], fn):  # type: ignore[no-untyped-def]
+    """Wrap `fn` to note whether it ran on a thread with a running event loop."""
+    import asyncio
+
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            asyncio.get_running_loop()
+            calls.append("event loop")
+        except RuntimeError:
+            calls.append("worker thread")
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def test_authentication_runs_off_the_event_loop(registry: Registry, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """argon2, LDAP binds and account queries block: /v2 resolves the caller in a worker thread."""
+    registry.put_manifest("team/app", "v1", registry.image("team/app", [b"layer"]))
+    t = token(registry, "repository:team/app:pull")
+    auth = registry.services.authenticator
+    calls: list[str] = []
+    monkeypatch.setattr(auth, "login", _loop_thread_recorder(calls, auth.login))
+    monkeypatch.setattr(auth, "current", _loop_thread_recorder(calls, auth.current))
+    monkeypatch.setattr(registry.services.policy, "grant", _loop_thread_recorder(calls, registry.services.policy.grant))
+    assert registry.request("GET", "/v2/").status_code == 200
+    assert registry.request("GET", "/v2/team/app/manifests/v1").status_code == 200
+    assert registry.request("GET", "/v2/team/app/tags/list").status_code == 200
+    assert registry.request("GET", "/v2/team/app/manifests/v1", auth=False, headers=bearer(t)).status_code == 200
+    assert registry.request("POST", "/v2/team/new/blobs/uploads/").status_code == 202
+    assert len(calls) >= 7 and set(calls) == {"worker thread"}, calls
+
+
+def test_cross_repository_mount_logs_in_once(registry: Registry, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    digest = registry.push_blob("team/app", b"shared layer")
+    auth = registry.services.authenticator
+    logins: list[str] = []
+    real = auth.login
+
+    def counting(username: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        logins.append(username)
+        return real(username, *args, **kwargs)
+
+    monkeypatch.setattr(auth, "login", counting)
+    r = registry.request("POST", "/v2/team/copy/blobs/uploads/", params={"mount": digest, "from": "team/app"})
+    assert r.status_code == 201, r.text
+    assert logins == ["admin"]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from dataclasses import dataclass, replace
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from dockyard.services.audit import DENIED, Actor, set_actor
-from dockyard.services.auth.identity import ANONYMOUS, Identity
+from dockyard.services.auth.identity import ANONYMOUS, REGISTRY_TOKEN, Identity
 from dockyard.services.auth.scopes import Scope
-from dockyard.services.auth.tokens import InvalidToken
+from dockyard.services.auth.tokens import InvalidToken, TokenClaims
 from dockyard.services.errors import Denied, Unauthorized
 from dockyard.wiring import Services
 
@@ -90,8 +92,8 @@ def _act(request: Request, identity: Identity) -> Identity:
 def basic_identity(request: Request, services: Services, record_success: bool = False) -> Identity:
     """The caller named by Basic credentials (anonymous without an Authorization header).
 
-    Raises Challenge (401, with a delay once failures pile up) for bad credentials and
-    TooManyRequests while the address or account is locked out.
+    Blocking (argon2, LDAP, queries): call it from a worker thread. Raises Challenge (401, with a
+    delay once failures pile up) for bad credentials and TooManyRequests while locked out.
     """
     header = request.headers.get("authorization", "")
     if not header:
@@ -109,60 +111,97 @@ def basic_identity(request: Request, services: Services, record_success: bool = 
     return outcome.identity
 
 
-def authorize(request: Request, services: Services, scope: Scope | None) -> Identity:
-    """Return the caller's identity if it may act on `scope` (None: any authenticated caller).
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a /v2 request, resolved once: the identity, and the token's claims for Bearer."""
 
-    Bearer: the token's `access` claim decides, and its holder must still be allowed to act
-    (not deleted or disabled, robot not expired, access token not revoked). Basic: the policy
-    decides directly. Missing or bad credentials get a 401 challenge; a known identity without
-    permission, or a valid token without the scope, gets 403 DENIED.
-    """
+    identity: Identity
+    claims: TokenClaims | None = None  # None: Basic credentials or none
+
+
+class _BadToken(Exception):
+    """A bearer token that does not verify, or whose account may no longer act."""
+
+
+def _resolve(request: Request, services: Services) -> Caller:
+    """Authenticate the request's credentials (blocking: runs in a worker thread)."""
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         try:
             claims = services.tokens.verify(header[7:].strip())
         except InvalidToken as exc:
-            raise Challenge(str(exc), _challenge(request, services, scope, "invalid_token")) from None
+            raise _BadToken(str(exc)) from None
         identity = ANONYMOUS
         if claims.subject:
-            current = services.authenticator.current(claims.subject, claims.credential)
+            current = services.authenticator.current(claims.subject, claims.uid, claims.credential)
             if current is None:
-                raise Challenge(
-                    "the account this token was issued to may no longer sign in",
-                    _challenge(request, services, scope, "invalid_token"),
-                )
-            identity = current
-        _act(request, identity)
-        if scope is not None and not all(claims.allows(scope.type, scope.name, a) for a in scope.actions):
-            if not claims.subject:  # an anonymous token: the caller has to log in, as without a token
-                raise Challenge("authentication required", _challenge(request, services, scope))
-            _record_denial(services, scope)
-            # RFC 6750 §3.1: a valid token with too little scope is 403 insufficient_scope. The challenge
-            # names the scope needed, so a client can fetch a better token and retry (oras does so on
-            # 403; docker, containerd and containers/image ask for push scope up front).
-            raise InsufficientScope(
-                services.policy.explain(identity, scope),
-                _challenge(request, services, scope, "insufficient_scope"),
-                {"scope": str(scope)},
-            )
-        return identity
+                raise _BadToken("the account this token was issued to may no longer sign in")
+            identity = replace(current, method=REGISTRY_TOKEN)
+        return Caller(identity, claims)
+    return Caller(basic_identity(request, services))
 
+
+async def resolve(request: Request, services: Services) -> Caller:
+    """The request's caller, authenticated at most once per request and never on the event loop
+    (argon2, an LDAP bind and database queries all block); later checks reuse it."""
+    cached = getattr(request.state, "dockyard_caller", None)
+    if isinstance(cached, Caller):
+        return cached
+    if request.headers.get("authorization"):
+        caller = await run_in_threadpool(_resolve, request, services)
+    else:
+        caller = Caller(ANONYMOUS)
+    request.state.dockyard_caller = caller
+    _act(request, caller.identity)
+    return caller
+
+
+async def authorize(request: Request, services: Services, scope: Scope | None) -> Identity:
+    """Return the caller's identity if it may act on `scope` (None: any authenticated caller).
+
+    Bearer: the token's `access` claim decides (a pure check), and its holder must still be allowed
+    to act (not deleted or disabled, robot not expired, access token not revoked). Basic: the policy
+    decides, in a worker thread (it reads memberships, and may auto-create a project on push).
+    Missing or bad credentials get a 401 challenge; a known identity without permission, or a
+    valid token without the scope, gets 403 DENIED.
+    """
     try:
-        identity = _act(request, basic_identity(request, services))
+        caller = await resolve(request, services)
+    except _BadToken as exc:
+        raise Challenge(str(exc), _challenge(request, services, scope, "invalid_token")) from None
     except Challenge as exc:
         exc.headers = _challenge(request, services, scope)
         raise
+    identity, claims = caller.identity, caller.claims
+    if claims is not None:
+        if scope is None or all(claims.allows(scope.type, scope.name, a) for a in scope.actions):
+            return identity
+        if not claims.subject:  # an anonymous token: the caller has to log in, as without a token
+            raise Challenge("authentication required", _challenge(request, services, scope))
+        _record_denial(services, scope)
+        # RFC 6750 §3.1: a valid token with too little scope is 403 insufficient_scope. The challenge
+        # names the scope needed, so a client can fetch a better token and retry (oras does so on
+        # 403; docker, containerd and containers/image ask for push scope up front).
+        raise InsufficientScope(
+            await run_in_threadpool(services.policy.explain, identity, scope),
+            _challenge(request, services, scope, "insufficient_scope"),
+            {"scope": str(scope)},
+        )
     if scope is None:
         if identity.anonymous:
             raise Challenge("authentication required", _challenge(request, services, None))
         return identity
-    granted = services.policy.grant(identity, [scope])
-    if granted and granted[0].actions >= scope.actions:
+    if await run_in_threadpool(_granted, services, identity, scope):
         return identity
     if identity.anonymous:
         raise Challenge("authentication required", _challenge(request, services, scope))
     _record_denial(services, scope)
-    raise Denied(services.policy.explain(identity, scope), {"scope": str(scope)})
+    raise Denied(await run_in_threadpool(services.policy.explain, identity, scope), {"scope": str(scope)})
+
+
+def _granted(services: Services, identity: Identity, scope: Scope) -> bool:
+    granted = services.policy.grant(identity, [scope])
+    return bool(granted) and granted[0].actions >= scope.actions
 
 
 def _record_denial(services: Services, scope: Scope) -> None:

@@ -70,14 +70,12 @@ def routes(services: Services) -> list[BaseRoute]:
             record = services.users.upsert_external(conn, user.username, "oidc", user.email, user.groups)
         if record.disabled:
             raise OidcError(f"user {user.username!r} is disabled")
-        identity = Identity(record.username, record.is_admin, "user", "oidc", frozenset(user.groups))
+        identity = Identity(record.username, record.is_admin, "user", "oidc", frozenset(user.groups), uid=record.uid)
         actor = Actor.of(identity, client_ip(request), request.headers.get("user-agent"))
         services.audit.record_now("login", actor=actor, detail={"provider": "oidc"})
-        cli_secret = None
-        if not services.users.has_cli_secret(record.username):
-            with acting_as(actor):
-                cli_secret = services.users.new_cli_secret(record.username)
-        session = services.tokens.issue(identity, [], ttl=SESSION_TTL).token
+        with acting_as(actor):
+            cli_secret = services.users.first_cli_secret(record.username)
+        session = services.tokens.issue_session(identity, SESSION_TTL)
         return {
             "username": record.username,
             "groups": sorted(user.groups),

@@ -6,6 +6,8 @@ indexed statements, and keeping SQL visible makes their cost obvious.
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData(
@@ -20,6 +22,11 @@ metadata = sa.MetaData(
 
 # Timestamps are UTC seconds as float: portable, sortable, cheap on both engines.
 Timestamp = sa.Float
+
+
+def new_uid() -> str:
+    return uuid.uuid4().hex
+
 
 repositories = sa.Table(
     "repositories",
@@ -134,6 +141,10 @@ users = sa.Table(
     # OIDC users log in to the registry with this secret (SHA-256; the secret is 256 random bits).
     sa.Column("cli_secret_hash", sa.String(64), nullable=True),
     sa.Column("last_login_at", Timestamp, nullable=True),
+    # What tokens and sessions name the account by: random, so a user deleted and created again under
+    # the same name (or a reused row id: SQLite reuses the highest one) is never the old account.
+    sa.Column("uid", sa.String(32), nullable=False, default=new_uid),
+    sa.Index("ix_users_uid", "uid", unique=True),
 )
 
 # A project groups repositories `<project>/...`; public projects may be pulled anonymously.
@@ -252,6 +263,8 @@ robots = sa.Table(
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
     sa.Column("created_by", sa.String(255), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("uid", sa.String(32), nullable=False, default=new_uid),  # as users.uid
+    sa.Index("ix_robots_uid", "uid", unique=True),
 )
 
 # What a robot may do in each project it is scoped to: a comma-separated subset of pull,push,delete.
@@ -311,10 +324,14 @@ audit_events = sa.Table(
 login_failures = sa.Table(
     "login_failures",
     metadata,
-    sa.Column("key", sa.String(300), primary_key=True),  # "ip:<addr>" or "user:<name>"
+    # "ip:<addr>", "user:<name>" (account-wide: slows, never locks) or "pair:<hash of name and addr>"
+    sa.Column("key", sa.String(300), primary_key=True),
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("window_start", Timestamp, nullable=False),
     sa.Column("locked_until", Timestamp, nullable=True),
+    sa.Column("account", sa.String(300), nullable=True),  # the login name of user: and pair: keys (for unlock)
+    sa.Column("refused", sa.Integer, nullable=False, server_default="0"),  # attempts refused while locked
+    sa.Index("ix_login_failures_account", "account"),
 )
 
 # Token-signing keys live in the database so every replica signs and verifies with the same key.

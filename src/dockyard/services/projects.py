@@ -86,12 +86,16 @@ class ProjectService:
         """Create a project; its creator (a user) becomes its admin."""
         check_project_name(name)
         with self.db.write() as conn:
-            if self.find(conn, name) is not None:
-                raise Conflict(f"project {name!r} already exists", {"project": name})
             ts = now()
-            conn.execute(
-                sa.insert(s.projects).values(name=name, public=public, created_by=creator, created_at=ts, updated_at=ts)
-            )
+            # ON CONFLICT DO NOTHING: of concurrent creators (pushes into a new project) exactly one
+            # creates it and the others learn it exists, instead of failing on the unique name.
+            created = conn.execute(
+                self.db.insert_ignore(
+                    s.projects, name=name, public=public, created_by=creator, created_at=ts, updated_at=ts
+                ).returning(s.projects.c.id)
+            ).scalar()
+            if created is None:
+                raise Conflict(f"project {name!r} already exists", {"project": name})
             project = self.find(conn, name)
             assert project is not None
             if creator and not creator.startswith("robot$"):

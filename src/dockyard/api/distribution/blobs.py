@@ -51,7 +51,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 async def get_blob(request: Request) -> Response:
     name, digest = request.path_params["name"], request.path_params["digest"]
-    require(request, name, "pull")
+    await require(request, name, "pull")
     svc = services(request)
     info = await run_in_threadpool(svc.blobs.info, name, digest)
     headers = {
@@ -87,6 +87,6 @@ async def get_blob(request: Request) -> Response:
 
 async def delete_blob(request: Request) -> Response:
     name, digest = request.path_params["name"], request.path_params["digest"]
-    require(request, name, "delete")
+    await require(request, name, "delete")
     await run_in_threadpool(services(request).blobs.delete, name, digest)
     return Response(status_code=202, headers={"Content-Length": "0"})

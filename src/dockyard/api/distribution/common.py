@@ -26,9 +26,9 @@ def services(request: Request) -> Services:
     return svc
 
 
-def require(request: Request, name: str, *actions: str) -> Identity:
+async def require(request: Request, name: str, *actions: str) -> Identity:
     check_name(name)  # a malformed name is NAME_INVALID for everyone, before any access question
-    return authorize(request, services(request), Scope("repository", name, frozenset(actions)))
+    return await authorize(request, services(request), Scope("repository", name, frozenset(actions)))
 
 
 async def body_batches(request: Request) -> AsyncIterator[bytes]:

@@ -15,13 +15,13 @@ CATALOG_DEFAULT_PAGE = 100
 
 
 async def base(request: Request) -> Response:
-    authorize(request, services(request), None)
+    await authorize(request, services(request), None)
     return JSONResponse({})
 
 
 async def list_tags(request: Request) -> Response:
     name = request.path_params["name"]
-    require(request, name, "pull")
+    await require(request, name, "pull")
     n, last = pagination(request)
     page = await run_in_threadpool(services(request).catalog.tags, name, n, last)
     headers = next_link(f"/v2/{name}/tags/list", n, page.last) if page.more else {}
@@ -29,7 +29,7 @@ async def list_tags(request: Request) -> Response:
 
 
 async def catalog(request: Request) -> Response:
-    authorize(request, services(request), Scope("registry", "catalog", frozenset({"*"})))
+    await authorize(request, services(request), Scope("registry", "catalog", frozenset({"*"})))
     n, last = pagination(request)
     if n is None:  # the catalog is paged even when the client does not ask, as distribution does
         n = CATALOG_DEFAULT_PAGE
@@ -40,7 +40,7 @@ async def catalog(request: Request) -> Response:
 
 async def referrers(request: Request) -> Response:
     name, digest = request.path_params["name"], request.path_params["digest"]
-    require(request, name, "pull")
+    await require(request, name, "pull")
     artifact_type = request.query_params.get("artifactType") or None
     index = await run_in_threadpool(services(request).manifests.referrers, name, digest, artifact_type)
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}

@@ -12,7 +12,7 @@ from dockyard.services.auth.identity import SCANNER_SUBJECT
 
 async def get_manifest(request: Request) -> Response:
     name, reference = request.path_params["name"], request.path_params["reference"]
-    identity = require(request, name, "pull")
+    identity = await require(request, name, "pull")
     # A single indexed query on the event loop: cheaper than a thread hop for this hot path.
     svc = services(request)
     manifest = svc.manifests.get(name, reference)
@@ -30,7 +30,7 @@ async def get_manifest(request: Request) -> Response:
 
 async def put_manifest(request: Request) -> Response:
     name, reference = request.path_params["name"], request.path_params["reference"]
-    require(request, name, "pull", "push")
+    await require(request, name, "pull", "push")
     svc = services(request)
     body = await read_limited(request, svc.settings.max_manifest_bytes)
     result = await run_in_threadpool(svc.manifests.put, name, reference, body, request.headers.get("content-type"))
@@ -46,6 +46,6 @@ async def put_manifest(request: Request) -> Response:
 
 async def delete_manifest(request: Request) -> Response:
     name, reference = request.path_params["name"], request.path_params["reference"]
-    require(request, name, "delete")
+    await require(request, name, "delete")
     await run_in_threadpool(services(request).manifests.delete, name, reference)
     return Response(status_code=202, headers={"Content-Length": "0"})

@@ -61,9 +61,9 @@ async def _stream(
     return await pump(request, lambda batch, offset: svc.uploads.append(name, upload_id, [batch], offset, digest), size)
 
 
-def _may_pull(request: Request, svc: Services, name: str) -> bool:
-    try:
-        authorize(request, svc, Scope("repository", name, frozenset({"pull"})))
+async def _may_pull(request: Request, svc: Services, name: str) -> bool:
+    try:  # the caller was authenticated for the target repository: this only checks the scope
+        await authorize(request, svc, Scope("repository", name, frozenset({"pull"})))
         return True
     except RegistryError:
         return False
@@ -71,11 +71,11 @@ def _may_pull(request: Request, svc: Services, name: str) -> bool:
 
 async def start_upload(request: Request) -> Response:
     name = request.path_params["name"]
-    identity = require(request, name, "pull", "push")
+    identity = await require(request, name, "pull", "push")
     svc = services(request)
     params = request.query_params
     mount, source = params.get("mount"), params.get("from")
-    if mount and source and _may_pull(request, svc, source):
+    if mount and source and await _may_pull(request, svc, source):
         size = await run_in_threadpool(svc.blobs.mount, name, mount, source)
         if size is not None:
             return _blob_created(name, mount)
@@ -94,7 +94,7 @@ async def start_upload(request: Request) -> Response:
 
 async def patch_upload(request: Request) -> Response:
     name, upload_id = request.path_params["name"], request.path_params["uuid"]
-    require(request, name, "pull", "push")
+    await require(request, name, "pull", "push")
     svc = services(request)
     size = await _stream(svc, request, name, upload_id, _chunk_start(request))
     return Response(status_code=202, headers=_upload_headers(name, upload_id, size))
@@ -102,7 +102,7 @@ async def patch_upload(request: Request) -> Response:
 
 async def finish_upload(request: Request) -> Response:
     name, upload_id = request.path_params["name"], request.path_params["uuid"]
-    require(request, name, "pull", "push")
+    await require(request, name, "pull", "push")
     svc = services(request)
     digest = request.query_params.get("digest")
     if not digest:
@@ -116,13 +116,13 @@ async def upload_status(request: Request) -> Response:
     name, upload_id = request.path_params["name"], request.path_params["uuid"]
     # Reading an upload's progress is a read, as in the reference registry: clients retry after a
     # 416 with the pull-scoped token they already hold.
-    require(request, name, "pull")
+    await require(request, name, "pull")
     size = await run_in_threadpool(services(request).uploads.status, name, upload_id)
     return Response(status_code=204, headers=_upload_headers(name, upload_id, size))
 
 
 async def cancel_upload(request: Request) -> Response:
     name, upload_id = request.path_params["name"], request.path_params["uuid"]
-    require(request, name, "pull", "push")
+    await require(request, name, "pull", "push")
     await run_in_threadpool(services(request).uploads.cancel, name, upload_id)
     return Response(status_code=204, headers={"Content-Length": "0"})

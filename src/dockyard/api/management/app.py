@@ -59,7 +59,7 @@ def create_management_app(services: Services) -> FastAPI:
         version="1",
         description="Projects, members, users, robot accounts, access tokens and the audit log. "
         "Authenticate with Basic credentials (password, personal access token or robot secret) "
-        "or a bearer token from /token.",
+        "or the session cookie of the browser login; registry tokens from /token are refused.",
         # Its own boundary, so an unexpected error is logged once and answered as problem+json.
         middleware=[
             Middleware(

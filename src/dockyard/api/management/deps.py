@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -9,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dockyard.api.auth import basic_identity, client_ip
 from dockyard.services.audit import Actor, set_actor
-from dockyard.services.auth.identity import ANONYMOUS, Identity
+from dockyard.services.auth.identity import ANONYMOUS, SESSION, Identity
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.auth.tokens import InvalidToken
 from dockyard.services.errors import Denied, NotFound, Unauthorized
@@ -26,33 +27,36 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def _bearer(request: Request, svc: Services, token: str) -> Identity:
+def _session(svc: Services, token: str) -> Identity:
     try:
-        claims = svc.tokens.verify(token)
+        subject, uid = svc.tokens.verify_session(token)
     except InvalidToken as exc:
-        raise Unauthorized(str(exc)) from None
-    if not claims.subject:
-        return ANONYMOUS
-    identity = svc.authenticator.current(claims.subject, claims.credential)
+        raise Unauthorized(f"session: {exc}") from None
+    identity = svc.authenticator.current(subject, uid)
     if identity is None:
-        raise Unauthorized("the account this token was issued to may no longer sign in")
-    return identity
+        raise Unauthorized("the account this session belongs to may no longer sign in")
+    return replace(identity, method=SESSION)
 
 
 def _identify(request: Request, svc: Services) -> Identity:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
-        return _bearer(request, svc, header[7:].strip())
+        # A registry token is for /v2 and the scopes it names, whatever they are: it is never a
+        # login here (a pull token must not create administrators).
+        raise Unauthorized(
+            "registry tokens are not accepted here: use Basic credentials (password, access token or "
+            "robot secret) or the session"
+        )
     if header:
         return basic_identity(request, svc)
     if SESSION_COOKIE in request.cookies:
-        return _bearer(request, svc, request.cookies[SESSION_COOKIE])
+        return _session(svc, request.cookies[SESSION_COOKIE])
     return ANONYMOUS
 
 
 async def get_caller(request: Request, svc: ServicesDep) -> Identity:
-    """Basic credentials (password, access token or robot secret), a registry bearer token, or the
-    session cookie set by the OIDC login; anonymous without any.
+    """Basic credentials (password, access token or robot secret) or the session cookie set by the
+    OIDC login; anonymous without any. Registry bearer tokens are refused.
 
     Async on purpose: the actor is set in the request's own context, which the (threaded) endpoint
     then inherits; a sync dependency would set it in a throw-away copy and audit events would name
@@ -69,6 +73,15 @@ Caller = Annotated[Identity, Depends(get_caller)]
 def signed_in(identity: Identity) -> Identity:
     if identity.anonymous:
         raise Unauthorized("sign in to use this operation")
+    return identity
+
+
+def minting(identity: Identity) -> Identity:
+    """A login that may create long-lived credentials (access tokens, CLI secrets): a password or the
+    session. A leaked access token, robot or CLI secret must not be able to outlive its revocation."""
+    signed_in(identity)
+    if not identity.may_mint_credentials:
+        raise Denied("sign in with your password (or the browser session) to create credentials")
     return identity
 
 

@@ -97,6 +97,14 @@ class UserPatch(BaseModel):
 
 class PasswordIn(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
+    current_password: str | None = Field(
+        None, max_length=1024, description="Required to change your own password (not for an admin setting another's)."
+    )
+
+
+class UnlockOut(BaseModel):
+    locks: int = Field(description="Addresses the account was locked out from")
+    refused: int = Field(description="Login attempts refused while it was locked")
 
 
 class UserOut(BaseModel):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from dockyard.api.management.deps import Caller, ServicesDep, signed_in, system_admin
+from dockyard.api.auth import client_ip
+from dockyard.api.management.deps import Caller, ServicesDep, minting, signed_in, system_admin
 from dockyard.api.management.models import (
     MeOut,
     PasswordIn,
@@ -12,6 +13,7 @@ from dockyard.api.management.models import (
     TokenCreated,
     TokenIn,
     TokenOut,
+    UnlockOut,
     UserIn,
     UserOut,
     UserPatch,
@@ -100,11 +102,32 @@ def delete_user(username: str, svc: ServicesDep, caller: Caller) -> Response:
 
 
 @router.put("/users/{username}/password", status_code=204, summary="Set a local user's password")
-def set_password(username: str, body: PasswordIn, svc: ServicesDep, caller: Caller) -> Response:
+def set_password(username: str, body: PasswordIn, svc: ServicesDep, caller: Caller, request: Request) -> Response:
+    """A system administrator may set another account's password; anyone changing their own
+    (administrators included) must give the current one, so a leaked access token or session cannot
+    take the account over."""
     if caller.subject != username or caller.is_robot:
         system_admin(caller)
+    else:
+        signed_in(caller)
+        if not body.current_password:
+            raise Denied("give your current password (current_password) to change it")
+        if not svc.authenticator.check_password(username, body.current_password, client_ip(request)):
+            raise Denied("the current password is wrong")
     svc.users.set_password(username, body.password)
     return Response(status_code=204)
+
+
+@router.post(
+    "/users/{username}/unlock",
+    response_model=UnlockOut,
+    summary="Clear a user's or robot's failed-login locks",
+    description="Forgets the account's failed-login counters and locks from every address "
+    "(a robot by its login name, robot$…). System administrators only.",
+)
+def unlock_user(username: str, svc: ServicesDep, caller: Caller) -> UnlockOut:
+    system_admin(caller)
+    return UnlockOut(**svc.authenticator.unlock(username))
 
 
 @router.get("/me", response_model=MeOut, summary="Who the caller is")
@@ -123,6 +146,7 @@ def me(caller: Caller) -> MeOut:
 @router.post("/me/cli-secret", response_model=SecretOut, summary="New registry-login secret (OIDC users)")
 def new_cli_secret(svc: ServicesDep, caller: Caller) -> SecretOut:
     _human(caller)
+    minting(caller)
     if caller.provider != "oidc":
         raise InvalidInput("only OIDC users have a CLI secret; others log in with their password or a token")
     return SecretOut(secret=svc.users.new_cli_secret(caller.subject))
@@ -137,6 +161,7 @@ def list_tokens(svc: ServicesDep, caller: Caller) -> list[TokenOut]:
 @router.post("/me/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"])
 def create_token(body: TokenIn, svc: ServicesDep, caller: Caller) -> TokenCreated:
     _human(caller)
+    minting(caller)
     created = svc.access_tokens.create(caller.subject, body.name, body.expires_at)
     return TokenCreated(**_token(created.token).model_dump(), secret=created.secret)
 

@@ -55,16 +55,18 @@ class AccessTokenService:
         secret = gen.generate(gen.PAT_PREFIX)
         with self.db.write() as conn:
             uid = self._user_id(conn, username)
-            clash = conn.execute(
-                sa.select(s.access_tokens.c.id).where(s.access_tokens.c.user_id == uid, s.access_tokens.c.name == name)
-            ).first()
-            if clash:
+            created = conn.execute(
+                self.db.insert_ignore(
+                    s.access_tokens,
+                    user_id=uid,
+                    name=name,
+                    token_hash=gen.digest(secret),
+                    expires_at=expires_at,
+                    created_at=now(),
+                ).returning(s.access_tokens.c.id)
+            ).scalar()
+            if created is None:  # ON CONFLICT DO NOTHING: a concurrent create of the same name is a Conflict
                 raise Conflict(f"a token named {name!r} already exists", {"name": name})
-            conn.execute(
-                sa.insert(s.access_tokens).values(
-                    user_id=uid, name=name, token_hash=gen.digest(secret), expires_at=expires_at, created_at=now()
-                )
-            )
             row = conn.execute(
                 sa.select(s.access_tokens).where(s.access_tokens.c.user_id == uid, s.access_tokens.c.name == name)
             ).one()

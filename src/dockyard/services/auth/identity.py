@@ -13,6 +13,17 @@ SYSTEM = "system"
 SCANNER_SUBJECT = "scanner$dockyard"
 ROBOT_PREFIX = "robot$"  # robot login names; `$` is not allowed in user names, so the two never collide
 
+# How the caller proved who it is (Identity.method). Only a password, or the browser session made
+# by a password/OIDC login, may mint new long-lived credentials: a leaked token or secret must not
+# outlive its own revocation.
+PASSWORD = "password"  # a local or directory password
+ACCESS_TOKEN = "access-token"  # a personal access token (dyp_…)
+CLI_SECRET = "cli-secret"  # an OIDC user's registry secret (dyc_…)
+ROBOT_SECRET = "robot-secret"
+SESSION = "session"  # the UI session cookie
+REGISTRY_TOKEN = "registry-token"  # a bearer token from /token
+MINTING_METHODS = frozenset({PASSWORD, SESSION})
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -25,6 +36,10 @@ class Identity:
     # The credential a login used when it can be revoked on its own (a personal access token):
     # tokens issued from it die with it.
     credential: str | None = None
+    # The account's uid (users.uid / robots.uid): never reused, so a token names this account and no
+    # later one of the same name. None for anonymous and the registry's own scanner.
+    uid: str | None = None
+    method: str = ""  # how this request authenticated (PASSWORD, ACCESS_TOKEN, …); "" for anonymous
 
     @property
     def anonymous(self) -> bool:
@@ -33,6 +48,11 @@ class Identity:
     @property
     def is_robot(self) -> bool:
         return self.kind == ROBOT
+
+    @property
+    def may_mint_credentials(self) -> bool:
+        """Whether this login may create access tokens or CLI secrets (see MINTING_METHODS)."""
+        return self.kind == USER and self.method in MINTING_METHODS
 
 
 ANONYMOUS = Identity("", kind=ANONYMOUS_KIND)

@@ -6,6 +6,7 @@ request, so a verified (user, password) pair is remembered briefly by its SHA-25
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import time
@@ -18,6 +19,13 @@ _hasher = PasswordHasher()
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+@functools.cache
+def dummy_hash() -> str:
+    """Verified against when there is no hash to check (unknown or disabled user...), so that answer
+    takes as long as a wrong password does and its timing does not tell whether an account exists."""
+    return _hasher.hash("dockyard: no such account")
 
 
 def verify_password(stored_hash: str, password: str) -> bool:

@@ -149,10 +149,13 @@ class AccessPolicy:
             return "requested access to the resource is denied"
         name = project_of(scope.name)
         project, perms = self.permissions(identity, name)
-        if project is None:
+        if project is None or Permission.PROJECT_READ not in perms:
+            # A project the caller may not see is answered exactly as one that does not exist, so
+            # the answer does not tell a private project's name from a free one.
+            reason = f"project {name!r} does not exist or you have no access to it"
             if "push" in scope.actions and not self.can_create_projects(identity):
-                return f"project {name!r} does not exist, and you may not create projects"
-            return f"project {name!r} does not exist"
+                reason += ", and you may not create projects"
+            return reason
         missing = sorted(a for a in scope.actions if a in REGISTRY_ACTIONS and REGISTRY_ACTIONS[a] not in perms)
         if missing:
             return f"{', '.join(missing)} access to {scope.name!r} is denied (project {name!r})"

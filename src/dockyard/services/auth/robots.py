@@ -100,17 +100,16 @@ class RobotService:
         secret = gen.generate(gen.ROBOT_PREFIX)
         full = login_name(short)
         with self.db.write() as conn:
-            if conn.execute(sa.select(s.robots.c.id).where(s.robots.c.name == full)).first():
-                raise Conflict(f"robot {full!r} already exists", {"robot": full})
             project_ids = {}
             for project in perms:
                 pid = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
                 if pid is None:
                     raise NotFound(f"project {project!r} does not exist", {"project": project})
                 project_ids[project] = pid
+            # ON CONFLICT DO NOTHING: a concurrent create of the same name is a Conflict, not a 500.
             robot_id = conn.execute(
-                sa.insert(s.robots)
-                .values(
+                self.db.insert_ignore(
+                    s.robots,
                     name=full,
                     description=description,
                     secret_hash=gen.digest(secret),
@@ -118,9 +117,11 @@ class RobotService:
                     disabled=False,
                     created_by=creator,
                     created_at=now(),
-                )
-                .returning(s.robots.c.id)
-            ).scalar_one()
+                    uid=s.new_uid(),
+                ).returning(s.robots.c.id)
+            ).scalar()
+            if robot_id is None:
+                raise Conflict(f"robot {full!r} already exists", {"robot": full})
             for project, actions in perms.items():
                 conn.execute(
                     sa.insert(s.robot_permissions).values(

@@ -26,6 +26,7 @@ from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.scopes import Scope
 
 ALGORITHM = "ES256"
+SESSION_PURPOSE = "session"
 LEEWAY_SECONDS = 5
 
 
@@ -46,6 +47,7 @@ class TokenClaims:
     expires_at: float
     access: frozenset[tuple[str, str, str]]  # (type, name, action)
     credential: str | None = None  # the revocable credential the token was issued from, if any
+    uid: str | None = None  # the account's never-reused id (Identity.uid)
 
     def allows(self, type_: str, name: str, action: str) -> bool:
         return (type_, name, action) in self.access or (type_, name, "*") in self.access
@@ -124,6 +126,8 @@ class TokenService:
         }
         if identity.credential:
             claims["dyc"] = identity.credential
+        if identity.uid:
+            claims["uid"] = identity.uid
         token = jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": kid})
         issued_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued))
         return IssuedToken(token, lifetime, issued_at)
@@ -174,13 +178,28 @@ class TokenService:
             if isinstance(entry, dict):
                 for action in entry.get("actions") or []:
                     access.add((str(entry.get("type")), str(entry.get("name")), str(action)))
-        credential = payload.get("dyc")
+        credential, uid = payload.get("dyc"), payload.get("uid")
         return TokenClaims(
             str(payload["sub"]),
             float(payload["exp"]),
             frozenset(access),
             credential if isinstance(credential, str) else None,
+            uid if isinstance(uid, str) else None,
         )
+
+    # --- the UI session ----------------------------------------------------------------------
+    def issue_session(self, identity: Identity, ttl: int) -> str:
+        """The management API's session cookie: signed for its own audience, so it is no registry
+        token (and a registry token is no session)."""
+        return self.sign({"sub": identity.subject, "uid": identity.uid}, SESSION_PURPOSE, ttl)
+
+    def verify_session(self, token: str) -> tuple[str, str]:
+        """(subject, uid) of a session cookie; InvalidToken if it is not one."""
+        payload = self.unsign(token, SESSION_PURPOSE)
+        sub, uid = payload.get("sub"), payload.get("uid")
+        if not isinstance(sub, str) or not isinstance(uid, str) or not sub or not uid:
+            raise InvalidToken("invalid session")
+        return sub, uid
 
     # --- other signed values (login state cookies) ---------------------------------------------
     def sign(self, payload: dict[str, Any], purpose: str, ttl: int) -> str:
@@ -208,6 +227,7 @@ class TokenService:
                 algorithms=[ALGORITHM],
                 audience=f"{self.service}#{purpose}",
                 issuer=self.issuer,
+                options={"require": ["exp", "iat", "aud", "iss"]},
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"invalid value: {exc}") from None

@@ -36,6 +36,7 @@ class User:
     groups: tuple[str, ...]
     created_at: float
     last_login_at: float | None
+    uid: str = ""  # never reused: what tokens and sessions name the account by
 
 
 def check_username(username: str) -> str:
@@ -65,6 +66,7 @@ def _user(row: sa.Row[tuple[object, ...]]) -> User:
         tuple(json.loads(m["groups"])) if m["groups"] else (),
         float(m["created_at"]),
         m["last_login_at"],
+        m["uid"],
     )
 
 
@@ -91,8 +93,8 @@ class UserService:
             )
         return generated
 
-    @staticmethod
     def _insert(
+        self,
         conn: sa.Connection,
         username: str,
         password_hash: str | None,
@@ -100,9 +102,13 @@ class UserService:
         provider: str = "local",
         email: str | None = None,
         can_create_projects: bool = False,
-    ) -> None:
-        conn.execute(
-            sa.insert(s.users).values(
+    ) -> bool:
+        """Insert the user unless one of that name exists; True if this call created it. ON CONFLICT
+        DO NOTHING, so concurrent creators (first logins of one LDAP user on two replicas) neither
+        fail on the unique name nor both believe they created it."""
+        done = conn.execute(
+            self.db.insert_ignore(
+                s.users,
                 username=username,
                 password_hash=password_hash,
                 is_admin=is_admin,
@@ -111,8 +117,10 @@ class UserService:
                 provider=provider,
                 email=email,
                 can_create_projects=can_create_projects,
-            )
-        )
+                uid=s.new_uid(),
+            ).returning(s.users.c.id)  # rowcount is not reliable for ON CONFLICT DO NOTHING on psycopg
+        ).scalar()
+        return done is not None
 
     def find(self, conn: sa.Connection, username: str) -> User | None:
         row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
@@ -139,10 +147,10 @@ class UserService:
     ) -> User:
         check_username(username)
         _check_password(password)
+        password_hash = hash_password(password)
         with self.db.write() as conn:
-            if self.find(conn, username) is not None:
+            if not self._insert(conn, username, password_hash, is_admin, "local", email, can_create_projects):
                 raise Conflict(f"user {username!r} already exists", {"user": username})
-            self._insert(conn, username, hash_password(password), is_admin, "local", email, can_create_projects)
             self.audit.record(
                 conn,
                 "user.create",
@@ -213,11 +221,11 @@ class UserService:
         self, conn: sa.Connection, username: str, provider: str, email: str | None, groups: list[str]
     ) -> User:
         """Record an LDAP/OIDC user at login: created on first login, groups refreshed on every one."""
-        user = self.find(conn, username)
-        if user is None:
-            self._insert(conn, username, None, provider=provider, email=email)
+        if self._insert(conn, username, None, provider=provider, email=email):
             self.audit.record(conn, "user.create", reference=username, detail={"provider": provider})
-        elif user.provider != provider:
+        user = self.find(conn, username)
+        assert user is not None
+        if user.provider != provider:
             raise Conflict(f"user {username!r} exists with provider {user.provider}")
         conn.execute(
             sa.update(s.users)
@@ -228,10 +236,22 @@ class UserService:
         assert found is not None
         return found
 
-    def has_cli_secret(self, username: str) -> bool:
-        with self.db.read() as conn:
-            stored = conn.execute(sa.select(s.users.c.cli_secret_hash).where(s.users.c.username == username)).scalar()
-        return bool(stored)
+    def first_cli_secret(self, username: str) -> str | None:
+        """A registry-login secret for an OIDC user who has none yet, or None if they have one. One
+        conditional UPDATE: of concurrent first logins exactly one is shown a secret, and it works."""
+        secret = gen.generate(gen.CLI_PREFIX)
+        u = s.users.c
+        with self.db.write() as conn:
+            done = conn.execute(
+                sa.update(s.users)
+                .where(u.username == username, u.cli_secret_hash.is_(None))
+                .values(cli_secret_hash=gen.digest(secret))
+                .returning(u.id)
+            ).first()
+            if done is None:
+                return None
+            self.audit.record(conn, "user.cli_secret", reference=username)
+        return secret
 
     def new_cli_secret(self, username: str) -> str:
         """A fresh registry-login secret for an OIDC user (shown once; the old one stops working)."""
