@@ -14,7 +14,7 @@ from starlette.routing import Mount, Route
 
 from dockyard.api import health, oidc, token
 from dockyard.api.distribution.routes import routes as distribution_routes
-from dockyard.api.errors import error_body, registry_error_handler
+from dockyard.api.errors import allowed_methods, error_body, registry_error_handler
 from dockyard.api.management.app import create_management_app
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
 from dockyard.config import load_settings
@@ -25,11 +25,13 @@ from dockyard.wiring import Services, build_services, maintenance
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         body = error_body("UNSUPPORTED", f"method {request.method} not allowed here")
+        headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
     else:
         body = error_body("NOT_FOUND" if exc.status_code == 404 else "UNKNOWN", str(exc.detail))
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 _log = get_logger("dockyard.api")

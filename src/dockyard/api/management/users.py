@@ -15,6 +15,7 @@ from dockyard.api.management.models import (
     UserIn,
     UserOut,
     UserPatch,
+    problems,
 )
 from dockyard.services.auth.access_tokens import AccessToken
 from dockyard.services.auth.identity import Identity
@@ -61,7 +62,7 @@ def list_users(svc: ServicesDep, caller: Caller) -> list[UserOut]:
     return [_user(u) for u in svc.users.list_users()]
 
 
-@router.post("/users", response_model=UserOut, status_code=201, summary="Create a local user")
+@router.post("/users", response_model=UserOut, status_code=201, summary="Create a local user", responses=problems(409))
 def create_user(body: UserIn, svc: ServicesDep, caller: Caller) -> UserOut:
     system_admin(caller)
     return _user(svc.users.create(body.username, body.password, body.is_admin, body.email, body.can_create_projects))
@@ -134,7 +135,7 @@ def list_tokens(svc: ServicesDep, caller: Caller) -> list[TokenOut]:
     return [_token(t) for t in svc.access_tokens.list(caller.subject)]
 
 
-@router.post("/me/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"])
+@router.post("/me/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"], responses=problems(409))
 def create_token(body: TokenIn, svc: ServicesDep, caller: Caller) -> TokenCreated:
     _human(caller)
     created = svc.access_tokens.create(caller.subject, body.name, body.expires_at)

@@ -14,6 +14,11 @@ from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
 
+def check_token_name(name: str) -> bool:
+    """A label shown in lists and audit events: no control characters (a trailing newline, a NUL)."""
+    return 0 < len(name) <= 128 and name.isprintable() and name == name.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class AccessToken:
     id: int
@@ -48,8 +53,8 @@ class AccessTokenService:
         return int(uid)
 
     def create(self, username: str, name: str, expires_at: float | None = None) -> CreatedAccessToken:
-        if not name or len(name) > 128:
-            raise InvalidInput("token name must be 1 to 128 characters")
+        if not check_token_name(name):
+            raise InvalidInput("token name must be 1 to 128 printable characters, without surrounding spaces")
         if expires_at is not None and expires_at <= now():
             raise InvalidInput("expiry must be in the future")
         secret = gen.generate(gen.PAT_PREFIX)

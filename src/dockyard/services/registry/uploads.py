@@ -25,7 +25,7 @@ from dockyard.services.registry.common import (
 )
 from dockyard.storage.base import BlobStore, DigestMismatch, UploadNotFound, UploadOffsetMismatch
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class UploadService:
@@ -48,7 +48,7 @@ class UploadService:
 
     def _check_session(self, name: str, upload_id: str) -> int:
         check_name(name)
-        if not _UUID_RE.match(upload_id):
+        if not _UUID_RE.fullmatch(upload_id):
             raise BlobUploadUnknown("upload unknown", {"uuid": upload_id})
         q = (
             sa.select(s.upload_sessions.c.repository_id)
