@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -11,6 +12,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from dockyard.api import health, oidc, token
 from dockyard.api.distribution.routes import routes as distribution_routes
@@ -35,6 +37,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 _log = get_logger("dockyard.api")
+
+
+class _Mount(Mount):
+    """Starlette's Mount matches `<prefix>/.*` without DOTALL, so a path with an encoded newline
+    (`/api/v1/projects/a%0Ab`) would miss the mounted app and get the registry's 404 instead of the
+    management API's own answer (problem+json)."""
+
+    def __init__(self, path: str, app: ASGIApp) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -69,7 +81,7 @@ def create_app(services: Services | None = None) -> Starlette:
         Route("/token", token.post_token, methods=["POST"]),
         *distribution_routes,
         *oidc.routes(services),
-        Mount("/api/v1", app=create_management_app(services)),
+        _Mount("/api/v1", create_management_app(services)),
     ]
     app = Starlette(
         routes=routes,

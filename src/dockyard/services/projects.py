@@ -14,6 +14,7 @@ from dockyard.db.engine import Database, now
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth.permissions import Role
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
+from dockyard.services.text import is_label
 
 # A project name is the first component of a repository name, so it follows that grammar.
 _PROJECT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")  # fullmatch: no trailing newline
@@ -224,7 +225,7 @@ class ProjectService:
     def set_member(self, project_name: str, kind: str, principal: str, role: Role) -> None:
         if kind not in PRINCIPAL_KINDS:
             raise InvalidInput(f"member kind must be one of {', '.join(PRINCIPAL_KINDS)}", {"kind": kind})
-        if not principal or len(principal) > 255 or not principal.isprintable() or principal != principal.strip():
+        if not is_label(principal, 255):
             raise InvalidInput(
                 "member name must be 1 to 255 printable characters, without surrounding spaces",
                 {"principal": principal},

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from dockyard.services.auth.robots import ROBOT_NAME_PATTERN
 from dockyard.services.auth.users import MIN_PASSWORD, USERNAME_PATTERN
 from dockyard.services.projects import PROJECT_NAME_PATTERN
+from dockyard.services.text import LABEL_PATTERN
 
 RoleName = Literal["guest", "developer", "maintainer", "admin"]
 RobotAction = Literal["pull", "push", "delete"]
@@ -161,7 +162,11 @@ class MeOut(BaseModel):
 class RobotIn(Body):
     name: str = Field(min_length=1, max_length=206, pattern=ROBOT_NAME_PATTERN, examples=["ci-builder"])
     permissions: dict[ProjectName, Annotated[list[RobotAction], Field(min_length=1)]] = Field(
-        min_length=1, description="Project name → actions.", examples=[{"team-a": ["pull", "push"]}]
+        min_length=1,
+        description="Project name → actions.",
+        examples=[{"team-a": ["pull", "push"]}],
+        # pydantic validates the keys but does not say so in the schema
+        json_schema_extra={"propertyNames": {"pattern": PROJECT_NAME_PATTERN, "maxLength": 255}},
     )
     expires_at: Seconds | None = Field(None, description="UNIX time, in the future; omit for no expiry.")
     description: Text | None = None
@@ -190,8 +195,7 @@ class SecretOut(BaseModel):
 
 
 class TokenIn(Body):
-    # Printable, no surrounding spaces (check_token_name): \S at both ends, no control characters.
-    name: str = Field(min_length=1, max_length=128, pattern=r"^\S(?:[^\x00-\x1f\x7f]*\S)?$")
+    name: str = Field(min_length=1, max_length=128, pattern=LABEL_PATTERN)
     expires_at: Seconds | None = Field(None, description="UNIX time, in the future; omit for no expiry.")
 
 

@@ -193,7 +193,16 @@ def _sbom(
 @router.get(
     "/repositories/{repository:path}/manifests/{reference}/sbom",
     summary="The image's inventory as an SBOM (CycloneDX 1.6 or SPDX 2.3 JSON)",
-    responses={200: {"content": {"application/vnd.cyclonedx+json": {}, "application/spdx+json": {}}}},
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The SBOM document",
+            "content": {
+                "application/vnd.cyclonedx+json": {"schema": {"type": "object"}},
+                "application/spdx+json": {"schema": {"type": "object"}},
+            },
+        }
+    },
 )
 def get_sbom(
     repository: str,

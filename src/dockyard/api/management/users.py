@@ -20,7 +20,7 @@ from dockyard.api.management.models import (
 from dockyard.services.auth.access_tokens import AccessToken
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.users import User
-from dockyard.services.errors import Denied, InvalidInput
+from dockyard.services.errors import Conflict, Denied, InvalidInput
 
 router = APIRouter(tags=["users"])
 
@@ -121,11 +121,17 @@ def me(caller: Caller) -> MeOut:
     )
 
 
-@router.post("/me/cli-secret", response_model=SecretOut, summary="New registry-login secret (OIDC users)")
+@router.post(
+    "/me/cli-secret",
+    response_model=SecretOut,
+    summary="New registry-login secret (OIDC users)",
+    responses=problems(409),
+)
 def new_cli_secret(svc: ServicesDep, caller: Caller) -> SecretOut:
     _human(caller)
     if caller.provider != "oidc":
-        raise InvalidInput("only OIDC users have a CLI secret; others log in with their password or a token")
+        # The request is well formed; the account is not of the kind that has one.
+        raise Conflict("only OIDC users have a CLI secret; others log in with their password or a token")
     return SecretOut(secret=svc.users.new_cli_secret(caller.subject))
 
 

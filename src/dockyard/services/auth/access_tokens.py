@@ -12,11 +12,7 @@ from dockyard.services.audit import AuditLog
 from dockyard.services.auth import secrets as gen
 from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
-
-
-def check_token_name(name: str) -> bool:
-    """A label shown in lists and audit events: no control characters (a trailing newline, a NUL)."""
-    return 0 < len(name) <= 128 and name.isprintable() and name == name.strip()
+from dockyard.services.text import is_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +49,7 @@ class AccessTokenService:
         return int(uid)
 
     def create(self, username: str, name: str, expires_at: float | None = None) -> CreatedAccessToken:
-        if not check_token_name(name):
+        if not is_label(name, 128):  # shown in lists and audit events: no newline, no NUL
             raise InvalidInput("token name must be 1 to 128 printable characters, without surrounding spaces")
         if expires_at is not None and expires_at <= now():
             raise InvalidInput("expiry must be in the future")
