@@ -4,6 +4,7 @@ type, headers and body against the document, and that nothing answers 5xx."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -63,3 +64,18 @@ def _failures(registry: Registry, mode: GenerationMode) -> list[str]:
 def test_management_api_conforms_to_its_openapi_document(registry: Registry, mode: GenerationMode) -> None:
     failures = _failures(registry, mode)
     assert not failures, f"{len(failures)} operations disagree with the document:\n" + "\n\n".join(failures)
+
+
+def test_every_undocumented_method_is_405_with_the_documented_allow(registry: Registry) -> None:
+    doc = registry.request("GET", "/api/v1/openapi.json").json()
+    checked = 0
+    for template, item in doc["paths"].items():
+        documented = {m.upper() for m in item}
+        path = re.sub(r"\{[^}]+\}", "x", template)
+        for method in sorted({"GET", "PUT", "POST", "DELETE", "PATCH"} - documented):
+            r = registry.request(method, "/api/v1" + path)
+            assert r.status_code == 405, (method, path, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert r.headers["allow"] == ", ".join(sorted(documented)), (method, path)
+            checked += 1
+    assert checked > 40  # the document has that many method/path pairs it does not serve

@@ -59,7 +59,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code
     headers = dict(exc.headers or {})
     if status == 405:
-        headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
+        headers["Allow"] = ", ".join(allowed_methods(request.app.state.endpoints, request.scope))
     codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 400: "INVALID"}
     title = HTTPStatus(status).phrase.lower()
     return problem(status, title, str(exc.detail), codes.get(status, "ERROR"), headers)
@@ -85,8 +85,11 @@ def create_management_app(services: Services) -> FastAPI:
         },
     )
     app.state.services = services
-    for module in (projects, users, robots, audit, lifecycle, scanning):
+    modules = (projects, users, robots, audit, lifecycle, scanning)
+    for module in modules:
         app.include_router(module.router, responses=COMMON_ERRORS)
+    # The operations themselves, for the Allow header of a 405 (FastAPI nests included routers).
+    app.state.endpoints = [route for module in modules for route in module.router.routes]
 
     @app.get(
         "/permissions",
@@ -96,5 +99,7 @@ def create_management_app(services: Services) -> FastAPI:
     )
     def permission_matrix() -> dict[str, str]:
         return {perm.value: role.label for perm, role in MATRIX.items()} | {"_roles": ",".join(r.label for r in Role)}
+
+    app.state.endpoints += [route for route in app.router.routes if getattr(route, "path", "") == "/permissions"]
 
     return app
