@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dockyard.oci import mediatypes as mt
@@ -46,6 +46,7 @@ def _assert_not_5xx(r: Any) -> None:
 # --- /v2 ------------------------------------------------------------------------------------------
 @FUZZ
 @given(range_value=range_header, n=query_text, last=query_text)
+@example(range_value="bytes=-" + "9" * 5000, n="9" * 23, last="")  # the cases the issue reported
 def test_registry_reads_never_5xx(registry: Registry, range_value: str, n: str, last: str) -> None:
     if "p/a" not in registry.services.catalog.repositories().items:
         registry.put_manifest("p/a", "v1", registry.image("p/a", [b"0123456789"]))
@@ -66,6 +67,8 @@ def test_registry_reads_never_5xx(registry: Registry, range_value: str, n: str, 
     value=json_values,
     content_type=st.sampled_from([mt.OCI_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST, "text/plain", ""]),
 )
+@example(field="schemaVersion", where="layer", value=999, content_type=mt.OCI_MANIFEST)  # a lying size
+@example(field="x", where="document", value=None, content_type="text/plain")  # the wrong Content-Type
 def test_random_manifests_are_refused_cleanly(
     registry: Registry, field: str, where: str, value: Any, content_type: str
 ) -> None:
@@ -82,6 +85,13 @@ def test_random_manifests_are_refused_cleanly(
     if r.status_code >= 400:
         assert r.json()["errors"][0]["code"] in {"MANIFEST_INVALID", "MANIFEST_BLOB_UNKNOWN", "SIZE_INVALID"}
         assert snapshot(registry) == before
+        return
+    assert r.status_code == 201
+    # What was accepted tells the truth: its declared type, and every descriptor's size.
+    assert content_type in mt.MANIFESTS and doc.get("mediaType") in (None, content_type)
+    for descriptor in [doc["config"], *doc["layers"]]:
+        head = registry.request("HEAD", f"/v2/p/a/blobs/{descriptor['digest']}")
+        assert head.status_code == 200 and int(head.headers["content-length"]) == descriptor["size"]
 
 
 @FUZZ
@@ -115,6 +125,8 @@ WRITES = [
 
 @FUZZ
 @given(target=st.sampled_from(WRITES), body=json_values, raw=st.booleans())
+@example(target=("PATCH", "/api/v1/projects/team/scan-policy"), body={"block_unscanned": None}, raw=False)
+@example(target=("PUT", "/api/v1/projects/team/quota"), body={"quota_bytes": 10**30}, raw=False)
 def test_random_management_bodies_are_refused_cleanly(
     registry: Registry, target: tuple[str, str], body: Any, raw: bool
 ) -> None:
