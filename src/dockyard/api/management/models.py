@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from dockyard.services.auth.robots import ROBOT_NAME_PATTERN
-from dockyard.services.auth.users import MIN_PASSWORD, USERNAME_PATTERN
+from dockyard.services.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME_PATTERN
 from dockyard.services.projects import PROJECT_NAME_PATTERN
 from dockyard.services.text import LABEL_PATTERN
 
@@ -23,6 +23,12 @@ Seconds = Annotated[float, Field(ge=0, le=1e15, description="UNIX time")]
 # PostgreSQL text cannot hold NUL; refused as input rather than failing in the database.
 Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 ProjectName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=PROJECT_NAME_PATTERN)]
+
+
+def Checked(description: str | None = None, **constraints: Any) -> Any:
+    """A field whose grammar the service checks (answering 400 with its own message), stated in
+    the document so that it says what is accepted, but not enforced twice here."""
+    return Field(description=description, json_schema_extra=constraints)
 
 
 def _keep_if_omitted(schema: dict[str, Any]) -> None:
@@ -43,7 +49,7 @@ def Keep(description: str = "Omit to keep the current value.") -> Any:
 
 
 class ProjectIn(Body):
-    name: ProjectName = Field(examples=["team-a"])
+    name: str = Checked(minLength=1, maxLength=255, pattern=PROJECT_NAME_PATTERN, examples=["team-a"])
     public: bool = False
 
 
@@ -74,7 +80,7 @@ class QuotaIn(Body):
 
 
 class TagRuleIn(Body):
-    pattern: str = Field(min_length=1, max_length=255, pattern=r"^[^\s\x00]+$", examples=["v*"])
+    pattern: str = Checked(minLength=1, maxLength=255, pattern=r"^[^\s\x00]+$", examples=["v*"])
 
 
 class TagRuleOut(BaseModel):
@@ -116,12 +122,9 @@ class MemberOut(BaseModel):
     role: RoleName
 
 
-Password = Annotated[Text, StringConstraints(min_length=MIN_PASSWORD, max_length=1024)]
-
-
 class UserIn(Body):
-    username: str = Field(min_length=1, max_length=255, pattern=USERNAME_PATTERN)
-    password: Password
+    username: str = Checked(minLength=1, maxLength=255, pattern=USERNAME_PATTERN)
+    password: str = Checked(minLength=MIN_PASSWORD, maxLength=MAX_PASSWORD)
     email: Text | None = None
     is_admin: bool = False
     can_create_projects: bool = False
@@ -135,7 +138,7 @@ class UserPatch(Body):
 
 
 class PasswordIn(Body):
-    password: Password
+    password: str = Checked(minLength=MIN_PASSWORD, maxLength=MAX_PASSWORD)
 
 
 class UserOut(BaseModel):
@@ -160,7 +163,7 @@ class MeOut(BaseModel):
 
 
 class RobotIn(Body):
-    name: str = Field(min_length=1, max_length=206, pattern=ROBOT_NAME_PATTERN, examples=["ci-builder"])
+    name: str = Checked(minLength=1, maxLength=206, pattern=ROBOT_NAME_PATTERN, examples=["ci-builder"])
     permissions: dict[ProjectName, Annotated[list[RobotAction], Field(min_length=1)]] = Field(
         min_length=1,
         description="Project name → actions.",
@@ -195,7 +198,7 @@ class SecretOut(BaseModel):
 
 
 class TokenIn(Body):
-    name: str = Field(min_length=1, max_length=128, pattern=LABEL_PATTERN)
+    name: str = Checked(minLength=1, maxLength=128, pattern=LABEL_PATTERN)
     expires_at: Seconds | None = Field(None, description="UNIX time, in the future; omit for no expiry.")
 
 

@@ -23,6 +23,7 @@ PROVIDERS = ("local", "ldap", "oidc")
 _USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}")  # fullmatch: no trailing newline
 USERNAME_PATTERN = f"^{_USERNAME_RE.pattern}$"  # for the API document (JSON Schema anchors)
 MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,8 @@ def check_username(username: str) -> str:
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:  # each is hashed with argon2: bound the work a request can ask for
+        raise InvalidInput(f"password must be at most {MAX_PASSWORD} characters")
 
 
 def _user(row: sa.Row[tuple[object, ...]]) -> User:
