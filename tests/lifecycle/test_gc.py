@@ -77,7 +77,7 @@ def test_index_children_and_referrers_live_as_long_as_what_holds_them(svc: Servi
             {
                 "mediaType": mt.OCI_MANIFEST,
                 "digest": child,
-                "size": 10,
+                "size": len(svc.manifests.get("team/multi", child).content),  # descriptors are checked
                 "platform": {"os": "linux", "architecture": "amd64"},
             }
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -11,11 +12,11 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import Scope
+from starlette.types import ASGIApp, Scope
 
 from dockyard.api import health, oidc, token
 from dockyard.api.distribution.routes import routes as distribution_routes
-from dockyard.api.errors import error_body, registry_error_handler
+from dockyard.api.errors import allowed_methods, error_body, registry_error_handler
 from dockyard.api.management.app import create_management_app, problem
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
 from dockyard.api.middleware import BodyTimeout, ErrorBoundary
@@ -27,11 +28,23 @@ from dockyard.wiring import Services, build_services, maintenance
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
     if exc.status_code == 405:
         body = error_body("UNSUPPORTED", f"method {request.method} not allowed here")
+        headers["Allow"] = ", ".join(allowed_methods(request.app.router.routes, request.scope))
     else:
         body = error_body("NOT_FOUND" if exc.status_code == 404 else "UNKNOWN", str(exc.detail))
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+class _Mount(Mount):
+    """Starlette's Mount matches `<prefix>/.*` without DOTALL, so a path with an encoded newline
+    (`/api/v1/projects/a%0Ab`) would miss the mounted app and get the registry's 404 instead of the
+    management API's own answer (problem+json)."""
+
+    def __init__(self, path: str, app: ASGIApp) -> None:
+        super().__init__(path, app=app)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
 def _internal_error() -> Response:
@@ -79,7 +92,7 @@ def create_app(services: Services | None = None) -> Starlette:
         Route("/token", token.post_token, methods=["POST"]),
         *distribution_routes,
         *oidc.routes(services),
-        Mount("/api/v1", app=create_management_app(services)),
+        _Mount("/api/v1", create_management_app(services)),
     ]
     app = Starlette(
         routes=routes,

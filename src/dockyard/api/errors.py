@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from dockyard.services import errors as e
 
@@ -68,3 +71,14 @@ async def registry_error_handler(request: Request, exc: Exception) -> Response:
     if delay:  # slow down repeated failed logins without holding a worker thread
         await asyncio.sleep(delay)
     return error_response(exc, headers)
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
+    """Every method some route serves at this request's path, for the `Allow` header of a 405
+    (RFC 9110): one path is often several routes (GET, PUT and DELETE of a manifest)."""
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match != Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

@@ -13,13 +13,36 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from dockyard.services.errors import InvalidInput
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+_INT64 = 2**63 - 1
 # Any constant works; it only has to be the same for every process migrating this database.
 _MIGRATION_LOCK_ID = 0x646F636B
 
 
 def now() -> float:
     return time.time()
+
+
+def _unstorable(value: object) -> str | None:
+    if isinstance(value, str) and "\x00" in value:
+        return "text cannot contain NUL characters"
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 - 1 <= value <= _INT64:
+        return "numbers must fit in 64 bits"
+    return None
+
+
+def _refuse_unstorable(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+    """The last line of defence against input the database cannot hold or compare: PostgreSQL
+    refuses NUL in text and SQLite integers beyond 64 bits, each as a driver error (a 500). Any
+    value that reaches a query this way is bad input, on both engines alike: refused as such."""
+    rows = parameters if many else [parameters]
+    for row in rows or ():
+        for value in row.values() if isinstance(row, dict) else row or ():
+            reason = _unstorable(value)
+            if reason is not None:
+                raise InvalidInput(reason)
 
 
 class Database:
@@ -38,6 +61,7 @@ class Database:
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: Engine = sa.create_engine(url, **kwargs)
+        event.listen(self.engine, "before_cursor_execute", _refuse_unstorable)
         if self.is_sqlite:
             self._configure_sqlite(self.engine)
 

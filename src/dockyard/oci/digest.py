@@ -13,10 +13,10 @@ if TYPE_CHECKING:
     from hashlib import _Hash
 
 # digest ::= algorithm ":" encoded ; algorithm ::= component (separator component)*
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")  # fullmatch only
 # Registered algorithms: lowercase hex of a fixed length.
 _ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
-_HEX_RE = re.compile(r"^[a-f0-9]+$")
+_HEX_RE = re.compile(r"[a-f0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +29,13 @@ class Digest:
 
     @classmethod
     def parse(cls, value: str) -> Digest:
-        if not isinstance(value, str) or not _DIGEST_RE.match(value):
+        if not isinstance(value, str) or not _DIGEST_RE.fullmatch(value):
             raise InvalidDigest(f"invalid digest {value!r}")
         algorithm, encoded = value.split(":", 1)
         length = _ALGORITHMS.get(algorithm)
         if length is None:
             raise UnsupportedDigest(f"unsupported digest algorithm {algorithm!r}")
-        if len(encoded) != length or not _HEX_RE.match(encoded):
+        if len(encoded) != length or not _HEX_RE.fullmatch(encoded):
             raise InvalidDigest(f"invalid {algorithm} digest {value!r}")
         return cls(algorithm, encoded)
 

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import Digest
 from dockyard.oci.errors import InvalidDigest, InvalidManifest
 
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # the default of the max_manifest_bytes setting
+# Deepest nesting of arrays and objects accepted: a real manifest nests five or six levels, and
+# deeper documents only cost memory and stack in every later reader.
+MAX_JSON_DEPTH = 64
+# Descriptor sizes are int64 in the image spec (and in the database).
+MAX_SIZE = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +73,8 @@ def _descriptor(obj: Any, where: str) -> Descriptor:
         Digest.parse(digest)
     except InvalidDigest as exc:
         raise InvalidManifest(f"{where}: {exc.message}") from exc
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidManifest(f"{where}: size must be a non-negative integer")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
+        raise InvalidManifest(f"{where}: size must be an integer from 0 to {MAX_SIZE}")
     annotations = obj.get("annotations")
     if annotations is not None and (
         not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values())
@@ -90,30 +96,70 @@ def _descriptor(obj: Any, where: str) -> Descriptor:
     return Descriptor(media_type, digest, size, artifact_type, annotations, platform, tuple(urls))
 
 
-def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
-    """Validate `body` as a manifest or index; `content_type` is the request's Content-Type.
-
-    The media type is the document's own `mediaType` when present (it must agree with the header),
-    otherwise the header's. Schema 1 manifests are refused: clients fall back to schema 2.
-    """
-    if len(body) > MAX_MANIFEST_BYTES:
-        raise InvalidManifest(f"manifest is {len(body)} bytes, the limit is {MAX_MANIFEST_BYTES}")
+def load_json(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse untrusted JSON: strict UTF-8 and RFC 8259 (no NaN, no lone surrogates), integers within
+    64 bits (orjson refuses larger ones instead of building a 5,000-digit int), and at most
+    `max_depth` levels of nesting. Raises InvalidManifest."""
     try:
-        doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidManifest(f"manifest is not valid JSON: {exc}") from exc
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidManifest(f"manifest is not valid JSON: {exc}") from None
+    # orjson itself stops at 1024 levels (no RecursionError); enforce the tighter bound, iteratively.
+    level = [doc] if isinstance(doc, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > max_depth:
+            raise InvalidManifest(f"manifest nests deeper than {max_depth} levels")
+        level = [
+            v
+            for node in level
+            for v in (node.values() if isinstance(node, dict) else node)
+            if isinstance(v, dict | list)
+        ]
+    return doc
+
+
+def parse_manifest(body: bytes, content_type: str | None, max_bytes: int | None = MAX_MANIFEST_BYTES) -> ParsedManifest:
+    """Validate `body` as a manifest or index.
+
+    `content_type` is the type the client declared (the PUT's Content-Type, "" when it sent none):
+    it must be a manifest media type and agree with the document's own `mediaType`, as the
+    distribution spec requires. None means nothing was declared (a stored manifest read back):
+    the document's `mediaType`, else its shape, decides. `max_bytes` is the registry's one
+    manifest size limit (the max_manifest_bytes setting); None for manifests already admitted.
+    Schema 1 manifests are refused: clients fall back to schema 2.
+    """
+    if max_bytes is not None and len(body) > max_bytes:
+        raise InvalidManifest(f"manifest is {len(body)} bytes, the limit is {max_bytes}")
+    doc = load_json(body)
     if not isinstance(doc, dict):
         raise InvalidManifest("manifest must be a JSON object")
-    header_type = (content_type or "").split(";", 1)[0].strip() or None
     doc_type = doc.get("mediaType")
     if doc_type is not None and not isinstance(doc_type, str):
         raise InvalidManifest("mediaType must be a string")
-    if doc_type and header_type and header_type in mt.MANIFESTS and doc_type != header_type:
-        raise InvalidManifest(f"Content-Type {header_type} does not match mediaType {doc_type}")
-    media_type = doc_type or (header_type if header_type in mt.MANIFESTS else None)
-    if media_type is None:
-        # No declared type: infer from the shape, as the OCI spec allows mediaType to be absent.
-        media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
+    if content_type is not None:
+        header_type = content_type.split(";", 1)[0].strip().lower()
+        if header_type in (mt.DOCKER_SCHEMA1, mt.DOCKER_SCHEMA1_SIGNED) or doc_type in (
+            mt.DOCKER_SCHEMA1,
+            mt.DOCKER_SCHEMA1_SIGNED,
+        ):
+            raise InvalidManifest("Docker schema 1 manifests are not supported")
+        if header_type not in mt.MANIFESTS:
+            raise InvalidManifest(
+                f"Content-Type {header_type or '(none)'!r} is not a manifest media type: "
+                "send the manifest's mediaType as Content-Type",
+                {"content_type": header_type},
+            )
+        if doc_type and doc_type != header_type:
+            raise InvalidManifest(
+                f"Content-Type {header_type} does not match mediaType {doc_type}",
+                {"content_type": header_type, "media_type": doc_type},
+            )
+        media_type = header_type
+    else:
+        # Nothing declared: the OCI spec allows mediaType to be absent, so infer from the shape.
+        media_type = doc_type or (mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST)
     if media_type in (mt.DOCKER_SCHEMA1, mt.DOCKER_SCHEMA1_SIGNED):
         raise InvalidManifest("Docker schema 1 manifests are not supported")
     if media_type not in mt.MANIFESTS:

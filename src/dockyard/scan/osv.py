@@ -31,7 +31,7 @@ VERSION_CLASSES: dict[str, type[uv.Version]] = {
 }
 
 _PEP503 = re.compile(r"[-_.]+")
-_CVE = re.compile(r"^CVE-\d{4}-\d+$")
+_CVE = re.compile(r"CVE-[0-9]{4}-[0-9]+")  # fullmatch
 
 
 def normalize_name(ecosystem: str, name: str) -> str:
@@ -93,7 +93,7 @@ def parse_record(doc: Any) -> Advisory:
         raise RecordError("an OSV record needs string 'id' and 'modified' fields")
     aliases = [a for a in doc.get("aliases") or [] if isinstance(a, str)]
     for key in ("upstream", "related"):
-        aliases += [a for a in doc.get(key) or [] if isinstance(a, str) and _CVE.match(a)]
+        aliases += [a for a in doc.get(key) or [] if isinstance(a, str) and _CVE.fullmatch(a)]
     aliases = list(dict.fromkeys(a for a in aliases if a != doc["id"]))
     severity, score = _severity(doc)
     urgency = _urgency(doc)

@@ -127,7 +127,7 @@ class AuditLog:
         detail: Any = None,
     ) -> dict[str, Any]:
         who = actor or current_actor()
-        return {
+        row = {
             "ts": now(),
             "actor": who.name,
             "actor_kind": who.kind,
@@ -142,6 +142,9 @@ class AuditLog:
             "result": result,
             "detail": json.dumps(detail, sort_keys=True) if detail is not None else None,
         }
+        # An event records what a caller sent (a user name tried at login): a NUL in it must not make
+        # the row unstorable (the database refuses NUL) and so stall every queued event behind it.
+        return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
     def record(
         self,

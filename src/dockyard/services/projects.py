@@ -14,9 +14,11 @@ from dockyard.db.engine import Database, now
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth.permissions import Role
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
+from dockyard.services.text import is_label
 
 # A project name is the first component of a repository name, so it follows that grammar.
-_PROJECT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_PROJECT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")  # fullmatch: no trailing newline
+PROJECT_NAME_PATTERN = f"^{_PROJECT_RE.pattern}$"  # for the API document (JSON Schema anchors)
 PRINCIPAL_KINDS = ("user", "group")
 
 
@@ -40,7 +42,7 @@ class Member:
 
 
 def check_project_name(name: str) -> str:
-    if not (1 <= len(name) <= 255) or not _PROJECT_RE.match(name):
+    if not (1 <= len(name) <= 255) or not _PROJECT_RE.fullmatch(name):
         raise InvalidInput(
             "invalid project name: lowercase letters and digits, separated by '.', '_', '__' or '-'", {"name": name}
         )
@@ -169,6 +171,10 @@ class ProjectService:
         unknown = set(changes) - allowed
         if unknown:
             raise InvalidInput(f"unknown scan policy settings: {', '.join(sorted(unknown))}", {"keys": sorted(unknown)})
+        # Only these two have a "system default" meaning for null; the others are NOT NULL columns.
+        nulled = sorted(k for k, v in changes.items() if v is None and k not in ("scan_on_push", "block_severity"))
+        if nulled:
+            raise InvalidInput(f"{', '.join(nulled)} cannot be null", {"keys": nulled})
         severity = changes.get("block_severity")
         if severity is not None:
             if str(severity).upper() not in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"):
@@ -223,8 +229,11 @@ class ProjectService:
     def set_member(self, project_name: str, kind: str, principal: str, role: Role) -> None:
         if kind not in PRINCIPAL_KINDS:
             raise InvalidInput(f"member kind must be one of {', '.join(PRINCIPAL_KINDS)}", {"kind": kind})
-        if not principal or len(principal) > 255:
-            raise InvalidInput("member name must be 1 to 255 characters", {"principal": principal})
+        if not is_label(principal, 255):
+            raise InvalidInput(
+                "member name must be 1 to 255 printable characters, without surrounding spaces",
+                {"principal": principal},
+            )
         with self.db.write() as conn:
             project = self.find(conn, project_name)
             if project is None:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from dockyard.api.distribution.common import require, services
+from dockyard.api.distribution.common import decimal, require, services
 from dockyard.services.errors import RangeNotSatisfiable
 
 
@@ -22,31 +22,31 @@ class _WholeFile(FileResponse):
         await super().__call__({**scope, "headers": headers}, receive, send)
 
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """[start, end) for a single-range `Range` header; None = whole blob.
 
     A syntactically invalid header is ignored (RFC 9110 §14.2); a valid but unsatisfiable one
-    raises RangeNotSatisfiable.
+    raises RangeNotSatisfiable. Positions are read saturated (`decimal`): a position of a
+    thousand digits is simply past the end.
     """
     if not header:
         return None
-    m = _RANGE_RE.match(header.strip())
+    m = _RANGE_RE.fullmatch(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None
-    first, last = m.group(1), m.group(2)
-    if not first:  # suffix range: the last N bytes
-        length = int(last)
-        if length == 0:
+    first, last = decimal(m.group(1)), decimal(m.group(2))
+    if first is None:  # suffix range: the last N bytes
+        assert last is not None
+        if last == 0:
             raise RangeNotSatisfiable("empty suffix range", size)
-        return max(size - length, 0), size
-    start = int(first)
-    end = size if not last else min(int(last) + 1, size)
-    if start >= size or (last and int(last) < start):
-        raise RangeNotSatisfiable(f"range {header} not satisfiable for a blob of {size} bytes", size)
-    return start, end
+        return max(size - last, 0), size
+    if first >= size or (last is not None and last < first):
+        raise RangeNotSatisfiable(f"range {header[:100]} not satisfiable for a blob of {size} bytes", size)
+    end = size if last is None else min(last + 1, size)
+    return first, end
 
 
 async def get_blob(request: Request) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
 
 from starlette.concurrency import run_in_threadpool
@@ -19,6 +20,23 @@ from dockyard.wiring import Services
 # Request bodies are handed to the (synchronous) storage layer in batches of this size, so a
 # thread hop is paid per batch rather than per network read, and memory per request is bounded.
 BATCH_BYTES = 4 * 1024 * 1024
+# Every number a request carries is read through `decimal`: at most this, whatever its digits say.
+MAX_NUMBER = 2**63 - 1
+# Largest page of tags or repositories one request gets; a larger `n` gets this and a Link header.
+MAX_PAGE = 10_000
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def decimal(text: str) -> int | None:
+    """A non-negative decimal integer of ASCII digits, saturated at MAX_NUMBER; None if `text` is
+    not one. Never int() on request text directly: it accepts signs, spaces, underscores and
+    non-ASCII digits, and raises on 5,000 digits; a saturated value still compares as "too big"."""
+    if not _DIGITS.fullmatch(text):
+        return None
+    significant = text.lstrip("0")
+    if len(significant) > len(str(MAX_NUMBER)):
+        return MAX_NUMBER
+    return min(int(significant or "0"), MAX_NUMBER)
 
 
 def services(request: Request) -> Services:
@@ -68,8 +86,8 @@ async def pump(request: Request, write: Callable[[bytes, int], int], offset: int
 
 async def read_limited(request: Request, limit: int) -> bytes:
     """The whole body, refusing (without reading on) once it exceeds `limit`."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    declared = decimal(request.headers.get("content-length") or "")
+    if declared is not None and declared > limit:
         raise TooLarge(f"body of {declared} bytes exceeds the limit of {limit}", {"limit": limit})
     buf = bytearray()
     async for chunk in request.stream():
@@ -79,17 +97,20 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-def pagination(request: Request) -> tuple[int | None, str | None]:
+def pagination(request: Request, last_is: Callable[[str], bool]) -> tuple[int | None, str | None]:
+    """`n` (clamped to MAX_PAGE) and `last`, which must look like an item of the list (`last_is`):
+    clients pass back an item or the Link header, and anything else could not sort among them."""
     raw_n = request.query_params.get("n")
     n = None
     if raw_n is not None and raw_n != "":
-        try:
-            n = int(raw_n)
-        except ValueError:
-            raise PaginationInvalid("n must be a non-negative integer", {"n": raw_n}) from None
-        if n < 0:
-            raise PaginationInvalid("n must be a non-negative integer", {"n": raw_n})
-    return n, request.query_params.get("last") or None
+        n = decimal(raw_n)
+        if n is None:
+            raise PaginationInvalid("n must be a non-negative integer", {"n": raw_n[:64]})
+        n = min(n, MAX_PAGE)
+    last = request.query_params.get("last") or None
+    if last is not None and not last_is(last):
+        raise PaginationInvalid("last must be an item of the list (from the previous page)", {"last": last[:256]})
+    return n, last
 
 
 def next_link(path: str, n: int | None, last: str | None) -> dict[str, str]:

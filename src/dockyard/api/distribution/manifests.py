@@ -33,7 +33,8 @@ async def put_manifest(request: Request) -> Response:
     await require(request, name, "pull", "push")
     svc = services(request)
     body = await read_limited(request, svc.settings.max_manifest_bytes)
-    result = await run_in_threadpool(svc.manifests.put, name, reference, body, request.headers.get("content-type"))
+    content_type = request.headers.get("content-type", "")  # none declared: refused by the parser
+    result = await run_in_threadpool(svc.manifests.put, name, reference, body, content_type)
     headers = {
         "Location": f"/v2/{name}/manifests/{result.digest}",
         "Docker-Content-Digest": result.digest,

@@ -9,12 +9,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dockyard.api.auth import authorize
-from dockyard.api.distribution.common import pump, require, services
+from dockyard.api.distribution.common import decimal, pump, require, services
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import DigestInvalid, RangeInvalid, RegistryError
 from dockyard.wiring import Services
 
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 
 
 def _upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
@@ -42,13 +42,14 @@ def _chunk_start(request: Request) -> int | None:
     header = request.headers.get("content-range")
     if not header:
         return None
-    m = _CONTENT_RANGE_RE.match(header.strip())
+    m = _CONTENT_RANGE_RE.fullmatch(header.strip())
     if not m:
-        raise RangeInvalid(f"malformed Content-Range {header!r}", 0)
-    start, end = int(m.group(1)), int(m.group(2))
-    length = request.headers.get("content-length")
-    if end < start or (length is not None and length.isdigit() and int(length) != end - start + 1):
-        raise RangeInvalid(f"Content-Range {header!r} does not match Content-Length {length}", start)
+        raise RangeInvalid(f"malformed Content-Range {header[:100]!r}", 0)
+    start, end = decimal(m.group(1)), decimal(m.group(2))  # bounded: never int() of 5,000 digits
+    assert start is not None and end is not None
+    length = decimal(request.headers.get("content-length") or "")
+    if end < start or (length is not None and length != end - start + 1):
+        raise RangeInvalid(f"Content-Range {header[:100]!r} does not match Content-Length {length}", start)
     return start
 
 

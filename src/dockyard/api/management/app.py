@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,14 +11,19 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
-from dockyard.api.errors import status_for
+from dockyard.api.errors import allowed_methods, status_for
 from dockyard.api.management import audit, lifecycle, projects, robots, scanning, users
+from dockyard.api.management.models import PROBLEM, problems
 from dockyard.api.middleware import ErrorBoundary
 from dockyard.services.auth.permissions import MATRIX, Role
 from dockyard.services.errors import RegistryError, TooManyRequests, Unauthorized
 from dockyard.wiring import Services
 
-PROBLEM = "application/problem+json"
+# What any operation may answer: bad input (400 from a service rule, 422 from validation), no or
+# wrong credentials (401), not allowed (403), something named that does not exist (404), throttled
+# login attempts (429). Operations that create or delete add 409.
+COMMON_ERRORS = problems(400, 401, 403, 404, 422, 429)
+CONFLICT = problems(409)
 
 
 def problem(status: int, title: str, detail: str, code: str, headers: dict[str, str] | None = None) -> Response:
@@ -49,8 +55,16 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing and body-parsing errors: 404 (no such route), 405 (with every method the path
+    allows: Starlette's own header names only the first route that matched), 400 (unparseable body)."""
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, "error", str(exc.detail), "NOT_FOUND" if exc.status_code == 404 else "ERROR")
+    status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request.app.state.endpoints, request.scope))
+    codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 400: "INVALID"}
+    title = HTTPStatus(status).phrase.lower()
+    return problem(status, title, str(exc.detail), codes.get(status, "ERROR"), headers)
 
 
 def create_management_app(services: Services) -> FastAPI:
@@ -74,11 +88,21 @@ def create_management_app(services: Services) -> FastAPI:
         },
     )
     app.state.services = services
-    for module in (projects, users, robots, audit, lifecycle, scanning):
-        app.include_router(module.router)
+    modules = (projects, users, robots, audit, lifecycle, scanning)
+    for module in modules:
+        app.include_router(module.router, responses=COMMON_ERRORS)
+    # The operations themselves, for the Allow header of a 405 (FastAPI nests included routers).
+    app.state.endpoints = [route for module in modules for route in module.router.routes]
 
-    @app.get("/permissions", tags=["access"], summary="The permission matrix: least role per permission")
+    @app.get(
+        "/permissions",
+        tags=["access"],
+        summary="The permission matrix: least role per permission",
+        responses=COMMON_ERRORS,
+    )
     def permission_matrix() -> dict[str, str]:
         return {perm.value: role.label for perm, role in MATRIX.items()} | {"_roles": ",".join(r.label for r in Role)}
+
+    app.state.endpoints += [route for route in app.router.routes if getattr(route, "path", "") == "/permissions"]
 
     return app

@@ -16,6 +16,9 @@ from dockyard.services.errors import InvalidInput
 from dockyard.wiring import Services
 
 router = APIRouter(prefix="/audit", tags=["audit"])
+# `next_before` as AuditLog.query writes it: "<timestamp>_<event id>".
+CURSOR_PATTERN = r"^[0-9]{1,20}(?:\.[0-9]{1,20})?(?:e[+-]?[0-9]{1,3})?_[0-9]{1,18}$"
+EXPORT_TYPES = {"application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}
 
 
 def _filter(
@@ -51,14 +54,21 @@ def list_events(
     since: Annotated[float | None, Query(description="UNIX time, inclusive")] = None,
     until: Annotated[float | None, Query(description="UNIX time, exclusive")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[str | None, Query(description="`next_before` of the previous page")] = None,
+    before: Annotated[
+        str | None, Query(description="`next_before` of the previous page", pattern=CURSOR_PATTERN, max_length=64)
+    ] = None,
 ) -> AuditPage:
     f = _filter(svc, caller, project, repository, actor, action, digest, since, until)
     rows, cursor = svc.audit.query(f, limit, before)
     return AuditPage(events=[AuditEventOut(**row) for row in rows], next_before=cursor)
 
 
-@router.get("/export", summary="All matching events as JSON lines or CSV, oldest first")
+@router.get(
+    "/export",
+    summary="All matching events as JSON lines or CSV, oldest first",
+    response_class=StreamingResponse,
+    responses={200: {"description": "The events", "content": EXPORT_TYPES}},
+)
 def export_events(
     svc: ServicesDep,
     caller: Caller,

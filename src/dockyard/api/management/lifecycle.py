@@ -15,6 +15,7 @@ from dockyard.api.management.models import (
     RetentionOut,
     TagRuleIn,
     TagRuleOut,
+    problems,
 )
 from dockyard.api.management.projects import project_out
 from dockyard.services.auth.permissions import Permission
@@ -33,7 +34,13 @@ def list_rules(name: str, svc: ServicesDep, caller: Caller) -> list[TagRuleOut]:
     ]
 
 
-@router.post("/projects/{name}/immutable-tags", response_model=TagRuleOut, status_code=201, summary="Add a rule")
+@router.post(
+    "/projects/{name}/immutable-tags",
+    response_model=TagRuleOut,
+    status_code=201,
+    summary="Add a rule",
+    responses=problems(409),
+)
 def add_rule(name: str, body: TagRuleIn, svc: ServicesDep, caller: Caller) -> TagRuleOut:
     project_permission(svc, caller, name, Permission.TAG_POLICY_MANAGE)
     rule = svc.tag_rules.add(name, body.pattern, caller.subject)

@@ -2,21 +2,59 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from http import HTTPStatus
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from dockyard.services.auth.robots import ROBOT_NAME_PATTERN
+from dockyard.services.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME_PATTERN
+from dockyard.services.projects import PROJECT_NAME_PATTERN
+from dockyard.services.text import LABEL_PATTERN
 
 RoleName = Literal["guest", "developer", "maintainer", "admin"]
 RobotAction = Literal["pull", "push", "delete"]
+PROBLEM = "application/problem+json"
+
+# Every number in a body is bounded by what the database stores (BIGINT, finite floats).
+INT64 = 2**63 - 1
+Count = Annotated[int, Field(ge=0, le=INT64)]
+Seconds = Annotated[float, Field(ge=0, le=1e15, description="UNIX time")]
+# PostgreSQL text cannot hold NUL; refused as input rather than failing in the database.
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+ProjectName = Annotated[str, StringConstraints(min_length=1, max_length=255, pattern=PROJECT_NAME_PATTERN)]
 
 
-class ProjectIn(BaseModel):
-    name: str = Field(min_length=1, max_length=255, examples=["team-a"])
+def Checked(description: str | None = None, **constraints: Any) -> Any:
+    """A field whose grammar the service checks (answering 400 with its own message), stated in
+    the document so that it says what is accepted, but not enforced twice here."""
+    return Field(description=description, json_schema_extra=constraints)
+
+
+def _keep_if_omitted(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+class Body(BaseModel):
+    """A request body. Unknown fields (a typo), NaN and infinities are refused with 422 instead of
+    being ignored or stored."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def Keep(description: str = "Omit to keep the current value.") -> Any:
+    """A PATCH field that may be omitted but not null: with exclude_unset, an omitted field keeps
+    the stored value, and null is refused by validation (the column is NOT NULL)."""
+    return Field(None, description=description, json_schema_extra=_keep_if_omitted)
+
+
+class ProjectIn(Body):
+    name: str = Checked(minLength=1, maxLength=255, pattern=PROJECT_NAME_PATTERN, examples=["team-a"])
     public: bool = False
 
 
-class ProjectPatch(BaseModel):
-    public: bool | None = None
+class ProjectPatch(Body):
+    public: bool = Keep()
 
 
 class ProjectOut(BaseModel):
@@ -37,12 +75,12 @@ class RepositoryOut(BaseModel):
     used_bytes: int
 
 
-class QuotaIn(BaseModel):
-    quota_bytes: int | None = Field(None, ge=0, description="null lifts the quota.")
+class QuotaIn(Body):
+    quota_bytes: Count | None = Field(None, description="null lifts the quota.")
 
 
-class TagRuleIn(BaseModel):
-    pattern: str = Field(min_length=1, max_length=255, examples=["v*"])
+class TagRuleIn(Body):
+    pattern: str = Checked(minLength=1, maxLength=255, pattern=r"^[^\s\x00]+$", examples=["v*"])
 
 
 class TagRuleOut(BaseModel):
@@ -51,16 +89,20 @@ class TagRuleOut(BaseModel):
     created_at: float
 
 
-class RetentionIn(BaseModel):
-    keep_last: int | None = Field(None, ge=0, description="Keep the N most recently pushed tags per repository.")
-    keep_days: float | None = Field(None, ge=0, description="Keep tags pushed or pulled within D days.")
-    keep_patterns: list[str] = Field(default_factory=list, description="Keep tags matching these patterns.")
+class RetentionIn(Body):
+    keep_last: Count | None = Field(None, description="Keep the N most recently pushed tags per repository.")
+    keep_days: float | None = Field(None, ge=0, le=1e9, description="Keep tags pushed or pulled within D days.")
+    keep_patterns: list[Text] = Field(default_factory=list, description="Keep tags matching these patterns.")
     remove_untagged: bool = False
     enabled: bool = True
 
 
-class RetentionOut(RetentionIn):
-    pass
+class RetentionOut(BaseModel):
+    keep_last: int | None
+    keep_days: float | None
+    keep_patterns: list[str]
+    remove_untagged: bool
+    enabled: bool
 
 
 class RemovalOut(BaseModel):
@@ -70,7 +112,7 @@ class RemovalOut(BaseModel):
     reason: str
 
 
-class MemberIn(BaseModel):
+class MemberIn(Body):
     role: RoleName
 
 
@@ -80,25 +122,27 @@ class MemberOut(BaseModel):
     role: RoleName
 
 
-class UserIn(BaseModel):
-    username: str = Field(min_length=1, max_length=255)
-    password: str = Field(min_length=1, max_length=1024)
-    email: str | None = None
+class UserIn(Body):
+    username: str = Checked(minLength=1, maxLength=255, pattern=USERNAME_PATTERN)
+    password: str = Checked(minLength=MIN_PASSWORD, maxLength=MAX_PASSWORD)
+    email: Text | None = None
     is_admin: bool = False
     can_create_projects: bool = False
 
 
-class UserPatch(BaseModel):
-    is_admin: bool | None = None
-    disabled: bool | None = None
-    can_create_projects: bool | None = None
-    email: str | None = None
+class UserPatch(Body):
+    is_admin: bool = Keep()
+    disabled: bool = Keep()
+    can_create_projects: bool = Keep()
+    email: Text = Keep()
 
 
-class PasswordIn(BaseModel):
-    password: str = Field(min_length=1, max_length=1024)
+class PasswordIn(Body):
+    password: str = Checked(minLength=MIN_PASSWORD, maxLength=MAX_PASSWORD)
     current_password: str | None = Field(
-        None, max_length=1024, description="Required to change your own password (not for an admin setting another's)."
+        None,
+        max_length=MAX_PASSWORD,
+        description="Required to change your own password (not for an admin setting another's).",
     )
 
 
@@ -128,17 +172,21 @@ class MeOut(BaseModel):
     can_create_projects: bool
 
 
-class RobotIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200, examples=["ci-builder"])
-    permissions: dict[str, list[RobotAction]] = Field(
-        description="Project name → actions.", examples=[{"team-a": ["pull", "push"]}]
+class RobotIn(Body):
+    name: str = Checked(minLength=1, maxLength=206, pattern=ROBOT_NAME_PATTERN, examples=["ci-builder"])
+    permissions: dict[ProjectName, Annotated[list[RobotAction], Field(min_length=1)]] = Field(
+        min_length=1,
+        description="Project name → actions.",
+        examples=[{"team-a": ["pull", "push"]}],
+        # pydantic validates the keys but does not say so in the schema
+        json_schema_extra={"propertyNames": {"pattern": PROJECT_NAME_PATTERN, "maxLength": 255}},
     )
-    expires_at: float | None = Field(None, description="UNIX time; omit for no expiry.")
-    description: str | None = None
+    expires_at: Seconds | None = Field(None, description="UNIX time, in the future; omit for no expiry.")
+    description: Text | None = None
 
 
-class RobotPatch(BaseModel):
-    disabled: bool | None = None
+class RobotPatch(Body):
+    disabled: bool = Keep()
 
 
 class RobotOut(BaseModel):
@@ -159,9 +207,9 @@ class SecretOut(BaseModel):
     secret: str = Field(description="Shown once: store it now.")
 
 
-class TokenIn(BaseModel):
-    name: str = Field(min_length=1, max_length=128)
-    expires_at: float | None = Field(None, description="UNIX time; omit for no expiry.")
+class TokenIn(Body):
+    name: str = Checked(minLength=1, maxLength=128, pattern=LABEL_PATTERN)
+    expires_at: Seconds | None = Field(None, description="UNIX time, in the future; omit for no expiry.")
 
 
 class TokenOut(BaseModel):
@@ -199,8 +247,19 @@ class AuditPage(BaseModel):
 
 
 class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (application/problem+json)."""
+
     type: str = "about:blank"
     title: str
     status: int
     detail: str
-    code: str
+    code: str = Field(description="The registry error code, e.g. NOT_FOUND, DENIED, INVALID.")
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries documenting error statuses with their problem+json body."""
+    schema = Problem.model_json_schema()
+    return {
+        status: {"description": HTTPStatus(status).phrase, "content": {PROBLEM: {"schema": schema}}}
+        for status in statuses
+    }

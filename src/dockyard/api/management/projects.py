@@ -5,7 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in
-from dockyard.api.management.models import MemberIn, MemberOut, ProjectIn, ProjectOut, ProjectPatch, RepositoryOut
+from dockyard.api.management.models import (
+    MemberIn,
+    MemberOut,
+    ProjectIn,
+    ProjectOut,
+    ProjectPatch,
+    RepositoryOut,
+    problems,
+)
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission, Role
 from dockyard.services.errors import Denied
@@ -40,7 +48,7 @@ def list_projects(svc: ServicesDep, caller: Caller) -> list[ProjectOut]:
     return [project_out(svc, caller, p) for p in svc.policy.visible_projects(caller)]
 
 
-@router.post("", response_model=ProjectOut, status_code=201, summary="Create a project")
+@router.post("", response_model=ProjectOut, status_code=201, summary="Create a project", responses=problems(409))
 def create_project(body: ProjectIn, svc: ServicesDep, caller: Caller) -> ProjectOut:
     signed_in(caller)
     if not svc.policy.can_create_projects(caller):
@@ -61,7 +69,7 @@ def update_project(name: str, body: ProjectPatch, svc: ServicesDep, caller: Call
     return project_out(svc, caller, svc.projects.update(name, public=body.public))
 
 
-@router.delete("/{name}", status_code=204, summary="Delete an empty project")
+@router.delete("/{name}", status_code=204, summary="Delete an empty project", responses=problems(409))
 def delete_project(name: str, svc: ServicesDep, caller: Caller) -> Response:
     project_permission(svc, caller, name, Permission.PROJECT_DELETE)
     svc.projects.delete(name)

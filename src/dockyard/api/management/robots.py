@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in
-from dockyard.api.management.models import RobotCreated, RobotIn, RobotOut, RobotPatch, SecretOut
+from dockyard.api.management.models import RobotCreated, RobotIn, RobotOut, RobotPatch, SecretOut, problems
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.auth.robots import Robot
@@ -34,7 +34,13 @@ def _may(svc: Services, caller: Identity, projects: list[str], permission: Permi
         project_permission(svc, caller, project, permission)
 
 
-@router.post("", response_model=RobotCreated, status_code=201, summary="Create a robot (secret shown once)")
+@router.post(
+    "",
+    response_model=RobotCreated,
+    status_code=201,
+    summary="Create a robot (secret shown once)",
+    responses=problems(409),
+)
 def create_robot(body: RobotIn, svc: ServicesDep, caller: Caller) -> RobotCreated:
     _may(svc, caller, list(body.permissions), Permission.ROBOT_MANAGE)
     created = svc.robots.create(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in, system_admin
+from dockyard.api.management.models import Body, Keep, Text
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
 from dockyard.scan.layers import platform_name
@@ -89,13 +90,16 @@ class ScanPolicy(BaseModel):
     block_denied_licences: bool = False
 
 
-class ScanPolicyPatch(BaseModel):
-    scan_on_push: bool | None = None
-    block_severity: Severity | None = None
-    block_unscanned: bool | None = None
-    vulnerability_allowlist: list[str] | None = None
-    licence_denylist: list[str] | None = None
-    block_denied_licences: bool | None = None
+class ScanPolicyPatch(Body):
+    """Omitted fields keep their value; null means "the system default" only where the policy has
+    one (scan_on_push) or "no limit" (block_severity), and is refused (422) elsewhere."""
+
+    scan_on_push: bool | None = Field(default=None, description="null: the system default.")
+    block_severity: Severity | None = Field(default=None, description="null: block on no severity.")
+    block_unscanned: bool = Keep()
+    vulnerability_allowlist: list[Text] = Keep()
+    licence_denylist: list[Text] = Keep()
+    block_denied_licences: bool = Keep()
 
 
 def _manifest(svc: Services, caller: Identity, repository: str, reference: str, permission: Permission) -> Any:
@@ -105,7 +109,7 @@ def _manifest(svc: Services, caller: Identity, repository: str, reference: str, 
 
 def _images(media_type: str, content: bytes, digest: str) -> list[tuple[str, str | None]]:
     try:
-        parsed = parse_manifest(content, media_type)
+        parsed = parse_manifest(content, media_type, max_bytes=None)  # admitted at push time
     except InvalidManifest:
         return [(digest, None)]
     if not parsed.manifests:
@@ -211,7 +215,16 @@ def _sbom(
 @router.get(
     "/repositories/{repository:path}/manifests/{reference}/sbom",
     summary="The image's inventory as an SBOM (CycloneDX 1.6 or SPDX 2.3 JSON)",
-    responses={200: {"content": {"application/vnd.cyclonedx+json": {}, "application/spdx+json": {}}}},
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The SBOM document",
+            "content": {
+                "application/vnd.cyclonedx+json": {"schema": {"type": "object"}},
+                "application/spdx+json": {"schema": {"type": "object"}},
+            },
+        }
+    },
 )
 def get_sbom(
     repository: str,

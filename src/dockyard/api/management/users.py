@@ -17,11 +17,12 @@ from dockyard.api.management.models import (
     UserIn,
     UserOut,
     UserPatch,
+    problems,
 )
 from dockyard.services.auth.access_tokens import AccessToken
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.users import User
-from dockyard.services.errors import Denied, InvalidInput
+from dockyard.services.errors import Conflict, Denied, InvalidInput
 
 router = APIRouter(tags=["users"])
 
@@ -63,7 +64,7 @@ def list_users(svc: ServicesDep, caller: Caller) -> list[UserOut]:
     return [_user(u) for u in svc.users.list_users()]
 
 
-@router.post("/users", response_model=UserOut, status_code=201, summary="Create a local user")
+@router.post("/users", response_model=UserOut, status_code=201, summary="Create a local user", responses=problems(409))
 def create_user(body: UserIn, svc: ServicesDep, caller: Caller) -> UserOut:
     system_admin(caller)
     return _user(svc.users.create(body.username, body.password, body.is_admin, body.email, body.can_create_projects))
@@ -143,12 +144,18 @@ def me(caller: Caller) -> MeOut:
     )
 
 
-@router.post("/me/cli-secret", response_model=SecretOut, summary="New registry-login secret (OIDC users)")
+@router.post(
+    "/me/cli-secret",
+    response_model=SecretOut,
+    summary="New registry-login secret (OIDC users)",
+    responses=problems(409),
+)
 def new_cli_secret(svc: ServicesDep, caller: Caller) -> SecretOut:
     _human(caller)
     minting(caller)
     if caller.provider != "oidc":
-        raise InvalidInput("only OIDC users have a CLI secret; others log in with their password or a token")
+        # The request is well formed; the account is not of the kind that has one.
+        raise Conflict("only OIDC users have a CLI secret; others log in with their password or a token")
     return SecretOut(secret=svc.users.new_cli_secret(caller.subject))
 
 
@@ -158,7 +165,7 @@ def list_tokens(svc: ServicesDep, caller: Caller) -> list[TokenOut]:
     return [_token(t) for t in svc.access_tokens.list(caller.subject)]
 
 
-@router.post("/me/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"])
+@router.post("/me/tokens", response_model=TokenCreated, status_code=201, tags=["tokens"], responses=problems(409))
 def create_token(body: TokenIn, svc: ServicesDep, caller: Caller) -> TokenCreated:
     _human(caller)
     minting(caller)

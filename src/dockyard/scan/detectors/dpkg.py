@@ -10,7 +10,7 @@ from packageurl import PackageURL
 from dockyard.scan.detectors import Detector
 from dockyard.scan.model import DEB, Package
 
-_SOURCE_RE = re.compile(r"^(\S+)(?:\s+\((\S+)\))?$")
+_SOURCE_RE = re.compile(r"(\S+)(?:\s+\((\S+)\))?")  # fullmatch
 
 
 def _wants(path: str, mode: int, size: int) -> bool:
@@ -31,7 +31,7 @@ def detect(path: str, data: bytes) -> list[Package]:
         src_name, src_version = name, version
         source = stanza.get("Source")
         if source:
-            m = _SOURCE_RE.match(source.strip())
+            m = _SOURCE_RE.fullmatch(source.strip())
             if m:
                 src_name, src_version = m.group(1), m.group(2) or version
         arch = stanza.get("Architecture")

@@ -12,6 +12,7 @@ from dockyard.services.audit import AuditLog
 from dockyard.services.auth import secrets as gen
 from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
+from dockyard.services.text import is_label
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,8 @@ class AccessTokenService:
         return int(uid)
 
     def create(self, username: str, name: str, expires_at: float | None = None) -> CreatedAccessToken:
-        if not name or len(name) > 128:
-            raise InvalidInput("token name must be 1 to 128 characters")
+        if not is_label(name, 128):  # shown in lists and audit events: no newline, no NUL
+            raise InvalidInput("token name must be 1 to 128 printable characters, without surrounding spaces")
         if expires_at is not None and expires_at <= now():
             raise InvalidInput("expiry must be in the future")
         secret = gen.generate(gen.PAT_PREFIX)

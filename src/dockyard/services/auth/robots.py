@@ -16,7 +16,8 @@ from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.permissions import ROBOT_ACTIONS
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
-_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._+-][a-z0-9]+)*$")
+_NAME_RE = re.compile(r"[a-z0-9]+(?:[._+-][a-z0-9]+)*")  # fullmatch: no trailing newline
+ROBOT_NAME_PATTERN = rf"^(?:robot\$)?{_NAME_RE.pattern}$"  # for the API document: with or without the prefix
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ class RobotService:
         creator: str | None = None,
     ) -> CreatedRobot:
         short = name.removeprefix(ROBOT_PREFIX)
-        if not _NAME_RE.match(short) or len(short) > 200:
+        if not _NAME_RE.fullmatch(short) or len(short) > 200:
             raise InvalidInput("invalid robot name: lowercase letters and digits separated by . _ + -", {"name": name})
         if expires_at is not None and expires_at <= now():
             raise InvalidInput("expiry must be in the future")

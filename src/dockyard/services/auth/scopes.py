@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 # resourcetype may carry a class in parentheses, e.g. repository(plugin); the name may contain ':'.
-_SCOPE_RE = re.compile(r"^([a-z0-9]+)(?:\([a-z0-9]+\))?:(.+):([a-z*]+(?:,[a-z*]+)*)$")
+_SCOPE_RE = re.compile(r"([a-z0-9]+)(?:\([a-z0-9]+\))?:(.+):([a-z*]+(?:,[a-z*]+)*)")  # fullmatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class Scope:
 
 def parse_scope(value: str) -> Scope | None:
     """Parse one scope; None when malformed (the token endpoint ignores those, as distribution does)."""
-    m = _SCOPE_RE.match(value.strip())
+    m = _SCOPE_RE.fullmatch(value.strip())
     if not m:
         return None
     return Scope(m.group(1), m.group(2), frozenset(m.group(3).split(",")))

@@ -20,8 +20,10 @@ from dockyard.services.errors import Conflict, InvalidInput, NotFound
 ADMIN_USERNAME = "admin"
 PROVIDERS = ("local", "ldap", "oidc")
 # No `$` (robot names use it) and no `:` (it separates Basic credentials).
-_USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}$")
+_USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,254}")  # fullmatch: no trailing newline
+USERNAME_PATTERN = f"^{_USERNAME_RE.pattern}$"  # for the API document (JSON Schema anchors)
 MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class User:
 
 
 def check_username(username: str) -> str:
-    if not _USERNAME_RE.match(username):
+    if not _USERNAME_RE.fullmatch(username):
         raise InvalidInput(
             "invalid user name: 1-255 characters, letters, digits and . _ @ + - (not starting with a symbol)",
             {"username": username},
@@ -51,6 +53,8 @@ def check_username(username: str) -> str:
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password must be at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:  # each is hashed with argon2: bound the work a request can ask for
+        raise InvalidInput(f"password must be at most {MAX_PASSWORD} characters")
 
 
 def _user(row: sa.Row[tuple[object, ...]]) -> User:

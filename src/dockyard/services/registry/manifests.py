@@ -20,6 +20,7 @@ from dockyard.services.errors import (
     ManifestBlobUnknown,
     ManifestInvalid,
     ManifestUnknown,
+    TagInvalid,
     TooLarge,
 )
 from dockyard.services.lifecycle.tag_rules import refuse_if_immutable
@@ -31,6 +32,16 @@ from dockyard.services.registry.common import (
     enqueue_gc,
     ensure_repository,
 )
+
+
+def _existing_tag(name: str, reference: str) -> None:
+    """A read or delete by a reference that is no valid tag asks for something that cannot exist:
+    404 MANIFEST_UNKNOWN, as the reference registry and clients expect (only a push is told its
+    tag is invalid)."""
+    try:
+        check_tag(reference)
+    except TagInvalid as exc:
+        raise ManifestUnknown(f"manifest unknown: {exc.message}", {"name": name, "reference": reference}) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +92,7 @@ class ManifestService:
             check_digest(reference)
             query = self._by_digest
         else:
-            check_tag(reference)
+            _existing_tag(name, reference)
             query = self._by_tag
         with self.db.engine.connect() as conn:
             row = conn.execute(query, {"name": name, "ref": reference}).first()
@@ -106,7 +117,8 @@ class ManifestService:
             tag = check_tag(reference)
             digest = str(Digest.of(body))
         try:
-            parsed = parse_manifest(body, content_type)
+            # A push must declare its type: "" (no Content-Type) is refused, unlike None (trusted).
+            parsed = parse_manifest(body, content_type or "", self.max_bytes)
         except InvalidManifest as exc:
             raise ManifestInvalid(exc.message, exc.detail) from None
 
@@ -153,31 +165,42 @@ class ManifestService:
         )
 
     def _check_references(self, conn: sa.Connection, repo_id: int, parsed: ParsedManifest) -> None:
-        """Every blob and child manifest must be in the repository. Their rows are share-locked until
-        commit, so the collector cannot remove them between this check and the insert."""
-        blobs = {d.digest for d in parsed.blob_references()}
-        children = {d.digest for d in parsed.manifests}
+        """Every blob and child manifest must be in the repository, with the size its descriptor
+        claims (a client trusts that size before it fetches the bytes). Their rows are share-locked
+        until commit, so the collector cannot remove them between this check and the insert."""
+        blobs = {d.digest: d.size for d in parsed.blob_references()}
+        children = {d.digest: d.size for d in parsed.manifests}
         rb, b, m = s.repository_blobs.c, s.blobs.c, s.manifests.c
         blob_q = (
-            sa.select(rb.digest)
+            sa.select(rb.digest, b.size)
             .select_from(s.repository_blobs.join(s.blobs, b.digest == rb.digest))
             .where(rb.repository_id == repo_id, rb.digest.in_(sorted(blobs)), b.status == "ok")
             .order_by(rb.digest)
         )
         child_q = (
-            sa.select(m.digest).where(m.repository_id == repo_id, m.digest.in_(sorted(children))).order_by(m.digest)
+            sa.select(m.digest, m.size)
+            .where(m.repository_id == repo_id, m.digest.in_(sorted(children)))
+            .order_by(m.digest)
         )
         if not self.db.is_sqlite:
             blob_q = blob_q.with_for_update(read=True, of=s.blobs)
             child_q = child_q.with_for_update(read=True)
+        refs = [(d.digest, d.size) for d in (*parsed.blob_references(), *parsed.manifests)]
+        present: dict[str, int] = {}
         for wanted, query, what in ((blobs, blob_q, "a blob"), (children, child_q, "a manifest")):
             if not wanted:
                 continue
-            present = set(conn.execute(query).scalars())
-            missing = sorted(wanted - present)
+            present.update({str(row.digest): int(row.size) for row in conn.execute(query)})
+            missing = sorted(set(wanted) - set(present))
             if missing:
                 raise ManifestBlobUnknown(
                     f"manifest references {what} unknown to the repository", {"digest": missing[0], "missing": missing}
+                )
+        for digest, size in refs:  # the same digest may appear twice: every descriptor must be right
+            if present[digest] != size:
+                raise ManifestInvalid(
+                    f"descriptor of {digest} says {size} bytes, the stored content has {present[digest]}",
+                    {"digest": digest, "size": size, "stored_size": present[digest]},
                 )
 
     def _store(self, conn: sa.Connection, repo_id: int, digest: str, body: bytes, parsed: ParsedManifest) -> int:
@@ -251,7 +274,7 @@ class ManifestService:
                 if self.audit is not None:
                     self.audit.record(conn, "delete", repository=name, digest=reference)
             else:
-                check_tag(reference)
+                _existing_tag(name, reference)
                 untagged = None
                 if repo_id is not None:
                     untagged = conn.execute(

@@ -120,7 +120,7 @@ class PullGate:
             return
         images = [digest]
         try:
-            parsed = parse_manifest(content, media_type)
+            parsed = parse_manifest(content, media_type, max_bytes=None)  # admitted at push time
             if parsed.manifests:  # an index is refused when any of its images is
                 images = [d.digest for d in parsed.manifests]
         except InvalidManifest:
