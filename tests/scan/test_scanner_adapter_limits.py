@@ -187,3 +187,14 @@ def test_the_registry_side_takes_the_adapter_credential_as_a_secret_setting_too(
         scanner = HarborAdapterScanner("http://adapter.test", "http://r.test", lambda repo: "", value)
         assert scanner.headers == {"Authorization": SECRET}
     assert HarborAdapterScanner("http://adapter.test", "http://r.test", lambda repo: "").headers == {}
+
+
+def test_bad_scan_bodies_are_400_not_500(db: VulnDB, fake_remote: type[FakeRemote]) -> None:
+    """A body nested far beyond Python's recursion limit, a huge integer, garbage: 400, nothing queued."""
+    app = sa.create_adapter_app(db, SECRET, allowed_registries=["registry.example.com:5000"])
+    with TestClient(app) as client:
+        headers = {"Authorization": SECRET, "Content-Type": "application/json"}
+        for body in (b"[" * 100_000 + b"]" * 100_000, b'{"registry": ' + b"9" * 5000 + b"}", b"\xff{", b""):
+            answer = client.post("/api/v1/scan", content=body, headers=headers)
+            assert answer.status_code == 400, body[:20]
+    assert fake_remote.contacted == []
