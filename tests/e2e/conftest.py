@@ -78,7 +78,9 @@ def running_server(
     says otherwise). `pg_password` goes into the database URL (the test server ignores it: trust auth)."""
     password = secrets.token_urlsafe(12)
     port = free_port()
-    env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": password, **(extra_env or {})}
+    # No vulnerability sources unless a test names some: an empty database is updated at first start,
+    # and tests must not reach for osv.dev (there is no internet here, nor should a test need it).
+    env = {**os.environ, "DOCKYARD_VULNDB_SOURCES": "[]", "DOCKYARD_ADMIN_PASSWORD": password, **(extra_env or {})}
     env.pop("DOCKYARD_DATABASE_URL", None)
     args = [str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data)]
     admin_engine = None

@@ -160,7 +160,7 @@ def test_unfinished_request_headers_are_cut(hardened: Server) -> None:
 
 def test_a_second_server_on_a_port_in_use_fails_at_start(hardened: Server, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": "another-password"}
+    env = {**os.environ, "DOCKYARD_ADMIN_PASSWORD": "another-password", "DOCKYARD_VULNDB_SOURCES": "[]"}
     env.pop("DOCKYARD_DATABASE_URL", None)
     port = hardened.host.split(":")[1]
     args = [str(DOCKYARD), "serve", "--host", "127.0.0.1", "--port", port, "--data-dir", str(other)]
