@@ -78,7 +78,7 @@ def create_management_app(services: Services) -> FastAPI:
         middleware=[
             Middleware(
                 ErrorBoundary,
-                render_error=lambda: problem(500, "internal server error", "internal server error", "INTERNAL"),
+                render_error=lambda: problem(500, "internal server error", "internal server error", "UNKNOWN"),
             )
         ],
         exception_handlers={
