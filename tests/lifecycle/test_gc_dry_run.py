@@ -32,7 +32,7 @@ def _garbage(svc: Services) -> None:
             {
                 "mediaType": mt.OCI_MANIFEST,
                 "digest": child,
-                "size": 10,
+                "size": len(svc.manifests.get("team/multi", child).content),  # descriptors are checked
                 "platform": {"os": "linux", "architecture": "amd64"},
             }
         ],
@@ -44,7 +44,11 @@ def _garbage(svc: Services) -> None:
         "artifactType": "application/spdx+json",
         "config": {"mediaType": mt.OCI_EMPTY, "digest": push_blob(svc, "team/multi", b"{}"), "size": 2},
         "layers": [{"mediaType": "application/spdx+json", "digest": push_blob(svc, "team/multi", b"sbom"), "size": 4}],
-        "subject": {"mediaType": mt.OCI_MANIFEST, "digest": child, "size": 10},
+        "subject": {
+            "mediaType": mt.OCI_MANIFEST,
+            "digest": child,
+            "size": len(svc.manifests.get("team/multi", child).content),
+        },
     }
     body = json.dumps(referrer).encode()
     svc.manifests.put("team/multi", sha256(body), body, mt.OCI_MANIFEST)
