@@ -89,13 +89,16 @@ class Registry:
 
 
 def make_settings(tmp_path: Path, database: Database) -> Settings:
-    # No background scanning (tests that want it run the scanner themselves) and no feeds to download.
+    # No background scanning and no scheduled database update (tests that want them run the scanner or
+    # the update themselves: an app's loop would otherwise update the empty database at its start, on
+    # its own thread, in the middle of what a test checks), and no feeds to download.
     return Settings(
         data_dir=tmp_path,
         database_url=database.url,
         admin_password=ADMIN_PASSWORD,
         fsync=False,
         vulndb_sources=[],
+        vulndb_update_interval_seconds=0,
         scanner_enabled=False,
     )
 

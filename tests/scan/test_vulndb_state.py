@@ -123,7 +123,9 @@ def test_unreachable_sources_are_logged_clearly(empty: Services) -> None:
 
 
 def test_an_empty_database_is_updated_at_first_start(tmp_path: Path, database: Database) -> None:
-    settings = make_settings(tmp_path, database).model_copy(update={"vulndb_sources": [str(ALPINE_ZIP)]})
+    settings = make_settings(tmp_path, database).model_copy(
+        update={"vulndb_sources": [str(ALPINE_ZIP)], "vulndb_update_interval_seconds": 21600}
+    )
     svc = build_services(settings, db=database)
     prepare(svc)
     ran = threading.Event()
