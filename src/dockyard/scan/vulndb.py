@@ -22,7 +22,7 @@ import sqlite3
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -222,26 +222,13 @@ class VulnDB:
 
         A local folder stands for the `<ecosystem>/all.zip` files (or zips) in it: the offline copy of
         osv.dev's layout."""
-        out: list[ImportStats | SourceError] = []
-        for source in expand_sources(sources):
-            try:
-                out.append(self.import_source(source, timeout=timeout))
-            except SourceError as exc:
-                self._record_error(source, str(exc))
-                out.append(exc)
-        return out
+        return self._import_each(expand_sources(sources), self.import_source, timeout)
 
     def import_source(self, source: str, timeout: float = 300.0) -> ImportStats:
-        with self._fetch(source, timeout) as fetched:
-            if fetched is None:
-                self._mark_current(source)
-                return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
-            path, etag, last_modified = fetched
-            digest = _file_sha256(path)
-            row = self._conn.execute("SELECT sha256 FROM sources WHERE url = ?", (source,)).fetchone()
-            if row and row[0] == digest:  # same bytes as last time: nothing to parse
-                self._mark_current(source)
-                return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
+        with self._changed(source, timeout) as changed:
+            if changed is None:
+                return self._not_modified(source)
+            path, digest, etag, last_modified = changed
             records = _read_zip(path)
         return self._apply(source, records, digest, etag, last_modified)
 
@@ -249,28 +236,44 @@ class VulnDB:
         """Import CVSS ratings of CVEs (NVD CVE API 2.0 JSON: the NVD feed files, plain, .gz or .zip, or
         saved API answers; a folder stands for the JSON files in it). Checked, atomic and incremental as
         advisory sources are; a change bumps the generation, so stored images are re-rated."""
+        return self._import_each(expand_severity_sources(sources), self.import_severity_source, timeout)
+
+    def import_severity_source(self, source: str, timeout: float = 300.0) -> ImportStats:
+        with self._changed(source, timeout) as changed:
+            if changed is None:
+                return self._not_modified(source)
+            path, digest, etag, last_modified = changed
+            ratings = read_nvd(path)
+        return self._apply_severities(source, ratings, digest, etag, last_modified)
+
+    def _import_each(
+        self, sources: Iterable[str], importer: Callable[..., ImportStats], timeout: float
+    ) -> list[ImportStats | SourceError]:
         out: list[ImportStats | SourceError] = []
-        for source in expand_severity_sources(sources):
+        for source in sources:
             try:
-                out.append(self.import_severity_source(source, timeout=timeout))
+                out.append(importer(source, timeout=timeout))
             except SourceError as exc:
                 self._record_error(source, str(exc))
                 out.append(exc)
         return out
 
-    def import_severity_source(self, source: str, timeout: float = 300.0) -> ImportStats:
+    @contextmanager
+    def _changed(self, source: str, timeout: float) -> Iterator[tuple[Path, str, str | None, str | None] | None]:
+        """The fetched file with its digest, ETag and Last-Modified; None when the source answered "not
+        modified" or its bytes are the same as last time (nothing to parse)."""
         with self._fetch(source, timeout) as fetched:
             if fetched is None:
-                self._mark_current(source)
-                return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
+                yield None
+                return
             path, etag, last_modified = fetched
             digest = _file_sha256(path)
             row = self._conn.execute("SELECT sha256 FROM sources WHERE url = ?", (source,)).fetchone()
-            if row and row[0] == digest:
-                self._mark_current(source)
-                return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
-            ratings = read_nvd(path)
-        return self._apply_severities(source, ratings, digest, etag, last_modified)
+            yield None if row and row[0] == digest else (path, digest, etag, last_modified)
+
+    def _not_modified(self, source: str) -> ImportStats:
+        self._mark_current(source)
+        return ImportStats(source, self._records_of(source), 0, 0, 0, not_modified=True)
 
     def _apply_severities(
         self,
