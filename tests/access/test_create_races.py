@@ -22,8 +22,8 @@ from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import Conflict
 from dockyard.wiring import Services, build_services, prepare
 from tests.access.test_ldap import ldap_settings, make_registry, slapd  # noqa: F401 - the module-scoped server fixture
+from tests.access.test_oidc import oidc_registry, provider  # noqa: F401 - the strict provider and a registry using it
 from tests.api.conftest import Registry, basic, make_settings
-from tests.support.oidc_provider import OidcProvider
 from tests.support.slapd import SlapdServer
 
 CREATORS = 16
@@ -133,27 +133,9 @@ def test_concurrent_first_ldap_logins_create_one_row(
     assert audited(svc, "user.create") == 2
 
 
-@pytest.fixture(scope="module")
-def provider() -> Iterator[OidcProvider]:
-    with OidcProvider(require_pkce=True, require_nonce=True) as p:
-        yield p
-
-
-@pytest.fixture
-def oidc_registry(tmp_path: Path, database: Database, provider: OidcProvider) -> Iterator[Registry]:
-    provider.reset_faults()
-    provider.login_as("alice")
-    yield from make_registry(
-        tmp_path,
-        database,
-        oidc_issuer=provider.issuer,
-        oidc_client_id=provider.client_id,
-        oidc_client_secret=provider.client_secret,
-    )
-
-
 def test_concurrent_first_oidc_browser_logins_create_one_user_and_show_one_secret(
-    oidc_registry: Registry, database: Database
+    oidc_registry: Registry,  # noqa: F811 - the imported fixture
+    database: Database,
 ) -> None:
     """16 browser logins of one new user at once, through the real flow: one user row, and exactly
     one of the answers shows the CLI secret (the one that works)."""
