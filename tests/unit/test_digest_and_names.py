@@ -4,7 +4,7 @@ import pytest
 
 from dockyard.oci.digest import Digest
 from dockyard.oci.errors import InvalidDigest, InvalidName, InvalidTag, UnsupportedDigest
-from dockyard.oci.names import validate_name, validate_tag
+from dockyard.oci.names import project_of, validate_name, validate_tag
 
 SHA256_EMPTY = "sha256:" + hashlib.sha256(b"").hexdigest()
 SHA512_EMPTY = "sha512:" + hashlib.sha512(b"").hexdigest()
@@ -65,3 +65,10 @@ def test_valid_tags(tag: str) -> None:
 def test_invalid_tags(tag: str) -> None:
     with pytest.raises(InvalidTag):
         validate_tag(tag)
+
+
+@pytest.mark.parametrize(
+    ("repository", "project"), [("alpine", "alpine"), ("team/app", "team"), ("team-a/app/web", "team-a")]
+)
+def test_the_project_of_a_repository_is_its_first_component(repository: str, project: str) -> None:
+    assert project_of(repository) == project

@@ -50,7 +50,3 @@ class Digest:
 def is_digest(value: str) -> bool:
     """True when `value` looks like a digest (contains ':'), as opposed to a tag."""
     return ":" in value
-
-
-def supported_algorithms() -> tuple[str, ...]:
-    return tuple(_ALGORITHMS)

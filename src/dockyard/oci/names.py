@@ -6,9 +6,10 @@ import re
 
 from dockyard.oci.errors import InvalidName, InvalidTag
 
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+# One path component; a project name is one too (the first component of its repositories' names).
+COMPONENT_PATTERN = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 # Used with fullmatch only: `re.match(...$)` would also accept a trailing newline ("latest\n").
-_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_NAME_RE = re.compile(rf"{COMPONENT_PATTERN}(?:/{COMPONENT_PATTERN})*")
 _TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 # Docker and distribution cap the full name (including a registry host of any length) at 255.
 MAX_NAME_LENGTH = 255
@@ -28,9 +29,7 @@ def validate_tag(tag: str) -> str:
     return tag
 
 
-def is_valid_tag(tag: str) -> bool:
-    return bool(_TAG_RE.fullmatch(tag))
-
-
-def is_valid_name(name: str) -> bool:
-    return len(name) <= MAX_NAME_LENGTH and bool(_NAME_RE.fullmatch(name))
+def project_of(repository: str) -> str:
+    """The project a repository belongs to: the first path component of its name (a one-component
+    name, `alpine`, is its own project). Dockyard's rule, the one place it is spelled."""
+    return repository.split("/", 1)[0]

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
+from dockyard.oci.names import project_of
 from dockyard.services.auth.identity import Identity
 from dockyard.services.errors import InvalidInput
 
@@ -63,10 +64,6 @@ def acting_as(actor: Actor) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
-
-
-def project_of(repository: str | None) -> str | None:
-    return repository.split("/", 1)[0] if repository else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +132,7 @@ class AuditLog:
             "source_ip": who.source_ip,
             "user_agent": who.user_agent,
             "action": action,
-            "project": project or project_of(repository),
+            "project": project or (project_of(repository) if repository else None),
             "repository": repository,
             "reference": reference,
             "digest": digest,

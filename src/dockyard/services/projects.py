@@ -11,13 +11,14 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
+from dockyard.oci.names import COMPONENT_PATTERN
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth.permissions import Role
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 from dockyard.services.text import is_label
 
 # A project name is the first component of a repository name, so it follows that grammar.
-_PROJECT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")  # fullmatch: no trailing newline
+_PROJECT_RE = re.compile(COMPONENT_PATTERN)  # fullmatch: no trailing newline
 PROJECT_NAME_PATTERN = f"^{_PROJECT_RE.pattern}$"  # for the API document (JSON Schema anchors)
 PRINCIPAL_KINDS = ("user", "group")
 
@@ -49,8 +50,11 @@ def check_project_name(name: str) -> str:
     return name
 
 
-def project_of(repository: str) -> str:
-    return repository.split("/", 1)[0]
+def in_project(repository: sa.ColumnElement[str], project: str) -> sa.ColumnElement[bool]:
+    """SQL: the repository named by the column belongs to `project` (see `oci.names.project_of`): it is
+    the project's own one-component repository or its name starts with "project/". The prefix is a
+    LIKE pattern with its wildcards escaped, so project `a_b` does not take in repositories of `axb`."""
+    return sa.or_(repository == project, repository.startswith(project + "/", autoescape=True))
 
 
 def _project(row: sa.Row[tuple[object, ...]]) -> Project:
@@ -200,14 +204,9 @@ class ProjectService:
             if project is None:
                 raise NotFound(f"project {name!r} does not exist", {"project": name})
             repos = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(s.repositories)
-                .where(s.repositories.c.name.like(name.replace("_", r"\_") + "/%", escape="\\"))
+                sa.select(sa.func.count()).select_from(s.repositories).where(in_project(s.repositories.c.name, name))
             ).scalar()
-            same = conn.execute(
-                sa.select(sa.func.count()).select_from(s.repositories).where(s.repositories.c.name == name)
-            ).scalar()
-            if repos or same:
+            if repos:
                 raise Conflict(f"project {name!r} still has repositories", {"project": name})
             conn.execute(sa.delete(s.projects).where(s.projects.c.id == project.id))
             self.audit.record(conn, "project.delete", project=name)
@@ -305,11 +304,10 @@ class ProjectService:
 def repositories_in(db: Database, project: str) -> list[tuple[str, float, int, int]]:
     """(name, created_at, tag count, used bytes) of every repository in the project, by name."""
     r, t = s.repositories.c, s.tags.c
-    like = project.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "/%"
     stmt = (
         sa.select(r.name, r.created_at, sa.func.count(t.name), r.used_bytes)
         .select_from(s.repositories.outerjoin(s.tags, t.repository_id == r.id))
-        .where(sa.or_(r.name == project, r.name.like(like, escape="\\")))
+        .where(in_project(r.name, project))
         .group_by(r.id, r.name, r.created_at, r.used_bytes)
         .order_by(r.name)
     )

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from dockyard.api.auth import authorize
+from dockyard.oci.errors import OCIFormatError
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import PaginationInvalid, TooLarge
@@ -97,9 +98,10 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-def pagination(request: Request, last_is: Callable[[str], bool]) -> tuple[int | None, str | None]:
-    """`n` (clamped to MAX_PAGE) and `last`, which must look like an item of the list (`last_is`):
-    clients pass back an item or the Link header, and anything else could not sort among them."""
+def pagination(request: Request, validate_last: Callable[[str], str]) -> tuple[int | None, str | None]:
+    """`n` (clamped to MAX_PAGE) and `last`, which must look like an item of the list (`validate_last`,
+    the grammar's own check: `oci.names.validate_tag` or `validate_name`): clients pass back an item or
+    the Link header, and anything else could not sort among them."""
     raw_n = request.query_params.get("n")
     n = None
     if raw_n is not None and raw_n != "":
@@ -108,8 +110,13 @@ def pagination(request: Request, last_is: Callable[[str], bool]) -> tuple[int | 
             raise PaginationInvalid("n must be a non-negative integer", {"n": raw_n[:64]})
         n = min(n, MAX_PAGE)
     last = request.query_params.get("last") or None
-    if last is not None and not last_is(last):
-        raise PaginationInvalid("last must be an item of the list (from the previous page)", {"last": last[:256]})
+    if last is not None:
+        try:
+            validate_last(last)
+        except OCIFormatError:
+            raise PaginationInvalid(
+                "last must be an item of the list (from the previous page)", {"last": last[:256]}
+            ) from None
     return n, last
 
 

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from dockyard.api.auth import authorize
 from dockyard.api.distribution.common import next_link, pagination, require, services
 from dockyard.oci import mediatypes as mt
-from dockyard.oci.names import is_valid_name, is_valid_tag
+from dockyard.oci.names import validate_name, validate_tag
 from dockyard.services.auth.scopes import Scope
 
 CATALOG_DEFAULT_PAGE = 100
@@ -23,7 +23,7 @@ async def base(request: Request) -> Response:
 async def list_tags(request: Request) -> Response:
     name = request.path_params["name"]
     await require(request, name, "pull")
-    n, last = pagination(request, is_valid_tag)
+    n, last = pagination(request, validate_tag)
     page = await run_in_threadpool(services(request).catalog.tags, name, n, last)
     headers = next_link(f"/v2/{name}/tags/list", n, page.last) if page.more else {}
     return JSONResponse({"name": name, "tags": page.items}, headers=headers)
@@ -31,7 +31,7 @@ async def list_tags(request: Request) -> Response:
 
 async def catalog(request: Request) -> Response:
     await authorize(request, services(request), Scope("registry", "catalog", frozenset({"*"})))
-    n, last = pagination(request, is_valid_name)
+    n, last = pagination(request, validate_name)
     if n is None:  # the catalog is paged even when the client does not ask, as distribution does
         n = CATALOG_DEFAULT_PAGE
     page = await run_in_threadpool(services(request).catalog.repositories, n, last)

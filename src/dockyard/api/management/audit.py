@@ -9,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in
 from dockyard.api.management.models import AuditEventOut, AuditPage
+from dockyard.oci.names import project_of
 from dockyard.services.audit import AuditFilter
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission
@@ -34,7 +35,7 @@ def _filter(
 ) -> AuditFilter:
     signed_in(caller)
     if repository and not project:
-        project = repository.split("/", 1)[0]
+        project = project_of(repository)
     if not caller.is_admin:
         if not project:
             raise InvalidInput("give ?project=<name>: only system administrators read the whole audit log")

@@ -14,6 +14,7 @@ from dockyard.api.management.deps import Caller, ServicesDep, project_permission
 from dockyard.api.management.models import Body, Keep, Text
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
+from dockyard.oci.names import project_of
 from dockyard.scan.layers import platform_name
 from dockyard.scan.model import DatabaseInfo
 from dockyard.services.auth.identity import Identity
@@ -103,7 +104,7 @@ class ScanPolicyPatch(Body):
 
 
 def _manifest(svc: Services, caller: Identity, repository: str, reference: str, permission: Permission) -> Any:
-    project_permission(svc, caller, repository.split("/", 1)[0], permission)
+    project_permission(svc, caller, project_of(repository), permission)
     return svc.manifests.get(repository, reference)
 
 
@@ -174,7 +175,7 @@ def _database_out(info: DatabaseInfo | None) -> VulnDatabaseOut | None:
 )
 def get_report(repository: str, reference: str, svc: ServicesDep, caller: Caller, findings: bool = True) -> ScanReport:
     m = _manifest(svc, caller, repository, reference, Permission.PULL)
-    denylist = svc.pull_gate.policy(repository.split("/", 1)[0]).licence_denylist
+    denylist = svc.pull_gate.policy(project_of(repository)).licence_denylist
     images = [_image_report(svc, d, plat, findings, denylist) for d, plat in _images(m.media_type, m.content, m.digest)]
     return ScanReport(digest=m.digest, media_type=m.media_type, images=images)
 
@@ -259,7 +260,7 @@ def attach_sbom(
 ) -> AttachedOut:
     from dockyard.services.scanning.sbom import attach_sbom as attach
 
-    project_permission(svc, caller, repository.split("/", 1)[0], Permission.PUSH)
+    project_permission(svc, caller, project_of(repository), Permission.PUSH)
     document, media_type, image = _sbom(svc, caller, repository, reference, format, platform)
     digest = attach(svc.uploads, svc.manifests, repository, image, document, media_type)
     return AttachedOut(digest=digest, artifact_type=media_type)
@@ -272,7 +273,7 @@ def _visible(svc: Services, caller: Identity, rows: list[dict[str, Any]]) -> lis
     for row in rows:
         keep = []
         for loc in row.pop("locations"):
-            project = loc["repository"].split("/", 1)[0]
+            project = project_of(loc["repository"])
             if project not in allowed:
                 allowed[project] = svc.policy.can(caller, project, Permission.PULL)
             if allowed[project]:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
+from dockyard.oci.names import project_of
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import (
     PUBLIC_PERMISSIONS,
@@ -21,7 +22,7 @@ from dockyard.services.auth.permissions import (
 )
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import Conflict, InvalidInput
-from dockyard.services.projects import Project, ProjectService, project_of
+from dockyard.services.projects import Project, ProjectService
 
 ALL = frozenset(Permission)
 

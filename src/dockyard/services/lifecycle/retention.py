@@ -22,6 +22,7 @@ from dockyard.services.audit import Actor, AuditLog, acting_as
 from dockyard.services.errors import InvalidInput, ManifestUnknown, NotFound
 from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.tag_rules import immutable_rule
+from dockyard.services.projects import in_project
 from dockyard.services.registry.manifests import ManifestService
 
 RETENTION = Actor("system:retention", "system")
@@ -106,12 +107,7 @@ class RetentionService:
         r, t, m = s.repositories.c, s.tags.c, s.manifests.c
         cutoff = now() - policy.keep_days * 86400 if policy.keep_days is not None else None
         with self.db.read() as conn:
-            like = project.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "/%"
-            repos = conn.execute(
-                sa.select(r.id, r.name)
-                .where(sa.or_(r.name == project, r.name.like(like, escape="\\")))
-                .order_by(r.name)
-            ).all()
+            repos = conn.execute(sa.select(r.id, r.name).where(in_project(r.name, project)).order_by(r.name)).all()
             for repo_id, repo in repos:
                 tags = conn.execute(
                     sa.select(t.name, t.updated_at, m.digest)

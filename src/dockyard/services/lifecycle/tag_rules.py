@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
+from dockyard.oci.names import project_of
 from dockyard.services.audit import AuditLog
 from dockyard.services.errors import Conflict, Denied, InvalidInput, NotFound
 
@@ -28,7 +29,7 @@ class TagRule:
 
 def immutable_rule(conn: sa.Connection, repository: str, tag: str) -> str | None:
     """The first immutability pattern of the repository's project that matches `tag`."""
-    project = repository.split("/", 1)[0]
+    project = project_of(repository)
     patterns = conn.execute(
         sa.select(s.tag_rules.c.pattern)
         .select_from(s.tag_rules.join(s.projects, s.projects.c.id == s.tag_rules.c.project_id))

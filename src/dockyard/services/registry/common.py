@@ -11,7 +11,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.oci.digest import Digest
 from dockyard.oci.errors import InvalidDigest, InvalidName, InvalidTag
-from dockyard.oci.names import validate_name, validate_tag
+from dockyard.oci.names import project_of, validate_name, validate_tag
 from dockyard.services.errors import BlobUploadInvalid, DigestInvalid, NameInvalid, QuotaExceeded, TagInvalid
 from dockyard.storage.base import BlobStore
 
@@ -44,7 +44,7 @@ def repository_id(conn: Connection, name: str) -> int | None:
 def ensure_repository(db: Database, conn: Connection, name: str) -> int:
     repo_id = repository_id(conn, name)
     if repo_id is None:
-        project = name.split("/", 1)[0]
+        project = project_of(name)
         project_id = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
         conn.execute(db.insert_ignore(s.repositories, name=name, created_at=now(), project_id=project_id))
         repo_id = repository_id(conn, name)

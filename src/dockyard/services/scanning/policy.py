@@ -20,6 +20,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
+from dockyard.oci.names import project_of
 from dockyard.scan.model import SEVERITIES
 from dockyard.services.errors import Denied
 
@@ -115,7 +116,7 @@ class PullGate:
 
     def check(self, repository: str, digest: str, media_type: str, content: bytes) -> None:
         """Raise Denied, naming the reason, when the project's policy refuses this pull."""
-        policy = self.policy(repository.split("/", 1)[0])
+        policy = self.policy(project_of(repository))
         if not policy.blocks_anything:
             return
         images = [digest]

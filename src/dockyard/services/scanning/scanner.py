@@ -23,6 +23,7 @@ from dockyard.db.engine import Database
 from dockyard.logs import get_logger
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
+from dockyard.oci.names import project_of
 from dockyard.scan.inventory import LayerInventory, combine, inventory_layer
 from dockyard.scan.layers import ChunkReader, layer_stream
 from dockyard.scan.matcher import Matcher, package_from_stored, package_to_stored
@@ -235,7 +236,7 @@ class ScanService:
             out.failed += 1
 
     def _project_scans_on_push(self, repository: str) -> bool:
-        project = repository.split("/", 1)[0]
+        project = project_of(repository)
         with self.db.engine.connect() as conn:
             value = conn.execute(sa.select(s.projects.c.scan_on_push).where(s.projects.c.name == project)).scalar()
         return self.scan_on_push if value is None else bool(value)
