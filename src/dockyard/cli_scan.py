@@ -71,8 +71,8 @@ def scan_command(
     """Scan a local image for packages, licences and known vulnerabilities."""
     from dockyard.scan.inventory import LayerInventory, inventory_image
     from dockyard.scan.layers import ImageError, open_source
-    from dockyard.scan.matcher import Matcher, severity_at_least
-    from dockyard.scan.model import DatabaseInfo, ScanResult
+    from dockyard.scan.matcher import Matcher
+    from dockyard.scan.model import DatabaseInfo, ScanResult, at_least
     from dockyard.scan.report import render_cyclonedx, render_json, render_spdx, render_table
     from dockyard.scan.vulndb import SourceError, VulnDB, open_for_cli
 
@@ -137,9 +137,7 @@ def scan_command(
         output.write_text(text + "\n")
     else:
         sys.stdout.write(text + "\n")
-    if fail_on is not None and any(
-        severity_at_least(f.severity, fail_on.value) for _, res in results for f in res.findings
-    ):
+    if fail_on is not None and any(at_least(f.severity, fail_on.value) for _, res in results for f in res.findings):
         raise typer.Exit(1)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from packageurl import PackageURL
 
-from dockyard.scan.model import Finding, Package, ScanResult
+from dockyard.scan.model import Finding, Package, ScanResult, worst
 
 SCAN_REQUEST = "application/vnd.scanner.adapter.scan.request+json; version=1.0"
 SCAN_RESPONSE = "application/vnd.scanner.adapter.scan.response+json; version=1.0"
@@ -21,7 +21,6 @@ CONSUMES = ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docke
 
 _TO_HARBOR = {"CRITICAL": "Critical", "HIGH": "High", "MEDIUM": "Medium", "LOW": "Low", "UNKNOWN": "Unknown"}
 _FROM_HARBOR = {"critical": "CRITICAL", "high": "HIGH", "medium": "MEDIUM", "low": "LOW", "negligible": "LOW"}
-_ORDER = ["Unknown", "Negligible", "Low", "Medium", "High", "Critical"]
 
 
 def to_report(result: ScanResult, artifact: dict[str, Any], scanner: dict[str, str]) -> dict[str, Any]:
@@ -39,12 +38,12 @@ def to_report(result: ScanResult, artifact: dict[str, Any], scanner: dict[str, s
         }
         for f in result.findings
     ]
-    worst = max((str(v["severity"]) for v in vulns), key=lambda sev: _ORDER.index(sev), default="Unknown")
+    most_severe = _TO_HARBOR.get(worst(*(f.severity for f in result.findings)), "Unknown")
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "artifact": artifact,
         "scanner": scanner,
-        "severity": worst if vulns else "None",
+        "severity": most_severe if vulns else "None",
         "vulnerabilities": vulns,
     }
 

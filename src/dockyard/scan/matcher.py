@@ -12,7 +12,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from dockyard.scan.model import APK, CARGO, DEB, GEM, GOLANG, MAVEN, NPM, PYPI, RPM, Distro, Finding, Package
+from dockyard.scan.model import (
+    APK,
+    CARGO,
+    DEB,
+    GEM,
+    GOLANG,
+    MAVEN,
+    NPM,
+    PYPI,
+    RPM,
+    Distro,
+    Finding,
+    Package,
+    severity_rank,
+)
 from dockyard.scan.osv import Advisory, affected_by, normalize_name
 from dockyard.scan.vulndb import VulnDB
 
@@ -122,7 +136,7 @@ class Matcher:
         for lookup, ids in ((self.db.cve_severity, cves), (self.db.severity_of_alias, adv.aliases)):
             rated = [r for r in map(lookup, ids) if r is not None]
             if rated:
-                return max(rated, key=lambda r: (r[1] if r[1] is not None else -1.0, -_RANK.get(r[0], 5)))
+                return max(rated, key=lambda r: (r[1] if r[1] is not None else -1.0, -severity_rank(r[0])))
         if adv.urgency != "UNKNOWN":
             return adv.urgency, None
         return None
@@ -207,12 +221,5 @@ def _with_severity(adv: Advisory, severity: str, score: float | None) -> Advisor
     )
 
 
-_RANK = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3, "UNKNOWN": 4}
-
-
 def finding_order(f: Finding) -> tuple[int, str, str, str]:
-    return (_RANK.get(f.severity, 5), f.package.name, f.package.path, f.advisory_id)
-
-
-def severity_at_least(severity: str, threshold: str) -> bool:
-    return _RANK.get(severity, 5) <= _RANK.get(threshold.upper(), 5)
+    return (severity_rank(f.severity), f.package.name, f.package.path, f.advisory_id)

@@ -24,7 +24,30 @@ DEB, APK, RPM, PYPI, NPM, GOLANG, MAVEN, GEM, CARGO = (
     "cargo",
 )
 
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")  # most severe first
+# The one order of severities, most severe first. UNKNOWN: no source rated it; RATED: the ratings a
+# source can give. Anything else (a label from elsewhere) ranks after UNKNOWN.
+SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
+RATED = SEVERITIES[:-1]
+
+
+def severity_rank(severity: str) -> int:
+    """0 for CRITICAL, 1 for HIGH, … : a sort key, most severe first."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else len(SEVERITIES)
+
+
+def at_least(severity: str, threshold: str) -> bool:
+    """`severity` is `threshold` (any case) or more severe."""
+    return severity_rank(severity) <= severity_rank(threshold.upper())
+
+
+def severities_at_least(threshold: str) -> tuple[str, ...]:
+    """The severities at or above `threshold` (any case), for an SQL `IN`."""
+    return tuple(s for s in SEVERITIES if at_least(s, threshold))
+
+
+def worst(*severities: str) -> str:
+    """The most severe of them; UNKNOWN when there is none."""
+    return min(severities, key=severity_rank, default="UNKNOWN")
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,8 @@ from typing import Any
 from cvss import CVSS3, CVSS4
 from univers import versions as uv
 
+from dockyard.scan.model import RATED, worst
+
 # OSV ecosystem (the part before ":") -> the version class that orders its ECOSYSTEM ranges.
 VERSION_CLASSES: dict[str, type[uv.Version]] = {
     "Debian": uv.DebianVersion,
@@ -120,7 +122,7 @@ def parse_record(doc: Any) -> Advisory:
         affected.append(Affected(base, release, normalize_name(base, pkg["name"]), ranges, versions))
         if severity == "UNKNOWN":
             severity, score = _severity(entry)
-        urgency = _worst(urgency, _urgency(entry))
+        urgency = worst(urgency, _urgency(entry))
     return Advisory(
         id=doc["id"],
         modified=doc["modified"],
@@ -153,7 +155,7 @@ def _severity(doc: dict[str, Any]) -> tuple[str, float | None]:
         return best
     label = str((doc.get("database_specific") or {}).get("severity") or "").upper()
     label = {"MODERATE": "MEDIUM", "IMPORTANT": "HIGH"}.get(label, label)
-    if label in ("CRITICAL", "HIGH", "MEDIUM", "LOW"):
+    if label in RATED:
         return label, None
     return "UNKNOWN", None
 
@@ -171,7 +173,6 @@ _URGENCY = {
     "critical": "CRITICAL",
 }
 _URGENCY_KEYS = ("urgency", "ubuntu_priority", "priority")
-_ORDER = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 
 
 def _urgency(doc: dict[str, Any]) -> str:
@@ -185,15 +186,11 @@ def _urgency(doc: dict[str, Any]) -> str:
         for name in _URGENCY_KEYS:
             value = fields.get(name)
             if isinstance(value, str):
-                found = _worst(found, _URGENCY.get(value.strip().rstrip("*").lower(), "UNKNOWN"))
+                found = worst(found, _URGENCY.get(value.strip().rstrip("*").lower(), "UNKNOWN"))
     for item in doc.get("severity") or []:  # Ubuntu publishes its priority as a severity of its own type
         if isinstance(item, dict) and item.get("type") == "Ubuntu" and isinstance(item.get("score"), str):
-            found = _worst(found, _URGENCY.get(item["score"].lower(), "UNKNOWN"))
+            found = worst(found, _URGENCY.get(item["score"].lower(), "UNKNOWN"))
     return found
-
-
-def _worst(a: str, b: str) -> str:
-    return a if _ORDER.index(a) >= _ORDER.index(b) else b
 
 
 def _link(doc: dict[str, Any]) -> str:

@@ -44,20 +44,15 @@ from rich.text import Text
 
 from dockyard import __version__
 from dockyard.scan.matcher import package_to_stored
-from dockyard.scan.model import SEVERITIES, Distro, Finding, Package, ScanResult
+from dockyard.scan.model import Distro, Finding, Package, ScanResult, severity_rank
 
 TOOL_NAME = "dockyard"
 NOASSERTION = "NOASSERTION"
 
 _SPDX_LICENSING = get_spdx_licensing()
-_RANK = {sev: i for i, sev in enumerate(SEVERITIES)}
 
 
 # -- shared ----------------------------------------------------------------------------------------
-
-
-def _rank(severity: str) -> int:
-    return _RANK.get(severity, len(SEVERITIES))
 
 
 def _package_key(p: Package) -> tuple[str, ...]:
@@ -68,7 +63,7 @@ def _package_key(p: Package) -> tuple[str, ...]:
 
 
 def _finding_key(f: Finding) -> tuple[int, str, str, str, str]:
-    return (_rank(f.severity), f.package.name, f.package.version, f.advisory_id, f.package.path)
+    return (severity_rank(f.severity), f.package.name, f.package.version, f.advisory_id, f.package.path)
 
 
 def _packages(result: ScanResult, with_findings: bool) -> list[Package]:
@@ -266,7 +261,7 @@ def _component(p: Package, ref: str) -> Component:
 
 
 def _vulnerability(advisory_id: str, findings: list[Finding], refs: dict[Package, str]) -> Vulnerability:
-    worst = min(findings, key=lambda f: (_rank(f.severity), -(f.score or 0.0)))
+    worst = min(findings, key=lambda f: (severity_rank(f.severity), -(f.score or 0.0)))
     aliases = sorted({a for f in findings for a in f.aliases if a != advisory_id})
     source = _advisory_source(worst.link)
     rating = VulnerabilityRating(

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import orjson
 
+from dockyard.scan.model import RATED
 from dockyard.scan.osv import Advisory, Affected, Event, Range, RecordError, normalize_name, parse_record
 
 DB_FILE = "vulndb.sqlite"
@@ -576,7 +577,7 @@ def _nvd_rating(metrics: dict[str, Any]) -> tuple[str, float | None, str | None]
             data = metric["cvssData"]
             label = data.get("baseSeverity") or metric.get("baseSeverity")  # v2 keeps it beside cvssData
             score = data.get("baseScore")
-            if not isinstance(label, str) or label.upper() not in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "NONE"):
+            if not isinstance(label, str) or label.upper() not in (*RATED, "NONE"):
                 continue
             vector = data.get("vectorString")
             return (

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.oci.names import COMPONENT_PATTERN
+from dockyard.scan.model import SEVERITIES
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth.permissions import Role
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
@@ -181,8 +182,8 @@ class ProjectService:
             raise InvalidInput(f"{', '.join(nulled)} cannot be null", {"keys": nulled})
         severity = changes.get("block_severity")
         if severity is not None:
-            if str(severity).upper() not in ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"):
-                raise InvalidInput("block_severity is one of critical, high, medium, low, unknown", {"value": severity})
+            if str(severity).upper() not in SEVERITIES:
+                raise InvalidInput(f"block_severity is one of {', '.join(SEVERITIES).lower()}", {"value": severity})
             changes["block_severity"] = str(severity).upper()
         values = dict(changes)
         for key in ("vulnerability_allowlist", "licence_denylist"):

@@ -21,7 +21,7 @@ from dockyard.db.engine import Database
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
 from dockyard.oci.names import project_of
-from dockyard.scan.model import SEVERITIES
+from dockyard.scan.model import severities_at_least, severity_rank
 from dockyard.services.errors import Denied
 
 _LICENCE_TOKEN = re.compile(r"[A-Za-z0-9.+\-]+")
@@ -151,7 +151,7 @@ class PullGate:
                         {"digest": blind[0], "policy": "block_unscanned", "reason": "empty vulnerability database"},
                     )
             if policy.block_severity:
-                wanted = SEVERITIES[: SEVERITIES.index(policy.block_severity.upper()) + 1]
+                wanted = severities_at_least(policy.block_severity)
                 rows = conn.execute(
                     sa.select(f.advisory_id, f.aliases, f.package, f.version, f.severity)
                     .where(f.digest.in_(images), f.severity.in_(wanted))
@@ -162,7 +162,7 @@ class PullGate:
                     r for r in rows if r.advisory_id not in allowed and not (set(json.loads(r.aliases)) & allowed)
                 ]
                 if blocking:
-                    blocking.sort(key=lambda r: SEVERITIES.index(r.severity) if r.severity in SEVERITIES else 9)
+                    blocking.sort(key=lambda r: severity_rank(r.severity))
                     named = ", ".join(f"{r.advisory_id} ({r.severity}, {r.package} {r.version})" for r in blocking[:5])
                     more = f" and {len(blocking) - 5} more" if len(blocking) > 5 else ""
                     raise Denied(
