@@ -158,7 +158,10 @@ class Settings(BaseSettings):
         "when the pusher may create projects; otherwise the push is DENIED.",
     )
     audit_retention_days: float = Field(
-        365, ge=0, description="Audit events older than this are pruned daily; 0 keeps them for ever."
+        365,
+        ge=0,
+        description="Audit events older than this are deleted (by every server process, hourly; "
+        "`dockyard audit prune` at once); 0 keeps them for ever.",
     )
     account_check_seconds: float = Field(
         1.0,
@@ -172,6 +175,9 @@ class Settings(BaseSettings):
     )
     login_lock_after: int = Field(
         10, ge=1, description="Failed logins for one account from one address before that account is refused there."
+    )
+    login_ip_slow_after: int = Field(
+        25, ge=1, description="Failed logins from one address within the window before failure answers slow down."
     )
     login_ip_lock_after: int = Field(
         50, ge=1, description="Failed logins from one address within the window before it is refused (NAT-friendly)."

@@ -96,7 +96,7 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         GuardSettings(
             slow_after=settings.login_slow_after,
             lock_after=settings.login_lock_after,
-            ip_slow_after=max(1, settings.login_ip_lock_after // 2),
+            ip_slow_after=settings.login_ip_slow_after,
             ip_lock_after=settings.login_ip_lock_after,
             window_seconds=settings.login_window_seconds,
             lockout_seconds=settings.login_lockout_seconds,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.scan.matcher import severity_at_least
+from dockyard.scan.model import at_least
 from tests.scan.conftest import shared_vulndb
 from tests.scan.images import layer_tar, write_layout
 from tests.scan.test_inventory import DEBIAN_11
@@ -49,7 +49,7 @@ def test_json_report_and_fail_on_exit_codes(layout: Path, tmp_path: Path) -> Non
     assert all(f["package"] in refs for f in doc["findings"])
     severities = [f["severity"] for f in doc["findings"]]
     for level in ("critical", "high", "medium", "low"):
-        expected = 1 if any(severity_at_least(s, level) for s in severities) else 0
+        expected = 1 if any(at_least(s, level) for s in severities) else 0
         run = dockyard(
             "scan", str(layout), "--vulndb", feeds, "--fail-on", level, "-o", str(tmp_path / "r"), home=tmp_path
         )

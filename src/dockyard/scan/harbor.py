@@ -9,6 +9,7 @@ from typing import Any
 
 from packageurl import PackageURL
 
+from dockyard.oci import mediatypes as mt
 from dockyard.scan.model import Finding, Package, ScanResult, worst
 
 SCAN_REQUEST = "application/vnd.scanner.adapter.scan.request+json; version=1.0"
@@ -17,7 +18,7 @@ METADATA = "application/vnd.scanner.adapter.metadata+json; version=1.0"
 ERROR = "application/vnd.scanner.adapter.error+json; version=1.0"
 VULN_REPORT = "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.1"
 VULN_REPORT_1_0 = "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.0"
-CONSUMES = ["application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json"]
+CONSUMES = [mt.OCI_MANIFEST, mt.DOCKER_MANIFEST]
 
 _TO_HARBOR = {"CRITICAL": "Critical", "HIGH": "High", "MEDIUM": "Medium", "LOW": "Low", "UNKNOWN": "Unknown"}
 _FROM_HARBOR = {"critical": "CRITICAL", "high": "HIGH", "medium": "MEDIUM", "low": "LOW", "negligible": "LOW"}

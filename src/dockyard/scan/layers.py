@@ -16,6 +16,7 @@ from typing import IO, Any
 
 import zstandard
 
+from dockyard.oci import mediatypes as mt
 from dockyard.scan.model import ImageError
 from dockyard.scan.tarstream import TarStream
 
@@ -33,7 +34,6 @@ __all__ = [
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK = 1 << 20  # decompressed bytes per step
-INDEX_TYPES = ("application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json")
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ class OciLayout(ImageSource):
     def _resolve(self, desc: dict[str, Any], platform: str | None) -> list[Image]:
         doc = self._json(desc["digest"])
         media = doc.get("mediaType") or desc.get("mediaType")
-        if media in INDEX_TYPES or "manifests" in doc:
+        if media in mt.INDEXES or "manifests" in doc:
             out: list[Image] = []
             for child in doc.get("manifests", []):
                 plat = platform_name(child.get("platform") or {})

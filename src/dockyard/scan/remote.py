@@ -17,15 +17,10 @@ from typing import IO, Any
 
 import httpx
 
-from dockyard.scan.layers import INDEX_TYPES, ChunkReader, Image, ImageError, ImageSource, LayerRef, platform_name
+from dockyard.oci import mediatypes as mt
+from dockyard.scan.layers import ChunkReader, Image, ImageError, ImageSource, LayerRef, platform_name
 
-ACCEPT = ", ".join(
-    (
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        *INDEX_TYPES,
-    )
-)
+ACCEPT = ", ".join((mt.OCI_MANIFEST, mt.DOCKER_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST))
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -93,7 +88,7 @@ class RemoteImage(ImageSource):
 
     def images(self, platform: str | None = None) -> list[Image]:
         media_type, doc = self._manifest(self.reference)
-        if media_type.split(";")[0] in INDEX_TYPES or "manifests" in doc:
+        if media_type.split(";")[0] in mt.INDEXES or "manifests" in doc:
             out = []
             for desc in doc.get("manifests") or []:
                 p = desc.get("platform")

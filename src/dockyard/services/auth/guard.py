@@ -31,7 +31,7 @@ class GuardSettings:
     slow_after: int = 5  # failures for one account in the window before each failure answer is delayed
     lock_after: int = 10  # failures for one account from one address before that pair is refused
     # One address may front a whole office (NAT), so it gets more rope before it is locked out.
-    ip_slow_after: int = 20
+    ip_slow_after: int = 25
     ip_lock_after: int = 50
     window_seconds: float = 900.0
     lockout_seconds: float = 900.0

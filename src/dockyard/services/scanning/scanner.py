@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.logs import get_logger
+from dockyard.oci import mediatypes as mt
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
 from dockyard.oci.names import project_of
@@ -43,7 +44,6 @@ MAX_ATTEMPTS = 3
 # (the scanning process died) the image is back in the queue. A crash counts as an attempt, so an
 # image that kills the scanner every time ends `failed` instead of taking it down forever.
 CLAIM_SECONDS = 600.0
-IMAGE_CONFIG_TYPES = ("application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json")
 LAYER_MARKERS = ("tar", "rootfs")  # layer media types that hold a filesystem
 
 
@@ -272,7 +272,7 @@ class ScanService:
                 )
             out.indexes += 1
             return
-        if parsed.config is None or parsed.config.media_type not in IMAGE_CONFIG_TYPES:
+        if parsed.config is None or parsed.config.media_type not in mt.IMAGE_CONFIGS:
             self._set(digest, status="unsupported", error="not a container image (an artifact)")
             out.unsupported += 1
             return
