@@ -284,10 +284,19 @@ class GarbageCollector:
 
     # --- abandoned uploads -------------------------------------------------------------------
     def _stale_uploads(self, report: GcReport) -> None:
+        report.stale_uploads += self.expire_uploads()
+
+    def expire_uploads(self, at: float | None = None) -> int:
+        """Remove upload sessions abandoned at time `at` (default now), with their staged bytes:
+        idle for `upload_idle_ttl` (no claim or append since; a claim still held means a chunk is
+        being written, which is not idle), or older than `upload_ttl`. Returns how many went."""
         u = s.upload_sessions.c
-        ts = now()
-        # Every claim and append refreshes updated_at, so an upload that is moving is never idle.
-        abandoned = sa.or_(u.updated_at < ts - self.upload_idle_ttl, u.created_at < ts - self.upload_ttl)
+        ts = now() if at is None else at
+        # Every claim and release of an append refreshes updated_at.
+        writing = sa.and_(u.claimed_until.is_not(None), u.claimed_until > ts)
+        idle = sa.and_(u.updated_at < ts - self.upload_idle_ttl, sa.not_(writing))
+        abandoned = sa.or_(idle, u.created_at < ts - self.upload_ttl)
+        removed = 0
         with self.db.read() as conn:
             stale = list(conn.execute(sa.select(u.id).where(abandoned)).scalars())
         for upload_id in stale:
@@ -296,7 +305,8 @@ class GarbageCollector:
                 gone = conn.execute(sa.delete(s.upload_sessions).where(u.id == upload_id, abandoned)).rowcount
             if gone:
                 self.store.delete_upload(upload_id)
-                report.stale_uploads += 1
+                removed += 1
+        return removed
 
 
 class _Plan:
