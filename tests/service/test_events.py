@@ -4,10 +4,7 @@ change back; pulls are told after the read, with no transaction."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -15,7 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dockyard.db import schema as s
-from dockyard.db.engine import Database
 from dockyard.oci import mediatypes as mt
 from dockyard.services.audit import Actor, AuditFilter, acting_as
 from dockyard.services.errors import ManifestUnknown
@@ -32,15 +28,13 @@ from dockyard.services.events import (
     TagDeleted,
     TagMoved,
 )
-from dockyard.wiring import Services, build_services, prepare
-from tests.api.conftest import make_settings
+from dockyard.wiring import Services
+from tests.lifecycle.conftest import push_blob, sha256, svc  # svc: services with no grace period
+
+__all__ = ["svc"]  # a fixture, used by name
 
 ALICE = Actor("alice", "user")
 E = TypeVar("E", bound=RegistryEvent)
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class Recorder(Listener):
@@ -70,25 +64,10 @@ class Refuses(Listener):
 
 
 @pytest.fixture
-def svc(tmp_path: Path, database: Database) -> Iterator[Services]:
-    settings = make_settings(tmp_path, database).model_copy(update={"gc_grace_seconds": 0.0, "gc_pace": 1.0})
-    services = build_services(settings, db=database)
-    prepare(services)
-    yield services
-    services.audit.close()
-
-
-@pytest.fixture
 def rec(svc: Services) -> Recorder:
     recorder = Recorder()
     svc.events.add(recorder)
     return recorder
-
-
-def push_blob(svc: Services, repo: str, data: bytes) -> str:
-    digest = sha256(data)
-    svc.uploads.monolithic(repo, digest, [data])
-    return digest
 
 
 def manifest(svc: Services, repo: str, layer: bytes) -> tuple[bytes, str, str]:

@@ -4,36 +4,27 @@ no delivery; taken in order, and kept when the taker fails."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from dockyard.db import schema as s
-from dockyard.db.engine import Database
 from dockyard.oci import mediatypes as mt
 from dockyard.services.audit import Actor, acting_as
 from dockyard.services.errors import Denied
 from dockyard.services.events import ChangeEvent, Listener
 from dockyard.services.events.outbox import OutboxEntry
-from dockyard.wiring import Services, build_services, prepare
-from tests.api.conftest import make_settings
+from dockyard.wiring import Services
+from tests.api.conftest import services, sha256
 
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+__all__ = ["services"]  # a fixture, used by name
 
 
 @pytest.fixture
-def svc(tmp_path: Path, database: Database) -> Iterator[Services]:
-    services = build_services(make_settings(tmp_path, database), db=database)
-    prepare(services)
-    yield services
-    services.audit.close()
+def svc(services: Services) -> Services:
+    return services
 
 
 def image(svc: Services, repo: str, text: bytes) -> tuple[bytes, str]:
