@@ -5,6 +5,7 @@ no delivery; taken in order, and kept when the taker fails."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -132,4 +133,31 @@ def test_take_hands_entries_over_in_order_and_keeps_them_when_the_taker_fails(sv
     assert svc.outbox.take(lambda conn, batch: taken.extend(e.payload["tag"] for e in batch), limit=10) == 3
     assert svc.outbox.take(lambda conn, batch: taken.append("none"), limit=10) == 0
     assert taken == ["v0", "v1", "v2", "v3", "v4"]
+    assert svc.outbox.count() == 0
+
+
+def test_concurrent_takers_never_take_the_same_entry(svc: Services) -> None:
+    if svc.db.is_sqlite:
+        pytest.skip("SQLite serialises write transactions: one taker at a time")
+    for i in range(4):
+        body, _ = image(svc, "p/app", f"image {i}".encode())
+        svc.manifests.put("p/app", f"v{i}", body, mt.OCI_MANIFEST)
+    holding, release = threading.Event(), threading.Event()
+    first: list[str] = []
+
+    def slow(conn: Connection, batch: list[OutboxEntry]) -> None:
+        first.extend(e.payload["tag"] for e in batch)
+        holding.set()
+        assert release.wait(30)
+
+    taker = threading.Thread(target=svc.outbox.take, args=(slow, 2))
+    taker.start()
+    try:
+        assert holding.wait(30)
+        second: list[str] = []
+        assert svc.outbox.take(lambda conn, batch: second.extend(e.payload["tag"] for e in batch), limit=10) == 2
+    finally:
+        release.set()
+        taker.join(30)
+    assert (first, second) == (["v0", "v1"], ["v2", "v3"])
     assert svc.outbox.count() == 0
