@@ -242,3 +242,16 @@ def test_scanning_listener_queues_images_and_forgets_the_last_copy(svc: Services
     assert scan_status() == "queued"  # another copy is stored: its results still describe it
     svc.manifests.delete("p/copy", digest)
     assert scan_status() is None
+
+
+def test_the_audit_log_answers_retention_s_pull_history(svc: Services) -> None:
+    body, digest, _ = manifest(svc, "p/app", b"history")
+    svc.manifests.put("p/app", "v1", body, mt.OCI_MANIFEST)
+    svc.manifests.pulled("p/app", "v1", digest)
+    svc.manifests.pulled("p/app", digest, digest)  # by digest: no tag to keep
+    svc.manifests.pulled("p/other", "v1", digest)
+    svc.audit.flush()
+    with svc.db.read() as conn:
+        pulls = svc.audit.last_pulls(conn, "p/app", since=0)
+        assert list(pulls) == ["v1"]
+        assert svc.audit.last_pulls(conn, "p/app", since=pulls["v1"] + 1) == {}
