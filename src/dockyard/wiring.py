@@ -17,6 +17,9 @@ from dockyard.services.auth.policy import AccessPolicy
 from dockyard.services.auth.robots import RobotService
 from dockyard.services.auth.tokens import Scope, TokenService
 from dockyard.services.auth.users import UserService
+from dockyard.services.events import Listeners
+from dockyard.services.events.audit import AuditListener
+from dockyard.services.events.outbox import Outbox, OutboxListener
 from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.collector import DUTY as GC_DUTY
 from dockyard.services.lifecycle.collector import GarbageCollector
@@ -26,7 +29,9 @@ from dockyard.services.lifecycle.scrub import Scrubber
 from dockyard.services.lifecycle.tag_rules import TagRuleService
 from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
+from dockyard.services.registry.gc_queue import GcBookkeeping
 from dockyard.services.scanning.external import HarborAdapterScanner
+from dockyard.services.scanning.listener import ScanningListener
 from dockyard.services.scanning.policy import PullGate
 from dockyard.services.scanning.scanner import ScanService
 from dockyard.storage.base import BlobStore
@@ -56,6 +61,8 @@ class Services:
     policy: AccessPolicy
     scans: ScanService
     pull_gate: PullGate
+    events: Listeners
+    outbox: Outbox
 
     def close(self) -> None:
         self.audit.close()
@@ -115,14 +122,22 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         settings.vulndb_stale_after_seconds,
         settings.vulndb_severity_sources,
     )
-    manifests = ManifestService(db, settings.max_manifest_bytes, audit, settings.gc_grace_seconds, scans.enqueue)
+    # The registry's listeners, in this order, inside each change's transaction (services/events).
+    outbox = Outbox(db)
+    events = Listeners(
+        AuditListener(audit),
+        GcBookkeeping(db, settings.gc_grace_seconds),
+        ScanningListener(scans),
+        OutboxListener(outbox),
+    )
+    manifests = ManifestService(db, settings.max_manifest_bytes, events)
     return Services(
         settings=settings,
         db=db,
         store=store,
         audit=audit,
-        blobs=BlobService(db, store, audit, settings.gc_grace_seconds),
-        uploads=UploadService(db, store, settings.gc_grace_seconds, settings.max_upload_sessions_per_identity),
+        blobs=BlobService(db, store, settings.gc_grace_seconds, events),
+        uploads=UploadService(db, store, settings.gc_grace_seconds, settings.max_upload_sessions_per_identity, events),
         manifests=manifests,
         collector=GarbageCollector(
             db,
@@ -133,6 +148,7 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
             settings.gc_pace,
             upload_idle_ttl=settings.upload_idle_ttl_seconds,
             lease_ttl=leases.ttl_for(settings.gc_interval_seconds),
+            events=events,
         ),
         tag_rules=TagRuleService(db, audit),
         retention=RetentionService(db, manifests, audit),
@@ -147,6 +163,8 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         policy=AccessPolicy(db, projects, settings.users_can_create_projects, settings.auto_create_projects),
         scans=scans,
         pull_gate=PullGate(db, settings.scan_allowlist, ttl=settings.account_check_seconds),
+        events=events,
+        outbox=outbox,
     )
 
 

@@ -320,6 +320,20 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_digest", "digest", "ts", "id"),
 )
 
+# Registry events that leave the process (webhooks, replication), written in the transaction of
+# their change and deleted when a consumer takes them (services/events/outbox.py). Not derived from
+# audit_events: pruning the audit log must not drop a delivery.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # manifest.pushed, tag.moved, …
+    sa.Column("repository", sa.String(255), nullable=False),
+    sa.Column("digest", sa.String(150), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # the event as JSON
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
 # Failed-login counters for brute-force protection, shared by every replica.
 login_failures = sa.Table(
     "login_failures",

@@ -183,9 +183,10 @@ class AuditLog:
         digest: str | None = None,
         result: str = SUCCESS,
         detail: Any = None,
+        actor: Actor | None = None,
     ) -> None:
         """Queue a read event (a pull); a background thread writes queued events in batches."""
-        row = self._row(action, result, None, None, repository, reference, digest, detail)
+        row = self._row(action, result, actor, None, repository, reference, digest, detail)
         with self._lock:
             self._buffer.append(row)
             full = len(self._buffer) >= self._max_buffer
@@ -300,6 +301,17 @@ class AuditLog:
                 for row in rows:
                     buf.write(json.dumps(self._public(row), sort_keys=True) + "\n")
             yield buf.getvalue()
+
+    def last_pulls(self, conn: sa.Connection, repository: str, since: float) -> dict[str, float]:
+        """When each tag of `repository` was last pulled by tag, for pulls since `since` (retention's
+        pull history). Pulls still buffered count once flushed: callers flush first."""
+        a = s.audit_events.c
+        rows = conn.execute(
+            sa.select(a.reference, sa.func.max(a.ts))
+            .where(a.repository == repository, a.action == "pull", a.ts >= since, a.reference.is_not(None))
+            .group_by(a.reference)
+        ).all()
+        return {str(tag): float(ts) for tag, ts in rows}
 
     def prune(self, older_than_seconds: float) -> int:
         """Delete events older than the retention period; returns how many went."""

@@ -15,7 +15,7 @@ from dockyard.oci.errors import OCIFormatError
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import PaginationInvalid, TooLarge
-from dockyard.services.registry.common import check_name
+from dockyard.services.registry.validation import check_name
 from dockyard.wiring import Services
 
 # Request bodies are handed to the (synchronous) storage layer in batches of this size, so a

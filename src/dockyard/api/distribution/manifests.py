@@ -20,8 +20,7 @@ async def get_manifest(request: Request) -> Response:
     if request.method == "GET":  # a pull, for "who pulled this image, when, from where"
         if identity.subject != SCANNER_SUBJECT:  # the scanner must read what it is asked to judge
             svc.pull_gate.check(name, manifest.digest, manifest.media_type, manifest.content)
-        tag = None if reference.startswith(("sha256:", "sha512:")) else reference
-        svc.audit.record_access("pull", repository=name, reference=tag, digest=manifest.digest)
+        svc.manifests.pulled(name, reference, manifest.digest)
     if request.method == "HEAD":
         headers["Content-Length"] = str(len(manifest.content))
         return Response(status_code=200, headers=headers, media_type=manifest.media_type)

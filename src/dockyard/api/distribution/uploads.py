@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
+import anyio
+import anyio.from_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dockyard.api.auth import authorize
-from dockyard.api.distribution.common import decimal, pump, require, services
+from dockyard.api.distribution.common import body_batches, decimal, pump, require, services
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import DigestInvalid, RangeInvalid, RegistryError
 from dockyard.wiring import Services
 
+T = TypeVar("T")
 _CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 
 
@@ -62,6 +67,44 @@ async def _stream(
     return await pump(request, lambda batch, offset: svc.uploads.append(name, upload_id, [batch], offset, digest), size)
 
 
+async def _with_body(request: Request, consume: Callable[[Iterator[bytes]], T]) -> T:
+    """`consume(batches)` in a worker thread, `batches` being the request body as it arrives: the
+    next batch is received on the event loop while the thread writes the previous one (as `pump`
+    does), so a service that takes an iterable of bytes can be handed a request body."""
+    send, receive = anyio.create_memory_object_stream[bytes | Exception](1)
+
+    async def produce() -> None:
+        async with send:
+            try:
+                async for batch in body_batches(request):
+                    await send.send(batch)
+            except Exception as exc:  # the client went away: raised in the thread, where the upload is
+                await send.send(exc)
+
+    def batches() -> Iterator[bytes]:
+        while True:
+            try:
+                item = anyio.from_thread.run(receive.receive)
+            except anyio.EndOfStream:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+
+    error: Exception | None = None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        try:
+            result = await run_in_threadpool(consume, batches())
+        except Exception as exc:  # raised below, outside the task group, which would wrap it in a group
+            error = exc
+        finally:
+            tg.cancel_scope.cancel()  # refused before the end of the body: stop receiving it
+    if error is not None:
+        raise error
+    return result
+
+
 async def _may_pull(request: Request, svc: Services, name: str) -> bool:
     try:  # the caller was authenticated for the target repository: this only checks the scope
         await authorize(request, svc, Scope("repository", name, frozenset({"pull"})))
@@ -81,16 +124,11 @@ async def start_upload(request: Request) -> Response:
         if size is not None:
             return _blob_created(name, mount)
     digest = params.get("digest")
+    if digest is not None:  # monolithic upload: the whole blob is this request's body
+        await _with_body(request, lambda batches: svc.uploads.monolithic(name, digest, batches, identity.subject))
+        return _blob_created(name, digest)
     upload_id = await run_in_threadpool(svc.uploads.start, name, identity.subject)
-    if digest is None:
-        return Response(status_code=202, headers=_upload_headers(name, upload_id, 0))
-    try:  # monolithic upload: the whole blob is this request's body
-        await _stream(svc, request, name, upload_id, 0, digest)
-        await run_in_threadpool(svc.uploads.finish, name, upload_id, digest)
-    except BaseException:
-        await run_in_threadpool(svc.uploads.cancel, name, upload_id, True)
-        raise
-    return _blob_created(name, digest)
+    return Response(status_code=202, headers=_upload_headers(name, upload_id, 0))
 
 
 async def patch_upload(request: Request) -> Response:

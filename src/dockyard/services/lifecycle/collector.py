@@ -19,8 +19,12 @@ from prometheus_client import Counter
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
+from dockyard.services.events import BlobDeleted, Listeners, ManifestDeleted, RegistryListener
 from dockyard.services.lifecycle import leases
-from dockyard.services.registry.common import account_link, delete_manifest_rows, enqueue_gc, lock_blob
+from dockyard.services.registry.gc_queue import enqueue_gc
+from dockyard.services.registry.links import lock_blob
+from dockyard.services.registry.manifest_rows import delete_manifest_rows
+from dockyard.services.registry.quota import account_link
 from dockyard.storage.base import BlobStore
 
 COLLECTOR = Actor("system:gc", "system")
@@ -62,8 +66,10 @@ class GarbageCollector:
         pace: float | None = None,
         upload_idle_ttl: float | None = None,
         lease_ttl: float = leases.DEFAULT_TTL,
+        events: RegistryListener | None = None,
     ) -> None:
         self.db = db
+        self.events = events or Listeners()  # told of the manifests and links it removes
         self.store = store
         self.audit = audit
         self.grace = grace
@@ -186,8 +192,10 @@ class GarbageCollector:
             repo = conn.execute(
                 sa.select(s.repositories.c.name).where(s.repositories.c.id == item.repository_id)
             ).scalar()
-            delete_manifest_rows(self.db, conn, int(item.repository_id), int(row.id), str(item.digest))
-            self.audit.record(conn, "gc.manifest", repository=repo, digest=str(item.digest))
+            tags = delete_manifest_rows(self.db, conn, int(item.repository_id), int(row.id), str(item.digest))
+            self.events.changed(
+                conn, ManifestDeleted(repository=str(repo), digest=str(item.digest), tags=tags, collected=True)
+            )
             self._settle(conn, item)
         report.manifests.append((str(repo), str(item.digest)))
         DELETED.labels("manifest").inc()
@@ -235,8 +243,9 @@ class GarbageCollector:
                 return self._settle(conn, item)
             conn.execute(sa.delete(s.repository_blobs).where(rb.repository_id == repo_id, rb.digest == digest))
             account_link(self.db, conn, repo_id, digest, int(blob.size) if blob is not None else 0, -1)
-            enqueue_gc(self.db, conn, "blob", 0, digest, 0)
             repo = conn.execute(sa.select(s.repositories.c.name).where(s.repositories.c.id == repo_id)).scalar()
+            # Its listener queues the blob, which may have lost its last link.
+            self.events.changed(conn, BlobDeleted(repository=str(repo), digest=digest, collected=True))
             self._settle(conn, item)
         report.links.append((str(repo), digest))
         DELETED.labels("link").inc()

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
-from dockyard.services.registry.common import lock_blob
+from dockyard.services.registry.links import lock_blob
 from dockyard.storage.base import BlobStore
 
 

@@ -116,15 +116,8 @@ class RetentionService:
                     .order_by(t.updated_at.desc(), t.name)
                 ).all()
                 pulled: dict[str, float] = {}
-                if cutoff is not None:
-                    a = s.audit_events.c
-                    pulled = dict(
-                        conn.execute(
-                            sa.select(a.reference, sa.func.max(a.ts))
-                            .where(a.repository == repo, a.action == "pull", a.ts >= cutoff, a.reference.is_not(None))
-                            .group_by(a.reference)
-                        ).all()
-                    )
+                if cutoff is not None:  # the audit log owns the pull history
+                    pulled = self.audit.last_pulls(conn, repo, cutoff)
                 if policy.has_keep_rule:
                     for rank, (tag, pushed, digest) in enumerate(tags):
                         if self._kept(conn, policy, repo, tag, rank, pushed, pulled, cutoff):

@@ -9,16 +9,12 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
-from dockyard.services.audit import AuditLog
 from dockyard.services.errors import BlobUnknown, BlobUploadInvalid, NameInvalid
-from dockyard.services.registry.common import (
-    check_digest,
-    check_name,
-    check_quota,
-    ensure_repository,
-    link_blob,
-    unlink_blob,
-)
+from dockyard.services.events import BlobDeleted, BlobMounted, Listeners, RegistryListener
+from dockyard.services.registry.links import link_blob, unlink_blob
+from dockyard.services.registry.quota import check_quota
+from dockyard.services.registry.repositories import ensure_repository
+from dockyard.services.registry.validation import check_digest, check_name
 from dockyard.storage.base import BlobStore
 
 
@@ -31,11 +27,13 @@ class BlobInfo:
 
 
 class BlobService:
-    def __init__(self, db: Database, store: BlobStore, audit: AuditLog | None = None, grace: float = 3600.0) -> None:
+    def __init__(
+        self, db: Database, store: BlobStore, grace: float = 3600.0, events: RegistryListener | None = None
+    ) -> None:
         self.db = db
         self.store = store
-        self.audit = audit
         self.grace = grace
+        self.events = events or Listeners()  # told of deletes and mounts, in their transactions
 
     def _linked_size(self, name: str, digest: str) -> int | None:
         q = (
@@ -71,8 +69,8 @@ class BlobService:
         with self.db.write() as conn:
             repo_id = conn.execute(sa.select(s.repositories.c.id).where(s.repositories.c.name == name)).scalar()
             deleted = repo_id is not None and unlink_blob(self.db, conn, repo_id, digest)
-            if deleted and self.audit is not None:
-                self.audit.record(conn, "blob.delete", repository=name, digest=digest)
+            if deleted:
+                self.events.changed(conn, BlobDeleted(repository=name, digest=digest))
         if not deleted:
             raise BlobUnknown("blob unknown to repository", {"digest": digest})
 
@@ -95,6 +93,7 @@ class BlobService:
                 repo_id = ensure_repository(self.db, conn, name)
                 check_quota(self.db, conn, repo_id, digest, size)
                 link_blob(self.db, self.store, conn, repo_id, digest, size, self.grace)
+                self.events.changed(conn, BlobMounted(repository=name, digest=digest, size=size, source=source))
         except BlobUploadInvalid:
             return None  # collected meanwhile: the client uploads instead
         return size

@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.errors import NameUnknown
-from dockyard.services.registry.common import byte_order, check_name, repository_id
+from dockyard.services.registry.repositories import byte_order, repository_id
+from dockyard.services.registry.validation import check_name
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -14,7 +13,6 @@ from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import Digest, is_digest
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import ParsedManifest, parse_manifest
-from dockyard.services.audit import AuditLog
 from dockyard.services.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
@@ -23,15 +21,19 @@ from dockyard.services.errors import (
     TagInvalid,
     TooLarge,
 )
-from dockyard.services.lifecycle.tag_rules import refuse_if_immutable
-from dockyard.services.registry.common import (
-    check_digest,
-    check_name,
-    check_tag,
-    delete_manifest_rows,
-    enqueue_gc,
-    ensure_repository,
+from dockyard.services.events import (
+    Listeners,
+    ManifestDeleted,
+    ManifestPulled,
+    ManifestPushed,
+    RegistryListener,
+    TagDeleted,
+    TagMoved,
 )
+from dockyard.services.lifecycle.tag_rules import refuse_if_immutable
+from dockyard.services.registry.manifest_rows import delete_manifest_rows
+from dockyard.services.registry.repositories import ensure_repository
+from dockyard.services.registry.validation import check_digest, check_name, check_tag
 
 
 def _existing_tag(name: str, reference: str) -> None:
@@ -62,15 +64,13 @@ class ManifestService:
         self,
         db: Database,
         max_bytes: int = 4 * 1024 * 1024,
-        audit: AuditLog | None = None,
-        grace: float = 3600.0,
-        on_push: Callable[[sa.Connection, str, str], None] | None = None,
+        events: RegistryListener | None = None,
     ) -> None:
         self.db = db
-        self.on_push = on_push  # (conn, repository, digest), in the push's transaction: queues the scan
         self.max_bytes = max_bytes
-        self.audit = audit
-        self.grace = grace  # how long an untagged manifest is kept before the collector may take it
+        # Told of pushes, tag moves and deletes in their transactions (audit, scans, the collector's
+        # queue, the outbox), and of pulls after the read.
+        self.events = events or Listeners()
         m, t, r = s.manifests.c, s.tags.c, s.repositories.c
         cols = (m.digest, m.media_type, m.content)
         # Prepared once: GET by tag is the hottest read in the registry.
@@ -100,6 +100,12 @@ class ManifestService:
             raise ManifestUnknown("manifest unknown", {"name": name, "reference": reference})
         return StoredManifest(row.digest, row.media_type, bytes(row.content))
 
+    def pulled(self, name: str, reference: str, digest: str) -> None:
+        """Tell the listeners a manifest was served (GET, once the pull gate let it through). No
+        transaction: GET by tag stays one read, and listeners buffer what they keep."""
+        tag = None if is_digest(reference) else reference
+        self.events.pulled(ManifestPulled(repository=name, digest=digest, tag=tag))
+
     # --- push -------------------------------------------------------------------------------
     def put(self, name: str, reference: str, body: bytes, content_type: str | None) -> PushResult:
         check_name(name)
@@ -126,17 +132,27 @@ class ManifestService:
             repo_id = ensure_repository(self.db, conn, name)
             self._check_references(conn, repo_id, parsed)
             manifest_id = self._store(conn, repo_id, digest, body, parsed)
-            if tag is not None:
-                self._set_tag(conn, name, repo_id, tag, manifest_id)
-            else:  # pushed by digest: garbage unless a tag, an index or a kept subject claims it in time
-                enqueue_gc(self.db, conn, "manifest", repo_id, digest, self.grace)
-            if self.audit is not None:
-                self.audit.record(conn, "push", repository=name, reference=tag, digest=digest)
-            if self.on_push is not None and (parsed.config is not None or parsed.manifests):
-                self.on_push(conn, name, digest)
+            moved_from = self._set_tag(conn, name, repo_id, tag, manifest_id) if tag is not None else None
+            self.events.changed(
+                conn,
+                ManifestPushed(
+                    repository=name,
+                    digest=digest,
+                    tag=tag,
+                    media_type=parsed.media_type,
+                    size=len(body),
+                    config_digest=parsed.config.digest if parsed.config is not None else None,
+                    children=tuple(d.digest for d in parsed.manifests),
+                    subject=parsed.subject.digest if parsed.subject else None,
+                ),
+            )
+            if moved_from is not None:
+                assert tag is not None
+                self.events.changed(conn, TagMoved(repository=name, digest=digest, tag=tag, old_digest=moved_from))
         return PushResult(digest, parsed.subject.digest if parsed.subject else None)
 
-    def _set_tag(self, conn: sa.Connection, name: str, repo_id: int, tag: str, manifest_id: int) -> None:
+    def _set_tag(self, conn: sa.Connection, name: str, repo_id: int, tag: str, manifest_id: int) -> str | None:
+        """Point `tag` at the manifest; returns the digest it pointed at before when it moved."""
         t = s.tags.c
         old_stmt = sa.select(t.manifest_id).where(t.repository_id == repo_id, t.name == tag)
         if not self.db.is_sqlite:
@@ -152,17 +168,17 @@ class ManifestService:
                 ).returning(t.name)
             ).scalar()
             if inserted is not None:
-                return
+                return None
+        previous = None
         if old != manifest_id:
             refuse_if_immutable(conn, name, tag, "moved to another manifest")
             previous = conn.execute(sa.select(s.manifests.c.digest).where(s.manifests.c.id == old)).scalar()
-            if previous is not None:
-                enqueue_gc(self.db, conn, "manifest", repo_id, previous, self.grace)
         conn.execute(
             sa.update(s.tags)
             .where(t.repository_id == repo_id, t.name == tag)
             .values(manifest_id=manifest_id, updated_at=now())
         )
+        return previous
 
     def _check_references(self, conn: sa.Connection, repo_id: int, parsed: ParsedManifest) -> None:
         """Every blob and child manifest must be in the repository, with the size its descriptor
@@ -270,9 +286,8 @@ class ManifestService:
                 for tag in conn.execute(sa.select(s.tags.c.name).where(s.tags.c.manifest_id == manifest_id)).scalars():
                     refuse_if_immutable(conn, name, tag, "deleted")
                 assert repo_id is not None
-                delete_manifest_rows(self.db, conn, int(repo_id), int(manifest_id), reference)
-                if self.audit is not None:
-                    self.audit.record(conn, "delete", repository=name, digest=reference)
+                tags = delete_manifest_rows(self.db, conn, int(repo_id), int(manifest_id), reference)
+                self.events.changed(conn, ManifestDeleted(repository=name, digest=reference, tags=tags))
             else:
                 _existing_tag(name, reference)
                 untagged = None
@@ -285,11 +300,10 @@ class ManifestService:
                 if untagged is None:
                     raise ManifestUnknown("tag unknown", {"name": name, "reference": reference})
                 refuse_if_immutable(conn, name, reference, "deleted")  # raising rolls the delete back
-                previous = conn.execute(sa.select(s.manifests.c.digest).where(s.manifests.c.id == untagged)).scalar()
-                if previous is not None:
-                    enqueue_gc(self.db, conn, "manifest", int(repo_id or 0), previous, self.grace)
-                if self.audit is not None:
-                    self.audit.record(conn, "delete", repository=name, reference=reference)
+                previous = conn.execute(
+                    sa.select(s.manifests.c.digest).where(s.manifests.c.id == untagged)
+                ).scalar_one()
+                self.events.changed(conn, TagDeleted(repository=name, digest=previous, tag=reference))
 
     # --- referrers --------------------------------------------------------------------------
     def referrers(self, name: str, digest: str, artifact_type: str | None = None) -> dict[str, object]:

@@ -29,14 +29,11 @@ from dockyard.services.errors import (
     RangeInvalid,
     TooManyRequests,
 )
-from dockyard.services.registry.common import (
-    check_digest,
-    check_name,
-    check_quota,
-    ensure_repository,
-    link_blob,
-    lock_blob,
-)
+from dockyard.services.events import BlobPushed, Listeners, RegistryListener
+from dockyard.services.registry.links import link_blob, lock_blob
+from dockyard.services.registry.quota import check_quota
+from dockyard.services.registry.repositories import ensure_repository
+from dockyard.services.registry.validation import check_digest, check_name
 from dockyard.storage.base import BlobStore, DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
 
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -50,10 +47,16 @@ SESSIONS_RETRY_AFTER = 60
 
 class UploadService:
     def __init__(
-        self, db: Database, store: BlobStore, grace: float = 3600.0, max_sessions_per_owner: int = 100
+        self,
+        db: Database,
+        store: BlobStore,
+        grace: float = 3600.0,
+        max_sessions_per_owner: int = 100,
+        events: RegistryListener | None = None,
     ) -> None:
         self.db = db
         self.store = store
+        self.events = events or Listeners()  # told of each committed upload, in its transaction
         self.grace = grace  # how long an uploaded blob may wait for a manifest before it is garbage
         self.max_sessions_per_owner = max_sessions_per_owner  # 0: no cap
 
@@ -238,9 +241,9 @@ class UploadService:
         check_digest(digest)
         repo_id = self._check_session(name, upload_id)
         self._append(repo_id, upload_id, chunks, offset, digest)
-        return self._commit(repo_id, upload_id, digest)
+        return self._commit(name, repo_id, upload_id, digest)
 
-    def _commit(self, repo_id: int, upload_id: str, digest: str) -> int:
+    def _commit(self, name: str, repo_id: int, upload_id: str, digest: str) -> int:
         token = uuid.uuid4().hex
         with self.db.write() as conn:
             self._claim(conn, upload_id, token)
@@ -271,6 +274,7 @@ class UploadService:
                 # The session row first: claims lock it before the project row, so this order cannot deadlock.
                 conn.execute(sa.delete(s.upload_sessions).where(s.upload_sessions.c.id == upload_id))
                 link_blob(self.db, self.store, conn, repo_id, digest, size, self.grace)
+                self.events.changed(conn, BlobPushed(repository=name, digest=digest, size=size))
         except BaseException as exc:
             # The staged bytes are gone (committed): the session must not stay behind, counting
             # against the quota. Lost a race for the last of the quota after the bytes were moved
@@ -289,7 +293,7 @@ class UploadService:
         repo_id = self._check_session(name, upload_id)
         try:
             self._append(repo_id, upload_id, chunks, 0, digest)
-            return self._commit(repo_id, upload_id, digest)
+            return self._commit(name, repo_id, upload_id, digest)
         except BaseException:
             self.cancel(name, upload_id, missing_ok=True)
             raise
