@@ -99,16 +99,9 @@ class AccessTokenService:
             raise InvalidInput("expiry must be in the future")
         with self.db.write() as conn:
             uid = self._user_id(conn, username)
+            taken = Conflict(f"a token named {name!r} already exists", {"name": name})
             _, secret = gen.insert_credential(
-                self.db,
-                conn,
-                s.access_tokens,
-                "token_hash",
-                gen.ACCESS_TOKEN_SECRET_PREFIX,
-                Conflict(f"a token named {name!r} already exists", {"name": name}),
-                user_id=uid,
-                name=name,
-                expires_at=expires_at,
+                self.db, conn, gen.ACCESS_TOKENS, taken, user_id=uid, name=name, expires_at=expires_at
             )
             row = conn.execute(
                 sa.select(s.access_tokens).where(s.access_tokens.c.user_id == uid, s.access_tokens.c.name == name)

@@ -8,14 +8,12 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
-from dockyard.db.engine import Database, now
-from dockyard.services.audit import AuditLog
+from dockyard.db.engine import now
 from dockyard.services.auth import secrets as gen
+from dockyard.services.auth.accounts import AccountService
 from dockyard.services.auth.identity import ROBOT_NAME_PREFIX
-from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.permissions import ROBOT_ACTIONS
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
-from dockyard.services.projects import ProjectService
 
 _NAME_RE = re.compile(r"[a-z0-9]+(?:[._+-][a-z0-9]+)*")  # fullmatch: no trailing newline
 ROBOT_NAME_PATTERN = rf"^(?:robot\$)?{_NAME_RE.pattern}$"  # for the API document: with or without the prefix
@@ -67,16 +65,8 @@ class RobotLogin:
     live: bool  # neither disabled nor expired
 
 
-class RobotService:
+class RobotService(AccountService):
     """Owns the `robots` and `robot_permissions` tables."""
-
-    def __init__(
-        self, db: Database, audit: AuditLog, projects: ProjectService, liveness: LivenessCache | None = None
-    ) -> None:
-        self.db = db
-        self.audit = audit
-        self.projects = projects
-        self.liveness = liveness or LivenessCache(ttl=0)
 
     # --- for the authenticator and the access policy ------------------------------------------
     def login_record(self, name: str, uid: str | None = None) -> RobotLogin | None:
@@ -165,9 +155,7 @@ class RobotService:
             robot_id, secret = gen.insert_credential(
                 self.db,
                 conn,
-                s.robots,
-                "secret_hash",
-                gen.ROBOT_SECRET_PREFIX,
+                gen.ROBOTS,
                 Conflict(f"robot {full!r} already exists", {"robot": full}),
                 name=full,
                 description=description,

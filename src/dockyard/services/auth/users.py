@@ -10,13 +10,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
-from dockyard.db.engine import Database, now
-from dockyard.services.audit import AuditLog
+from dockyard.db.engine import now
 from dockyard.services.auth import secrets as gen
-from dockyard.services.auth.liveness import LivenessCache
+from dockyard.services.auth.accounts import AccountService
 from dockyard.services.auth.passwords import hash_password
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
-from dockyard.services.projects import ProjectService
 
 ADMIN_USERNAME = "admin"
 PROVIDERS = ("local", "ldap", "oidc")
@@ -84,17 +82,9 @@ class UserLogin:
     cli_secret_hash: str | None
 
 
-class UserService:
+class UserService(AccountService):
     """Owns the `users` table. Deleting a user asks ProjectService (owner of project_members) to drop
     the user's direct grants."""
-
-    def __init__(
-        self, db: Database, audit: AuditLog, projects: ProjectService, liveness: LivenessCache | None = None
-    ) -> None:
-        self.db = db
-        self.audit = audit
-        self.projects = projects
-        self.liveness = liveness or LivenessCache(ttl=0)
 
     # --- for the authenticator ----------------------------------------------------------------
     def login_record(
