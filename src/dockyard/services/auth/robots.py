@@ -16,7 +16,8 @@ from dockyard.services.auth.permissions import ROBOT_ACTIONS
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
 _NAME_RE = re.compile(r"[a-z0-9]+(?:[._+-][a-z0-9]+)*")  # fullmatch: no trailing newline
-ROBOT_NAME_PATTERN = rf"^(?:robot\$)?{_NAME_RE.pattern}$"  # for the API document: with or without the prefix
+# For the API document: with or without the prefix.
+ROBOT_NAME_PATTERN = rf"^(?:{re.escape(ROBOT_NAME_PREFIX)})?{_NAME_RE.pattern}$"
 
 
 @dataclass(frozen=True, slots=True)
