@@ -22,6 +22,7 @@ from dockyard.db.engine import Database
 from dockyard.services.audit import AuditFilter
 from dockyard.services.auth import permissions
 from dockyard.services.auth.identity import SCANNER, SCANNER_SUBJECT, SYSTEM, USER, Identity
+from dockyard.services.auth.ldap import LdapUser
 from dockyard.services.auth.permissions import SYSTEM_MATRIX, SystemPermission, SystemRole
 from dockyard.services.auth.provisioning import ensure_push_projects, request_access
 from dockyard.services.auth.scopes import Scope
@@ -396,3 +397,36 @@ def test_deleting_a_user_drops_its_grants_through_the_project_service(
     services.users.delete("kept")
     assert calls == [("user", "kept")]
     assert [m.principal for m in services.projects.members("team")] == ["kept"]  # only the service removes
+
+
+class _Directory:
+    """Stands in for the LDAP server (slapd-backed tests in test_ldap.py skip where it is missing)."""
+
+    def __init__(self) -> None:
+        self.groups = ["devs"]
+        self.asked = 0
+
+    def authenticate(self, username: str, password: str) -> LdapUser | None:
+        self.asked += 1
+        return LdapUser(username, f"uid={username}", f"{username}@x", self.groups) if password == PASSWORD else None
+
+
+def test_a_directory_login_records_the_user_through_the_user_service(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = _Directory()
+    monkeypatch.setattr(services.authenticator, "ldap", directory)
+    first = services.authenticator.authenticate("carol", PASSWORD, fresh=True)
+    assert first is not None and first.provider == "ldap" and first.groups == {"devs"}
+    user = services.users.get("carol")
+    assert user.provider == "ldap" and user.last_login_at is not None and user.uid == first.uid
+    # A Basic login repeated on /v2 may use the short verification cache: the directory is not asked again.
+    assert services.authenticator.authenticate("carol", PASSWORD) == first
+    assert directory.asked == 1
+    # At the token endpoint the directory is asked afresh, and new groups apply at once.
+    directory.groups = ["ops"]
+    again = services.authenticator.authenticate("carol", PASSWORD, fresh=True)
+    assert again is not None and again.groups == {"ops"} and directory.asked == 2
+    assert services.authenticator.authenticate("carol", "wrong-password", fresh=True) is None
+    services.users.update("carol", disabled=True)
+    assert services.authenticator.authenticate("carol", PASSWORD, fresh=True) is None
