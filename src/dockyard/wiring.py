@@ -10,7 +10,7 @@ from dockyard.services.audit import AuditLog
 from dockyard.services.auth.access_tokens import AccessTokenService
 from dockyard.services.auth.authenticator import Authenticator
 from dockyard.services.auth.guard import GuardSettings, LoginGuard
-from dockyard.services.auth.identity import SCANNER_SUBJECT, SYSTEM, Identity
+from dockyard.services.auth.identity import SCANNER
 from dockyard.services.auth.ldap import LdapProvider, LdapSettings
 from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.policy import AccessPolicy
@@ -96,8 +96,10 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
     store = store or FilesystemBlobStore(settings.resolved_storage_path, fsync=settings.fsync)
     audit = AuditLog(db, retention_seconds=settings.audit_retention_days * 86400)
     liveness = LivenessCache(ttl=settings.account_check_seconds)
-    users = UserService(db, audit, liveness)
     projects = ProjectService(db, audit)
+    users = UserService(db, audit, projects, liveness)
+    robots = RobotService(db, audit, projects, liveness)
+    access_tokens = AccessTokenService(db, audit, users, liveness)
     guard = LoginGuard(
         db,
         GuardSettings(
@@ -156,11 +158,11 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         catalog=CatalogService(db),
         users=users,
         projects=projects,
-        robots=RobotService(db, audit, liveness),
-        access_tokens=AccessTokenService(db, audit, liveness),
-        authenticator=Authenticator(db, users, audit, guard, ldap_provider(settings), liveness),
+        robots=robots,
+        access_tokens=access_tokens,
+        authenticator=Authenticator(db, users, robots, access_tokens, audit, guard, ldap_provider(settings), liveness),
         tokens=tokens,
-        policy=AccessPolicy(db, projects, settings.users_can_create_projects, settings.auto_create_projects),
+        policy=AccessPolicy(db, projects, robots, settings.users_can_create_projects, settings.auto_create_projects),
         scans=scans,
         pull_gate=PullGate(db, settings.scan_allowlist, ttl=settings.account_check_seconds),
         events=events,
@@ -175,7 +177,7 @@ def external_scanner(settings: Settings, tokens: TokenService) -> HarborAdapterS
     def pull_authorization(repository: str) -> str:
         # A short-lived token that may only pull this repository, for the adapter to read the image with.
         scope = Scope("repository", repository, frozenset({"pull"}))
-        return "Bearer " + tokens.issue(Identity(SCANNER_SUBJECT, kind=SYSTEM), [scope], ttl=900).token
+        return "Bearer " + tokens.issue(SCANNER, [scope], ttl=900).token
 
     registry_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     return HarborAdapterScanner(

@@ -18,6 +18,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.audit import AuditFilter
 from dockyard.services.auth.identity import Identity
+from dockyard.services.auth.provisioning import request_access
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import Conflict
 from dockyard.wiring import Services, build_services, prepare
@@ -68,7 +69,9 @@ def test_concurrent_pushes_into_a_new_project_create_it_once(services: Services)
     dev = services.authenticator.authenticate("dev", "dev-password")
     assert dev is not None
     results = at_once(
-        lambda i: services.policy.grant(dev, [Scope("repository", f"fresh/app{i}", frozenset({"pull", "push"}))])
+        lambda i: request_access(
+            services.policy, services.projects, dev, [Scope("repository", f"fresh/app{i}", frozenset({"pull", "push"}))]
+        )
     )
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert all(r[0].actions == {"pull", "push"} for r in results if not isinstance(r, BaseException))
@@ -83,7 +86,12 @@ def test_concurrent_pushes_of_different_users_into_a_new_project(services: Servi
         services.users.create(f"dev{i}", "dev-password", can_create_projects=True)
     people = [Identity(f"dev{i}", can_create_projects=True) for i in range(CREATORS)]
     results = at_once(
-        lambda i: services.policy.grant(people[i], [Scope("repository", "shared/app", frozenset({"pull", "push"}))])
+        lambda i: request_access(
+            services.policy,
+            services.projects,
+            people[i],
+            [Scope("repository", "shared/app", frozenset({"pull", "push"}))],
+        )
     )
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert sum(1 for r in results if r) == 1

@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from dockyard.services.audit import DENIED, Actor, set_actor
 from dockyard.services.auth.identity import ANONYMOUS, REGISTRY_TOKEN, Identity
+from dockyard.services.auth.provisioning import request_access
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.auth.tokens import InvalidToken, TokenClaims
 from dockyard.services.errors import Denied, Unauthorized
@@ -161,7 +162,8 @@ async def authorize(request: Request, services: Services, scope: Scope | None) -
 
     Bearer: the token's `access` claim decides (a pure check), and its holder must still be allowed
     to act (not deleted or disabled, robot not expired, access token not revoked). Basic: the policy
-    decides, in a worker thread (it reads memberships, and may auto-create a project on push).
+    decides, in a worker thread (it reads memberships); a push first ensures its project exists
+    (`provisioning.request_access`), as the token endpoint does.
     Missing or bad credentials get a 401 challenge; a known identity without permission, or a
     valid token without the scope, gets 403 DENIED.
     """
@@ -200,7 +202,9 @@ async def authorize(request: Request, services: Services, scope: Scope | None) -
 
 
 def _granted(services: Services, identity: Identity, scope: Scope) -> bool:
-    granted = services.policy.grant(identity, [scope])
+    # A Basic-authenticated push may begin with any push-scoped request (an upload, a mount, or a
+    # manifest whose blobs are all there), so each of them ensures the project first.
+    granted = request_access(services.policy, services.projects, identity, [scope])
     return bool(granted) and granted[0].actions >= scope.actions
 
 

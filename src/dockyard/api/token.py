@@ -13,6 +13,7 @@ from dockyard.api.distribution.common import services
 from dockyard.api.errors import error_body
 from dockyard.services.audit import Actor, acting_as
 from dockyard.services.auth.identity import ANONYMOUS, Identity
+from dockyard.services.auth.provisioning import request_access
 from dockyard.services.auth.scopes import parse_scopes
 
 
@@ -24,9 +25,10 @@ def _unauthorized(message: str) -> Response:
 
 def _issue(request: Request, identity: Identity, scope_values: list[str]) -> dict[str, object]:
     svc = services(request)
-    # Auto-created projects are recorded as created by this caller.
+    # A request for push ensures the project exists (auto-created ones are recorded as created by
+    # this caller), then the policy decides.
     with acting_as(Actor.of(identity, client_ip(request), request.headers.get("user-agent"))):
-        granted = svc.policy.grant(identity, parse_scopes(scope_values))
+        granted = request_access(svc.policy, svc.projects, identity, parse_scopes(scope_values))
     issued = svc.tokens.issue(identity, granted)
     return {
         "token": issued.token,

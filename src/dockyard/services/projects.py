@@ -14,6 +14,7 @@ from dockyard.db.engine import Database, now
 from dockyard.oci.names import COMPONENT_PATTERN
 from dockyard.scan.model import SEVERITIES
 from dockyard.services.audit import AuditLog
+from dockyard.services.auth.identity import ROBOT_NAME_PREFIX
 from dockyard.services.auth.permissions import Role
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 from dockyard.services.text import is_label
@@ -105,7 +106,7 @@ class ProjectService:
                 raise Conflict(f"project {name!r} already exists", {"project": name})
             project = self.find(conn, name)
             assert project is not None
-            if creator and not creator.startswith("robot$"):
+            if creator and not creator.startswith(ROBOT_NAME_PREFIX):
                 self._set_member(conn, project.id, "user", creator, Role.ADMIN)
             self.audit.record(conn, "project.create", project=name, detail={"public": public, "auto": auto})
         return project
@@ -262,6 +263,11 @@ class ProjectService:
             if not gone:
                 raise NotFound(f"{kind} {principal!r} is not a member of {project_name!r}")
             self.audit.record(conn, "member.remove", project=project_name, reference=f"{kind}:{principal}")
+
+    def remove_principal(self, conn: sa.Connection, kind: str, principal: str) -> None:
+        """Drop a principal's grants in every project (a deleted user's, in the deletion's transaction)."""
+        m = s.project_members.c
+        conn.execute(sa.delete(s.project_members).where(m.principal_kind == kind, m.principal == principal))
 
     def members(self, project_name: str) -> list[Member]:
         with self.db.read() as conn:

@@ -12,7 +12,7 @@ from dockyard.api.management.models import AuditEventOut, AuditPage
 from dockyard.oci.names import project_of
 from dockyard.services.audit import AuditFilter
 from dockyard.services.auth.identity import Identity
-from dockyard.services.auth.permissions import Permission
+from dockyard.services.auth.permissions import Permission, SystemPermission
 from dockyard.services.errors import InvalidInput
 from dockyard.wiring import Services
 
@@ -36,7 +36,7 @@ def _filter(
     signed_in(caller)
     if repository and not project:
         project = project_of(repository)
-    if not caller.is_admin:
+    if not svc.policy.can_system(caller, SystemPermission.READ_ALL_AUDIT):
         if not project:
             raise InvalidInput("give ?project=<name>: only system administrators read the whole audit log")
         project_permission(svc, caller, project, Permission.AUDIT_READ)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from dockyard.api.auth import basic_identity, client_ip
 from dockyard.services.audit import Actor, set_actor
 from dockyard.services.auth.identity import ANONYMOUS, SESSION, Identity
-from dockyard.services.auth.permissions import Permission
+from dockyard.services.auth.permissions import Permission, SystemPermission
 from dockyard.services.auth.tokens import InvalidToken
 from dockyard.services.errors import Denied, NotFound, Unauthorized
 from dockyard.wiring import Services
@@ -85,10 +85,12 @@ def minting(identity: Identity) -> Identity:
     return identity
 
 
-def system_admin(identity: Identity) -> Identity:
+def require_system(svc: Services, identity: Identity, permission: SystemPermission) -> Identity:
+    """Raise unless the caller holds the registry-wide `permission` (permissions.SYSTEM_MATRIX, as the
+    policy decides): 401 for anonymous callers, 403 for others."""
     signed_in(identity)
-    if not identity.is_admin:
-        raise Denied("only a system administrator may do this")
+    if not svc.policy.can_system(identity, permission):
+        raise Denied("only a system administrator may do this", {"permission": permission.value})
     return identity
 
 

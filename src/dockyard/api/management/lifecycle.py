@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Response
 
-from dockyard.api.management.deps import Caller, ServicesDep, project_permission, system_admin
+from dockyard.api.management.deps import Caller, ServicesDep, project_permission, require_system
 from dockyard.api.management.models import (
     ProjectOut,
     QuotaIn,
@@ -18,7 +18,7 @@ from dockyard.api.management.models import (
     problems,
 )
 from dockyard.api.management.projects import project_out
-from dockyard.services.auth.permissions import Permission
+from dockyard.services.auth.permissions import Permission, SystemPermission
 from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.retention import RetentionPolicy
 
@@ -51,7 +51,7 @@ def add_rule(name: str, body: TagRuleIn, svc: ServicesDep, caller: Caller) -> Ta
     "/projects/{name}/immutable-tags/{pattern}", status_code=204, summary="Remove a rule (system administrators)"
 )
 def remove_rule(name: str, pattern: str, svc: ServicesDep, caller: Caller) -> Response:
-    system_admin(caller)
+    require_system(svc, caller, SystemPermission.REMOVE_TAG_RULES)
     svc.tag_rules.remove(name, pattern)
     return Response(status_code=204)
 
@@ -82,7 +82,7 @@ def run_retention(name: str, svc: ServicesDep, caller: Caller, dry_run: bool = T
 
 @router.put("/projects/{name}/quota", response_model=ProjectOut, summary="Set a storage quota (system administrators)")
 def set_quota(name: str, body: QuotaIn, svc: ServicesDep, caller: Caller) -> ProjectOut:
-    system_admin(caller)
+    require_system(svc, caller, SystemPermission.SET_QUOTAS)
     return project_out(svc, caller, svc.projects.set_quota(name, body.quota_bytes))
 
 
@@ -93,7 +93,7 @@ def set_quota(name: str, body: QuotaIn, svc: ServicesDep, caller: Caller) -> Pro
     "A dry run only reads.",
 )
 def run_gc(svc: ServicesDep, caller: Caller, dry_run: bool = True) -> dict[str, object]:
-    system_admin(caller)
+    require_system(svc, caller, SystemPermission.RUN_GC)
     report = svc.collector.run_now(leases.holder_name(f"api:{caller.subject}"), dry_run=dry_run)
     return {
         **report.as_dict(),

@@ -15,7 +15,7 @@ from dockyard.api.management.models import (
     problems,
 )
 from dockyard.services.auth.identity import Identity
-from dockyard.services.auth.permissions import Permission, Role
+from dockyard.services.auth.permissions import Permission, Role, SystemPermission
 from dockyard.services.errors import Denied
 from dockyard.services.projects import Project, repositories_in
 from dockyard.wiring import Services
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/projects", tags=["projects"])
 
 def project_out(svc: Services, identity: Identity, project: Project) -> ProjectOut:
     role = None
-    if identity.is_admin:
+    if svc.policy.can_system(identity, SystemPermission.ALL_PROJECTS):
         role = "admin"
     elif not identity.anonymous and not identity.is_robot:
         with svc.db.read() as conn:

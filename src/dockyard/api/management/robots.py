@@ -7,28 +7,21 @@ from fastapi import APIRouter, Response
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in
 from dockyard.api.management.models import RobotCreated, RobotIn, RobotOut, RobotPatch, SecretOut, problems
 from dockyard.services.auth.identity import Identity
-from dockyard.services.auth.permissions import Permission
+from dockyard.services.auth.permissions import Permission, SystemPermission
 from dockyard.services.auth.robots import Robot
+from dockyard.services.errors import InvalidInput
 from dockyard.wiring import Services
 
 router = APIRouter(prefix="/robots", tags=["robots"])
 
 
 def _out(r: Robot) -> RobotOut:
-    return RobotOut(
-        name=r.name,
-        description=r.description,
-        permissions=r.permissions,
-        expires_at=r.expires_at,
-        disabled=r.disabled,
-        created_by=r.created_by,
-        created_at=r.created_at,
-    )
+    return RobotOut.model_validate(r, from_attributes=True)
 
 
 def _may(svc: Services, caller: Identity, projects: list[str], permission: Permission) -> None:
     signed_in(caller)
-    if caller.is_admin:
+    if svc.policy.can_system(caller, SystemPermission.MANAGE_ROBOTS):
         return
     for project in projects:
         project_permission(svc, caller, project, permission)
@@ -58,9 +51,7 @@ def list_robots(svc: ServicesDep, caller: Caller, project: str | None = None) ->
     signed_in(caller)
     if project is None:
         _may(svc, caller, [], Permission.ROBOT_READ)
-        if not caller.is_admin:
-            from dockyard.services.errors import InvalidInput
-
+        if not svc.policy.can_system(caller, SystemPermission.MANAGE_ROBOTS):
             raise InvalidInput("give ?project=<name>: only system administrators list every robot")
     else:
         _may(svc, caller, [project], Permission.ROBOT_READ)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from dockyard.api.auth import client_ip
-from dockyard.api.management.deps import Caller, ServicesDep, minting, signed_in, system_admin
+from dockyard.api.management.deps import Caller, ServicesDep, minting, require_system, signed_in
 from dockyard.api.management.models import (
     MeOut,
     PasswordIn,
@@ -21,6 +21,7 @@ from dockyard.api.management.models import (
 )
 from dockyard.services.auth.access_tokens import AccessToken
 from dockyard.services.auth.identity import Identity
+from dockyard.services.auth.permissions import SystemPermission
 from dockyard.services.auth.users import User
 from dockyard.services.errors import Conflict, Denied, InvalidInput
 
@@ -28,27 +29,11 @@ router = APIRouter(tags=["users"])
 
 
 def _user(u: User) -> UserOut:
-    return UserOut(
-        username=u.username,
-        provider=u.provider,
-        email=u.email,
-        is_admin=u.is_admin,
-        disabled=u.disabled,
-        can_create_projects=u.can_create_projects,
-        groups=list(u.groups),
-        created_at=u.created_at,
-        last_login_at=u.last_login_at,
-    )
+    return UserOut.model_validate(u, from_attributes=True)
 
 
 def _token(t: AccessToken) -> TokenOut:
-    return TokenOut(
-        name=t.name,
-        expires_at=t.expires_at,
-        revoked_at=t.revoked_at,
-        created_at=t.created_at,
-        last_used_at=t.last_used_at,
-    )
+    return TokenOut.model_validate(t, from_attributes=True)
 
 
 def _human(identity: Identity) -> Identity:
@@ -60,26 +45,26 @@ def _human(identity: Identity) -> Identity:
 
 @router.get("/users", response_model=list[UserOut])
 def list_users(svc: ServicesDep, caller: Caller) -> list[UserOut]:
-    system_admin(caller)
+    require_system(svc, caller, SystemPermission.MANAGE_USERS)
     return [_user(u) for u in svc.users.list_users()]
 
 
 @router.post("/users", response_model=UserOut, status_code=201, summary="Create a local user", responses=problems(409))
 def create_user(body: UserIn, svc: ServicesDep, caller: Caller) -> UserOut:
-    system_admin(caller)
+    require_system(svc, caller, SystemPermission.MANAGE_USERS)
     return _user(svc.users.create(body.username, body.password, body.is_admin, body.email, body.can_create_projects))
 
 
 @router.get("/users/{username}", response_model=UserOut)
 def get_user(username: str, svc: ServicesDep, caller: Caller) -> UserOut:
     if caller.subject != username:
-        system_admin(caller)
+        require_system(svc, caller, SystemPermission.MANAGE_USERS)
     return _user(svc.users.get(username))
 
 
 @router.patch("/users/{username}", response_model=UserOut, summary="Disable, promote or change a user")
 def update_user(username: str, body: UserPatch, svc: ServicesDep, caller: Caller) -> UserOut:
-    system_admin(caller)
+    require_system(svc, caller, SystemPermission.MANAGE_USERS)
     if username == caller.subject and (body.disabled or body.is_admin is False):
         raise InvalidInput("you may not disable or demote yourself")
     return _user(
@@ -95,7 +80,7 @@ def update_user(username: str, body: UserPatch, svc: ServicesDep, caller: Caller
 
 @router.delete("/users/{username}", status_code=204)
 def delete_user(username: str, svc: ServicesDep, caller: Caller) -> Response:
-    system_admin(caller)
+    require_system(svc, caller, SystemPermission.MANAGE_USERS)
     if username == caller.subject:
         raise InvalidInput("you may not delete yourself")
     svc.users.delete(username)
@@ -108,7 +93,7 @@ def set_password(username: str, body: PasswordIn, svc: ServicesDep, caller: Call
     (administrators included) must give the current one, so a leaked access token or session cannot
     take the account over."""
     if caller.subject != username or caller.is_robot:
-        system_admin(caller)
+        require_system(svc, caller, SystemPermission.MANAGE_USERS)
     else:
         signed_in(caller)
         if not body.current_password:
@@ -127,7 +112,7 @@ def set_password(username: str, body: PasswordIn, svc: ServicesDep, caller: Call
     "(a robot by its login name, robot$…). System administrators only.",
 )
 def unlock_user(username: str, svc: ServicesDep, caller: Caller) -> UnlockOut:
-    system_admin(caller)
+    require_system(svc, caller, SystemPermission.MANAGE_USERS)
     return UnlockOut(**svc.authenticator.unlock(username))
 
 

@@ -6,33 +6,31 @@ secret, a personal access token (any user), or a robot's secret (user name `robo
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
-from dockyard.db import schema as s
-from dockyard.db.engine import Database, now
+from dockyard.db.engine import Database
 from dockyard.logs import get_logger
 from dockyard.services.audit import DENIED, FAILURE, Actor, AuditLog
 from dockyard.services.auth import secrets as gen
+from dockyard.services.auth.access_tokens import AccessTokenService
 from dockyard.services.auth.guard import LoginGuard, keys_for
 from dockyard.services.auth.identity import (
     ACCESS_TOKEN,
     CLI_SECRET,
     PASSWORD,
     ROBOT,
-    ROBOT_PREFIX,
+    ROBOT_NAME_PREFIX,
     ROBOT_SECRET,
+    SCANNER,
     SCANNER_SUBJECT,
-    SYSTEM,
     USER,
     Identity,
 )
 from dockyard.services.auth.ldap import LdapProvider, LdapUnavailable
 from dockyard.services.auth.liveness import LivenessCache
 from dockyard.services.auth.passwords import VerifiedCache, dummy_hash, verify_password
-from dockyard.services.auth.users import UserService
+from dockyard.services.auth.robots import RobotService
+from dockyard.services.auth.users import User, UserService
 from dockyard.services.errors import NotFound, TooManyRequests
 
 _log = get_logger("dockyard.auth")
@@ -45,10 +43,16 @@ class LoginOutcome:
 
 
 class Authenticator:
+    """Checks credentials; owns no table. Accounts are read, and their use recorded, through the
+    services that own them (UserService, RobotService, AccessTokenService); failed-login counters
+    through the LoginGuard."""
+
     def __init__(
         self,
         db: Database,
         users: UserService,
+        robots: RobotService,
+        access_tokens: AccessTokenService,
         audit: AuditLog,
         guard: LoginGuard,
         ldap: LdapProvider | None = None,
@@ -56,6 +60,8 @@ class Authenticator:
     ) -> None:
         self.db = db
         self.users = users
+        self.robots = robots
+        self.access_tokens = access_tokens
         self.audit = audit
         self.guard = guard
         self.ldap = ldap
@@ -76,7 +82,7 @@ class Authenticator:
         Raises TooManyRequests while the address, or this account from this address, is locked out.
         """
         keys = keys_for(source_ip, username)
-        kind = ROBOT if username.startswith(ROBOT_PREFIX) else USER
+        kind = ROBOT if username.startswith(ROBOT_NAME_PREFIX) else USER
         actor = Actor(username, kind, None, source_ip, (user_agent or "")[:512] or None)
         try:
             self.guard.check(keys)
@@ -99,13 +105,9 @@ class Authenticator:
                 )
             return LoginOutcome(None, delay)
         self.guard.succeeded(keys)
-        if record_success and identity.credential and identity.credential.startswith("pat:"):
-            with self.db.write() as conn:
-                conn.execute(
-                    sa.update(s.access_tokens)
-                    .where(s.access_tokens.c.id == int(identity.credential[4:]))
-                    .values(last_used_at=now())
-                )
+        token_id = _access_token_id(identity.credential)
+        if record_success and token_id is not None:
+            self.access_tokens.mark_used(token_id)
         if record_success:
             self.audit.record_now("login", actor=Actor.of(identity, source_ip, user_agent))
         return LoginOutcome(identity)
@@ -115,8 +117,8 @@ class Authenticator:
         before a change to the account; wrong answers count towards the brute-force limits."""
         keys = keys_for(source_ip, username)
         self.guard.check(keys)
-        with self.db.read() as conn:
-            stored = conn.execute(sa.select(s.users.c.password_hash).where(s.users.c.username == username)).scalar()
+        found = self.users.login_record(username=username)
+        stored = found.password_hash if found is not None else None
         if stored and verify_password(stored, password):
             return True
         if not stored:
@@ -127,9 +129,7 @@ class Authenticator:
     def unlock(self, account: str) -> dict[str, int]:
         """Clear the brute-force locks and counters of a user or robot, from every address."""
         with self.db.write() as conn:
-            known = conn.execute(sa.select(s.users.c.id).where(s.users.c.username == account)).first()
-            known = known or conn.execute(sa.select(s.robots.c.id).where(s.robots.c.name == account)).first()
-            if known is None:
+            if not (self.users.exists(conn, account) or self.robots.exists(conn, account)):
                 raise NotFound(f"no user or robot named {account!r}", {"account": account})
             cleared = self.guard.unlock(conn, account)
             self.audit.record(conn, "user.unlock", reference=account, detail=cleared)
@@ -143,30 +143,30 @@ class Authenticator:
         disabled, wrong password), so the answer's timing does not tell which."""
         if not username or not password:
             return None
-        if username.startswith(ROBOT_PREFIX):
+        if username.startswith(ROBOT_NAME_PREFIX):
             return self._robot(username, password)
-        if password.startswith(gen.PAT_PREFIX):
+        if password.startswith(gen.ACCESS_TOKEN_SECRET_PREFIX):
             # Found by the secret's hash alone: as fast for an unknown user as for a known one.
             return self._access_token(username, password)
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(s.users).where(s.users.c.username == username)).first()
-        if row is not None and row.disabled:
+        found = self.users.login_record(username=username)
+        if found is not None and found.user.disabled:
             return self._refuse(password)
-        if row is None or row.provider == "ldap":
+        if found is None or found.user.provider == "ldap":
             if self.ldap is None:
                 return self._refuse(password)
-            return self._ldap(username, password, row, fresh)
-        if row.provider == "oidc":
-            if gen.matches(password, row.cli_secret_hash):
-                return self._identity(row, method=CLI_SECRET)
+            return self._ldap(username, password, found.user if found else None, fresh)
+        if found.user.provider == "oidc":
+            if gen.matches(password, found.cli_secret_hash):
+                return self._identity(found.user, method=CLI_SECRET)
             return self._refuse(password)
-        if not row.password_hash:
+        stored = found.password_hash
+        if not stored:
             return self._refuse(password)
-        if not self._verified.get(username, password, row.password_hash):
-            if not verify_password(row.password_hash, password):
+        if not self._verified.get(username, password, stored):
+            if not verify_password(stored, password):
                 return None
-            self._verified.put(username, password, row.password_hash)
-        return self._identity(row, method=PASSWORD)
+            self._verified.put(username, password, stored)
+        return self._identity(found.user, method=PASSWORD)
 
     @staticmethod
     def _refuse(password: str) -> None:
@@ -174,52 +174,37 @@ class Authenticator:
         return None
 
     @staticmethod
-    def _identity(row: sa.Row[tuple[object, ...]], credential: str | None = None, method: str = "") -> Identity:
-        m = row._mapping
-        groups = frozenset(json.loads(m["groups"])) if m["groups"] else frozenset()
+    def _identity(user: User, credential: str | None = None, method: str = "") -> Identity:
         return Identity(
-            m["username"],
-            bool(m["is_admin"]),
+            user.username,
+            user.is_admin,
             USER,
-            m["provider"],
-            groups,
-            bool(m["can_create_projects"]),
+            user.provider,
+            frozenset(user.groups),
+            user.can_create_projects,
             credential,
-            uid=m["uid"],
+            uid=user.uid,
             method=method,
         )
 
     def _robot(self, name: str, secret: str) -> Identity | None:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(s.robots).where(s.robots.c.name == name)).first()
-        if row is None or row.disabled or (row.expires_at is not None and row.expires_at <= now()):
+        robot = self.robots.login_record(name)
+        if robot is None or not robot.live or not gen.matches(secret, robot.secret_hash):
             return None
-        if not gen.matches(secret, row.secret_hash):
-            return None
-        return Identity(name, kind=ROBOT, uid=row.uid, method=ROBOT_SECRET)
+        return Identity(name, kind=ROBOT, uid=robot.uid, method=ROBOT_SECRET)
 
     def _access_token(self, username: str, secret: str) -> Identity | None:
-        t, u = s.access_tokens.c, s.users.c
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(s.users, t.id.label("token_id"), t.expires_at, t.revoked_at)
-                .select_from(s.access_tokens.join(s.users, u.id == t.user_id))
-                .where(t.token_hash == gen.digest(secret))
-            ).first()
-        if row is None or row.username != username or row.disabled or row.revoked_at is not None:
+        token = self.access_tokens.find_live(secret)
+        found = self.users.login_record(user_id=token.user_id) if token is not None else None
+        if token is None or found is None or found.user.username != username or found.user.disabled:
             return None
-        if row.expires_at is not None and row.expires_at <= now():
-            return None
-        return self._identity(row, credential=f"pat:{row.token_id}", method=ACCESS_TOKEN)
+        return self._identity(found.user, credential=f"{_PAT}{token.id}", method=ACCESS_TOKEN)
 
-    def _ldap(
-        self, username: str, password: str, row: sa.Row[tuple[object, ...]] | None, fresh: bool
-    ) -> Identity | None:
+    def _ldap(self, username: str, password: str, user: User | None, fresh: bool) -> Identity | None:
         if self.ldap is None:
             return None
-        marker = f"ldap:{row.uid}" if row is not None else None
-        if marker is not None and not fresh and self._verified.get(username, password, marker):
-            return self._identity(row, method=PASSWORD)  # type: ignore[arg-type]
+        if user is not None and not fresh and self._verified.get(username, password, f"ldap:{user.uid}"):
+            return self._identity(user, method=PASSWORD)
         try:
             found = self.ldap.authenticate(username, password)
         except LdapUnavailable as exc:
@@ -228,8 +213,7 @@ class Authenticator:
         if found is None:
             return None
         with self.db.write() as conn:
-            self.users.upsert_external(conn, username, "ldap", found.email, found.groups)
-            record = conn.execute(sa.select(s.users).where(s.users.c.username == username)).one()
+            record = self.users.upsert_external(conn, username, "ldap", found.email, found.groups)
         if record.disabled:
             return None
         self._verified.put(username, password, f"ldap:{record.uid}")
@@ -241,38 +225,26 @@ class Authenticator:
         disabled, expired robot, revoked access token). The token names the account by its uid, so
         an account deleted and created again under the same name does not inherit the old tokens."""
         if subject == SCANNER_SUBJECT:
-            return Identity(subject, kind=SYSTEM)
+            return SCANNER
         if not subject or not uid:
             return None
         return self.liveness.get_or_load((uid, credential), lambda: self._current(subject, uid, credential))
 
     def _current(self, subject: str, uid: str, credential: str | None) -> Identity | None:
-        with self.db.read() as conn:
-            if subject.startswith(ROBOT_PREFIX):
-                robot = conn.execute(
-                    sa.select(s.robots.c.name, s.robots.c.disabled, s.robots.c.expires_at).where(s.robots.c.uid == uid)
-                ).first()
-                if (
-                    robot is None
-                    or robot.name != subject
-                    or robot.disabled
-                    or (robot.expires_at is not None and robot.expires_at <= now())
-                ):
-                    return None
-                return Identity(subject, kind=ROBOT, uid=uid)
-            row = conn.execute(sa.select(s.users).where(s.users.c.uid == uid)).first()
-            if row is None or row.username != subject or row.disabled:
-                return None
-            if credential and credential.startswith("pat:"):
-                tok = conn.execute(
-                    sa.select(s.access_tokens.c.expires_at, s.access_tokens.c.revoked_at).where(
-                        s.access_tokens.c.id == int(credential[4:]), s.access_tokens.c.user_id == row.id
-                    )
-                ).first()
-                if (
-                    tok is None
-                    or tok.revoked_at is not None
-                    or (tok.expires_at is not None and tok.expires_at <= now())
-                ):
-                    return None
-        return self._identity(row, credential)
+        if subject.startswith(ROBOT_NAME_PREFIX):
+            robot = self.robots.login_record(subject, uid)
+            return Identity(subject, kind=ROBOT, uid=uid) if robot is not None and robot.live else None
+        found = self.users.login_record(uid=uid)
+        if found is None or found.user.username != subject or found.user.disabled:
+            return None
+        token_id = _access_token_id(credential)
+        if token_id is not None and not self.access_tokens.is_live(token_id, found.user.id):
+            return None
+        return self._identity(found.user, credential)
+
+
+_PAT = "pat:"  # Identity.credential of a login with a personal access token: "pat:<token id>"
+
+
+def _access_token_id(credential: str | None) -> int | None:
+    return int(credential[len(_PAT) :]) if credential and credential.startswith(_PAT) else None

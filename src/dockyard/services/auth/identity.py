@@ -11,7 +11,9 @@ SYSTEM = "system"
 # The registry's own scanner pulling through the API for an external scanner adapter: tokens with this
 # subject are only ever minted by the registry itself (short-lived, pull scope on one repository).
 SCANNER_SUBJECT = "scanner$dockyard"
-ROBOT_PREFIX = "robot$"  # robot login names; `$` is not allowed in user names, so the two never collide
+# Robot login names (robot$name); `$` is not allowed in user names, so the two never collide. The
+# robots' secrets have their own prefix (secrets.ROBOT_SECRET_PREFIX).
+ROBOT_NAME_PREFIX = "robot$"
 
 # How the caller proved who it is (Identity.method). Only a password, or the browser session made
 # by a password/OIDC login, may mint new long-lived credentials: a leaked token or secret must not
@@ -56,3 +58,5 @@ class Identity:
 
 
 ANONYMOUS = Identity("", kind=ANONYMOUS_KIND)
+# The registry's own scanner (see SCANNER_SUBJECT): the policy gives it the scanner's system role.
+SCANNER = Identity(SCANNER_SUBJECT, kind=SYSTEM)

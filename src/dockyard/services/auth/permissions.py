@@ -1,7 +1,9 @@
-"""The permission matrix: the one table that says which project role may do what.
+"""The permission matrix: the one place that says which project role may do what (`MATRIX`), and
+what the registry-wide roles may do beyond projects (`SYSTEM_MATRIX`).
 
-Every check in the registry API and the management API goes through `allowed()`; the docs render
-`MATRIX` as a table (docs/access-control.md) and the tests walk it endpoint by endpoint.
+Every check in the registry API and the management API goes through `allowed()` or
+`system_allowed()`, asked by `AccessPolicy`; the docs render both as tables
+(docs/access-control.md) and the tests walk them endpoint by endpoint.
 """
 
 from __future__ import annotations
@@ -74,6 +76,45 @@ ROBOT_ACTIONS = frozenset(REGISTRY_ACTIONS)
 PUBLIC_PERMISSIONS = frozenset({Permission.PULL, Permission.PROJECT_READ})
 
 
+class SystemRole(StrEnum):
+    """Registry-wide roles, held by an identity rather than granted in a project."""
+
+    ADMINISTRATOR = "administrator"  # a user flagged is_admin (whatever provider or credential)
+    SCANNER = "scanner"  # the registry's own scanner, pulling for an external scanner adapter
+
+
+class SystemPermission(StrEnum):
+    ALL_PROJECTS = "system:all-projects"  # every project permission in every project, and see them all
+    CREATE_PROJECTS = "system:create-projects"  # whatever users_can_create_projects says
+    LIST_CATALOG = "registry:catalog"  # GET /v2/_catalog
+    MANAGE_USERS = "system:users"  # list, create, change, delete and unlock users; set others' passwords
+    MANAGE_ROBOTS = "system:robots"  # list every robot, manage any robot without a project role
+    READ_ALL_AUDIT = "system:audit"  # the whole audit log, not one project's
+    SET_QUOTAS = "system:quotas"  # project storage quotas
+    REMOVE_TAG_RULES = "system:tag-rules-remove"  # lift a tag immutability rule
+    RUN_GC = "system:gc"  # garbage collection on demand
+    UPDATE_VULNDB = "system:vulndb-update"  # ask for a vulnerability database update; see who asked
+    BYPASS_PULL_GATE = "registry:bypass-pull-gate"  # pull what the scan policy blocks (to judge it)
+
+
+# The system roles that hold each system permission.
+_ADMINISTRATOR = frozenset({SystemRole.ADMINISTRATOR})
+SYSTEM_MATRIX: dict[SystemPermission, frozenset[SystemRole]] = {
+    SystemPermission.ALL_PROJECTS: _ADMINISTRATOR,
+    SystemPermission.CREATE_PROJECTS: _ADMINISTRATOR,
+    SystemPermission.LIST_CATALOG: _ADMINISTRATOR,
+    SystemPermission.MANAGE_USERS: _ADMINISTRATOR,
+    SystemPermission.MANAGE_ROBOTS: _ADMINISTRATOR,
+    SystemPermission.READ_ALL_AUDIT: _ADMINISTRATOR,
+    SystemPermission.SET_QUOTAS: _ADMINISTRATOR,
+    SystemPermission.REMOVE_TAG_RULES: _ADMINISTRATOR,
+    SystemPermission.RUN_GC: _ADMINISTRATOR,
+    SystemPermission.UPDATE_VULNDB: _ADMINISTRATOR,
+    # The scanner must read what it is asked to judge; nobody else, administrators included, is exempt.
+    SystemPermission.BYPASS_PULL_GATE: frozenset({SystemRole.SCANNER}),
+}
+
+
 def allowed(role: Role | None, permission: Permission) -> bool:
     return role is not None and role >= MATRIX[permission]
 
@@ -82,14 +123,25 @@ def permissions_of(role: Role | None) -> frozenset[Permission]:
     return frozenset(p for p in Permission if allowed(role, p))
 
 
-def markdown_table() -> str:
-    """The matrix as the Markdown table shown in the docs (kept in sync by a test)."""
-    roles = list(Role)
-    lines = [
-        "| permission | " + " | ".join(r.label for r in roles) + " |",
-        "|---|" + "---|" * len(roles),
-    ]
-    for perm in Permission:
-        marks = " | ".join("✓" if allowed(r, perm) else "-" for r in roles)
-        lines.append(f"| `{perm.value}` | {marks} |")
+def system_allowed(role: SystemRole | None, permission: SystemPermission) -> bool:
+    return role is not None and role in SYSTEM_MATRIX[permission]
+
+
+def _table(first: str, columns: list[str], rows: list[tuple[str, list[bool]]]) -> str:
+    lines = [f"| {first} | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    lines += [f"| `{name}` | " + " | ".join("✓" if held else "-" for held in marks) + " |" for name, marks in rows]
     return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The project matrix as the Markdown table shown in the docs (kept in sync by a test)."""
+    return _table("permission", [r.label for r in Role], [(p.value, [allowed(r, p) for r in Role]) for p in Permission])
+
+
+def system_markdown_table() -> str:
+    """The system matrix as the Markdown table shown in the docs (kept in sync by a test)."""
+    return _table(
+        "system permission",
+        [r.value for r in SystemRole],
+        [(p.value, [system_allowed(r, p) for r in SystemRole]) for p in SystemPermission],
+    )

@@ -8,16 +8,16 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
-from dockyard.db.engine import Database, now
-from dockyard.services.audit import AuditLog
+from dockyard.db.engine import now
 from dockyard.services.auth import secrets as gen
-from dockyard.services.auth.identity import ROBOT_PREFIX
-from dockyard.services.auth.liveness import LivenessCache
+from dockyard.services.auth.accounts import AccountService
+from dockyard.services.auth.identity import ROBOT_NAME_PREFIX
 from dockyard.services.auth.permissions import ROBOT_ACTIONS
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
 _NAME_RE = re.compile(r"[a-z0-9]+(?:[._+-][a-z0-9]+)*")  # fullmatch: no trailing newline
-ROBOT_NAME_PATTERN = rf"^(?:robot\$)?{_NAME_RE.pattern}$"  # for the API document: with or without the prefix
+# For the API document: with or without the prefix.
+ROBOT_NAME_PATTERN = rf"^(?:{re.escape(ROBOT_NAME_PREFIX)})?{_NAME_RE.pattern}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class CreatedRobot:
 
 
 def login_name(name: str) -> str:
-    return name if name.startswith(ROBOT_PREFIX) else ROBOT_PREFIX + name
+    return name if name.startswith(ROBOT_NAME_PREFIX) else ROBOT_NAME_PREFIX + name
 
 
 def _check_permissions(permissions: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -57,22 +57,69 @@ def _check_permissions(permissions: dict[str, list[str]]) -> dict[str, list[str]
     return clean
 
 
-class RobotService:
-    def __init__(self, db: Database, audit: AuditLog, liveness: LivenessCache | None = None) -> None:
-        self.db = db
-        self.audit = audit
-        self.liveness = liveness or LivenessCache(ttl=0)
+@dataclass(frozen=True, slots=True)
+class RobotLogin:
+    """What a login needs to know of a robot (its secret stays a digest)."""
+
+    uid: str
+    secret_hash: str | None
+    live: bool  # neither disabled nor expired
+
+
+class RobotService(AccountService):
+    """Owns the `robots` and `robot_permissions` tables."""
+
+    # --- for the authenticator and the access policy ------------------------------------------
+    def login_record(self, name: str, uid: str | None = None) -> RobotLogin | None:
+        """The robot of this login name (and, for a token's holder, this never-reused uid)."""
+        r = s.robots.c
+        stmt = sa.select(r.uid, r.secret_hash, r.disabled, r.expires_at).where(r.name == name)
+        if uid is not None:
+            stmt = stmt.where(r.uid == uid)
+        with self.db.read() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        live = not row.disabled and (row.expires_at is None or row.expires_at > now())
+        return RobotLogin(row.uid, row.secret_hash, live)
+
+    def exists(self, conn: sa.Connection, name: str) -> bool:
+        return conn.execute(sa.select(s.robots.c.id).where(s.robots.c.name == name)).first() is not None
+
+    def actions_in(self, conn: sa.Connection, name: str, project_id: int) -> list[str]:
+        """The registry actions robot `name` holds in the project (none if it is not scoped to it)."""
+        rp = s.robot_permissions.c
+        actions = conn.execute(
+            sa.select(rp.actions)
+            .select_from(s.robot_permissions.join(s.robots, s.robots.c.id == rp.robot_id))
+            .where(s.robots.c.name == name, rp.project_id == project_id)
+        ).scalar()
+        return (actions or "").split(",") if actions else []
+
+    def project_names(self, conn: sa.Connection, name: str) -> set[str]:
+        """The projects robot `name` is scoped to."""
+        return set(self._scopes(conn, s.robots.c.name == name))
+
+    def _scopes(self, conn: sa.Connection, which: sa.ColumnElement[bool]) -> dict[str, str]:
+        """Project name -> comma-separated actions of the robot(s) `which` selects."""
+        rp = s.robot_permissions.c
+        rows = conn.execute(
+            sa.select(s.projects.c.name, rp.actions)
+            .select_from(
+                s.robot_permissions.join(s.robots, s.robots.c.id == rp.robot_id).join(
+                    s.projects, s.projects.c.id == rp.project_id
+                )
+            )
+            .where(which)
+            .order_by(s.projects.c.name)
+        ).all()
+        return {p: a for p, a in rows}
 
     def _load(self, conn: sa.Connection, name: str) -> Robot | None:
         row = conn.execute(sa.select(s.robots).where(s.robots.c.name == name)).first()
         if row is None:
             return None
-        perms = conn.execute(
-            sa.select(s.projects.c.name, s.robot_permissions.c.actions)
-            .select_from(s.robot_permissions.join(s.projects, s.projects.c.id == s.robot_permissions.c.project_id))
-            .where(s.robot_permissions.c.robot_id == row.id)
-            .order_by(s.projects.c.name)
-        ).all()
+        perms = self._scopes(conn, s.robots.c.id == row.id)
         return Robot(
             row.id,
             row.name,
@@ -81,7 +128,7 @@ class RobotService:
             bool(row.disabled),
             row.created_by,
             row.created_at,
-            {p: a.split(",") for p, a in perms},
+            {p: a.split(",") for p, a in perms.items()},
         )
 
     def create(
@@ -92,37 +139,32 @@ class RobotService:
         description: str | None = None,
         creator: str | None = None,
     ) -> CreatedRobot:
-        short = name.removeprefix(ROBOT_PREFIX)
+        short = name.removeprefix(ROBOT_NAME_PREFIX)
         if not _NAME_RE.fullmatch(short) or len(short) > 200:
             raise InvalidInput("invalid robot name: lowercase letters and digits separated by . _ + -", {"name": name})
         if expires_at is not None and expires_at <= now():
             raise InvalidInput("expiry must be in the future")
         perms = _check_permissions(permissions)
-        secret = gen.generate(gen.ROBOT_PREFIX)
         full = login_name(short)
         with self.db.write() as conn:
             project_ids = {}
             for project in perms:
-                pid = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
-                if pid is None:
+                found = self.projects.find(conn, project)
+                if found is None:
                     raise NotFound(f"project {project!r} does not exist", {"project": project})
-                project_ids[project] = pid
-            # ON CONFLICT DO NOTHING: a concurrent create of the same name is a Conflict, not a 500.
-            robot_id = conn.execute(
-                self.db.insert_ignore(
-                    s.robots,
-                    name=full,
-                    description=description,
-                    secret_hash=gen.digest(secret),
-                    expires_at=expires_at,
-                    disabled=False,
-                    created_by=creator,
-                    created_at=now(),
-                    uid=s.new_uid(),
-                ).returning(s.robots.c.id)
-            ).scalar()
-            if robot_id is None:
-                raise Conflict(f"robot {full!r} already exists", {"robot": full})
+                project_ids[project] = found.id
+            robot_id, secret = gen.insert_credential(
+                self.db,
+                conn,
+                gen.ROBOTS,
+                Conflict(f"robot {full!r} already exists", {"robot": full}),
+                name=full,
+                description=description,
+                expires_at=expires_at,
+                disabled=False,
+                created_by=creator,
+                uid=s.new_uid(),
+            )
             for project, actions in perms.items():
                 conn.execute(
                     sa.insert(s.robot_permissions).values(
@@ -179,7 +221,7 @@ class RobotService:
 
     def refresh_secret(self, name: str) -> str:
         full = login_name(name)
-        secret = gen.generate(gen.ROBOT_PREFIX)
+        secret = gen.generate(gen.ROBOT_SECRET_PREFIX)
         with self.db.write() as conn:
             done = conn.execute(
                 sa.update(s.robots).where(s.robots.c.name == full).values(secret_hash=gen.digest(secret))

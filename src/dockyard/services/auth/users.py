@@ -10,10 +10,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
-from dockyard.db.engine import Database, now
-from dockyard.services.audit import AuditLog
+from dockyard.db.engine import now
 from dockyard.services.auth import secrets as gen
-from dockyard.services.auth.liveness import LivenessCache
+from dockyard.services.auth.accounts import AccountService
 from dockyard.services.auth.passwords import hash_password
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 
@@ -74,11 +73,34 @@ def _user(row: sa.Row[tuple[object, ...]]) -> User:
     )
 
 
-class UserService:
-    def __init__(self, db: Database, audit: AuditLog, liveness: LivenessCache | None = None) -> None:
-        self.db = db
-        self.audit = audit
-        self.liveness = liveness or LivenessCache(ttl=0)
+@dataclass(frozen=True, slots=True)
+class UserLogin:
+    """A user and the digests its logins are checked against (never shown by the API)."""
+
+    user: User
+    password_hash: str | None
+    cli_secret_hash: str | None
+
+
+class UserService(AccountService):
+    """Owns the `users` table. Deleting a user asks ProjectService (owner of project_members) to drop
+    the user's direct grants."""
+
+    # --- for the authenticator ----------------------------------------------------------------
+    def login_record(
+        self, *, username: str | None = None, uid: str | None = None, user_id: int | None = None
+    ) -> UserLogin | None:
+        """The user with this name, never-reused uid or row id, with its password and CLI-secret digests."""
+        u = s.users.c
+        which = u.username == username if username is not None else u.uid == uid if uid is not None else u.id == user_id
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(s.users).where(which)).first()
+        if row is None:
+            return None
+        return UserLogin(_user(row), row.password_hash, row.cli_secret_hash)
+
+    def exists(self, conn: sa.Connection, username: str) -> bool:
+        return conn.execute(sa.select(s.users.c.id).where(s.users.c.username == username)).first() is not None
 
     def ensure_admin(self, password: str | None) -> str | None:
         """Create `admin` when the user table is empty. Returns the password if it was generated."""
@@ -200,11 +222,7 @@ class UserService:
             if not gone:
                 raise NotFound(f"user {username!r} does not exist", {"user": username})
             # Direct grants go with the user; a new user of the same name must not inherit them.
-            conn.execute(
-                sa.delete(s.project_members).where(
-                    s.project_members.c.principal_kind == "user", s.project_members.c.principal == username
-                )
-            )
+            self.projects.remove_principal(conn, "user", username)
             self.audit.record(conn, "user.delete", reference=username)
         self.liveness.clear()
 
@@ -243,7 +261,7 @@ class UserService:
     def first_cli_secret(self, username: str) -> str | None:
         """A registry-login secret for an OIDC user who has none yet, or None if they have one. One
         conditional UPDATE: of concurrent first logins exactly one is shown a secret, and it works."""
-        secret = gen.generate(gen.CLI_PREFIX)
+        secret = gen.generate(gen.CLI_SECRET_PREFIX)
         u = s.users.c
         with self.db.write() as conn:
             done = conn.execute(
@@ -259,7 +277,7 @@ class UserService:
 
     def new_cli_secret(self, username: str) -> str:
         """A fresh registry-login secret for an OIDC user (shown once; the old one stops working)."""
-        secret = gen.generate(gen.CLI_PREFIX)
+        secret = gen.generate(gen.CLI_SECRET_PREFIX)
         with self.db.write() as conn:
             user = self.find(conn, username)
             if user is None:
