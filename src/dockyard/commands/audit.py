@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dockyard.commands.common import command, errors, services, table, usage_error
+from dockyard.commands.common import command, services, table, usage_error
 from dockyard.services.audit import AuditFilter
 from dockyard.wiring import Services
 
@@ -53,7 +53,6 @@ def audit_list(
 
 
 @app.command("export")
-@errors
 def audit_export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
     project: str | None = None,

@@ -1,5 +1,5 @@
-"""What every command shares: settings and services as the CLI actor, domain errors as one line, the
-`command` decorator that wires both, and the small input/output helpers."""
+"""What every command shares: settings and services as the CLI actor (domain errors as one line), the
+`command` decorator that hands a command its services, and the small input/output helpers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec
 
 import typer
 from rich.console import Console
@@ -24,7 +24,6 @@ from dockyard.wiring import Services, build_services, prepare_database
 
 console = Console()
 P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def settings_or_exit(**overrides: object) -> Settings:
@@ -44,34 +43,25 @@ def usage_error(message: str) -> typer.Exit:
 
 @contextmanager
 def services() -> Iterator[Services]:
-    """The service graph on the configured database, acting as `cli:<os user>`."""
-    svc = build_services(settings_or_exit())
+    """The service graph on the configured database, acting as `cli:<os user>`. A domain error raised
+    inside becomes one readable line and exit status 1."""
     try:
-        prepare_database(svc)  # no implicit `admin`: the first `serve` makes it, and prints its password
-        with acting_as(Actor(f"cli:{getpass.getuser()}", "system")):
-            yield svc
-    finally:
-        svc.close()
-
-
-def errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Domain errors become one readable line and exit status 1."""
-
-    @wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        svc = build_services(settings_or_exit())
         try:
-            return fn(*args, **kwargs)
-        except RegistryError as exc:
-            typer.echo(f"dockyard: {exc.message}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
+            prepare_database(svc)  # no implicit `admin`: the first `serve` makes it, and prints its password
+            with acting_as(Actor(f"cli:{getpass.getuser()}", "system")):
+                yield svc
+        finally:
+            svc.close()
+    except RegistryError as exc:
+        typer.echo(f"dockyard: {exc.message}", err=True)
+        raise typer.Exit(1) from None
 
 
 def with_services(fn: Callable[Concatenate[Services, P], str | None]) -> Callable[P, None]:
-    """`fn(svc, ...)` as a command: it runs against `services()`, domain errors become one line and
-    status 1, and the text it returns is printed once the services are closed. Typer sees the parameters
-    after `svc` (their names, types and defaults are the command's arguments and options)."""
+    """`fn(svc, ...)` as a command: it runs against `services()`, and the text it returns is printed
+    once the services are closed. Typer sees the parameters after `svc` (their names, types and
+    defaults are the command's arguments and options)."""
 
     @wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
@@ -82,7 +72,7 @@ def with_services(fn: Callable[Concatenate[Services, P], str | None]) -> Callabl
 
     signature = inspect.signature(fn, eval_str=True)
     run.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
-    return errors(run)
+    return run
 
 
 def command(

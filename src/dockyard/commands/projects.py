@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dockyard.commands.common import command, errors, services, table, usage_error
+from dockyard.commands.common import command, services, table, usage_error
 from dockyard.services.auth.permissions import Role, markdown_table
 from dockyard.wiring import Services
 
@@ -51,7 +51,6 @@ def project_delete(svc: Services, name: str) -> str:
 
 
 @app.command("grant")
-@errors
 def project_grant(
     project: str,
     principal: Principal,

@@ -6,14 +6,13 @@ from typing import Annotated
 
 import typer
 
-from dockyard.commands.common import command, errors, read_password, services, table
+from dockyard.commands.common import command, read_password, services, table
 from dockyard.wiring import Services
 
 app = typer.Typer(help="Manage users.", no_args_is_help=True)
 
 
 @app.command("create")
-@errors
 def user_create(
     username: str,
     password: Annotated[str | None, typer.Option(help="Prompted for when omitted.")] = None,
@@ -74,7 +73,6 @@ def user_delete(svc: Services, username: str) -> str:
 
 
 @app.command("set-password")
-@errors
 def user_set_password(
     username: str,
     password: Annotated[str | None, typer.Option(help="Prompted for when omitted.")] = None,
