@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -94,6 +94,19 @@ def parse_cursor(value: str) -> tuple[float, int]:
         raise InvalidInput("invalid paging cursor", {"before": value}) from None
 
 
+class EventFields(TypedDict, total=False):
+    """What an event says besides its action: the keyword arguments of `AuditLog.record` (the actor
+    defaults to the current one, the project to the repository's, the result to success)."""
+
+    result: str
+    actor: Actor | None
+    project: str | None
+    repository: str | None
+    reference: str | None
+    digest: str | None
+    detail: Any
+
+
 class AuditLog:
     def __init__(
         self,
@@ -116,17 +129,9 @@ class AuditLog:
 
     # --- writing ------------------------------------------------------------------------------
     @staticmethod
-    def _row(
-        action: str,
-        result: str = SUCCESS,
-        actor: Actor | None = None,
-        project: str | None = None,
-        repository: str | None = None,
-        reference: str | None = None,
-        digest: str | None = None,
-        detail: Any = None,
-    ) -> dict[str, Any]:
-        who = actor or current_actor()
+    def _row(action: str, **fields: Unpack[EventFields]) -> dict[str, Any]:
+        who = fields.get("actor") or current_actor()
+        repository, detail = fields.get("repository"), fields.get("detail")
         row = {
             "ts": now(),
             "actor": who.name,
@@ -135,36 +140,20 @@ class AuditLog:
             "source_ip": who.source_ip,
             "user_agent": who.user_agent,
             "action": action,
-            "project": project or project_of(repository),
+            "project": fields.get("project") or project_of(repository),
             "repository": repository,
-            "reference": reference,
-            "digest": digest,
-            "result": result,
+            "reference": fields.get("reference"),
+            "digest": fields.get("digest"),
+            "result": fields.get("result", SUCCESS),
             "detail": json.dumps(detail, sort_keys=True) if detail is not None else None,
         }
         # An event records what a caller sent (a user name tried at login): a NUL in it must not make
         # the row unstorable (the database refuses NUL) and so stall every queued event behind it.
         return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
-    def record(
-        self,
-        conn: sa.Connection,
-        action: str,
-        *,
-        result: str = SUCCESS,
-        actor: Actor | None = None,
-        project: str | None = None,
-        repository: str | None = None,
-        reference: str | None = None,
-        digest: str | None = None,
-        detail: Any = None,
-    ) -> None:
+    def record(self, conn: sa.Connection, action: str, **fields: Unpack[EventFields]) -> None:
         """Write one event in the caller's transaction: it commits or rolls back with the change."""
-        conn.execute(
-            sa.insert(s.audit_events).values(
-                self._row(action, result, actor, project, repository, reference, digest, detail)
-            )
-        )
+        conn.execute(sa.insert(s.audit_events).values(self._row(action, **fields)))
 
     def record_many(self, conn: sa.Connection, action: str, events: list[dict[str, Any]]) -> None:
         """Write several events of one action in the caller's transaction, in one statement; each
@@ -172,10 +161,10 @@ class AuditLog:
         if events:
             conn.execute(sa.insert(s.audit_events), [self._row(action, **e) for e in events])
 
-    def record_now(self, action: str, **kwargs: Any) -> None:
+    def record_now(self, action: str, **fields: Unpack[EventFields]) -> None:
         """Write one event in a transaction of its own (logins, refusals: there is no change to join)."""
         with self.db.write() as conn:
-            self.record(conn, action, **kwargs)
+            self.record(conn, action, **fields)
 
     def record_access(
         self,
@@ -188,7 +177,7 @@ class AuditLog:
         detail: Any = None,
     ) -> None:
         """Queue a read event (a pull); a background thread writes queued events in batches."""
-        row = self._row(action, result, None, None, repository, reference, digest, detail)
+        row = self._row(action, result=result, repository=repository, reference=reference, digest=digest, detail=detail)
         with self._lock:
             self._buffer.append(row)
             full = len(self._buffer) >= self._max_buffer
