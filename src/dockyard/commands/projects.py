@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dockyard.commands.common import command, services, table, usage_error
+from dockyard.commands.common import command, table, usage_error
 from dockyard.services.auth.permissions import Role, markdown_table
 from dockyard.wiring import Services
 
@@ -50,21 +50,27 @@ def project_delete(svc: Services, name: str) -> str:
     return f"deleted project {name}"
 
 
-@app.command("grant")
+def _known_role(value: str) -> str:
+    """Refuse an unknown role while the arguments are parsed: before the database is opened."""
+    try:
+        Role.parse(value)
+    except ValueError as exc:
+        raise usage_error(str(exc)) from None
+    return value
+
+
+@command(app, "grant")
 def project_grant(
+    svc: Services,
     project: str,
     principal: Principal,
-    role: Annotated[str, typer.Argument(help="guest, developer, maintainer or admin")],
-) -> None:
+    role: Annotated[str, typer.Argument(help="guest, developer, maintainer or admin", callback=_known_role)],
+) -> str:
     """Grant a role in a project to a user or a group (replacing any role they had)."""
     kind, _, name = principal.partition(":")
-    try:
-        parsed = Role.parse(role)
-    except ValueError as exc:
-        raise usage_error(str(exc)) from None  # before the database is opened
-    with services() as svc:
-        svc.projects.set_member(project, kind, name, parsed)
-    typer.echo(f"{principal} is {parsed.label} in {project}")
+    parsed = Role.parse(role)
+    svc.projects.set_member(project, kind, name, parsed)
+    return f"{principal} is {parsed.label} in {project}"
 
 
 @command(app, "revoke")
