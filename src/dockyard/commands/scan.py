@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from dockyard.commands.common import usage_error
-from dockyard.commands.vulndb import vulndb_folder
+from dockyard.commands.vulndb import vulndb_folder, vulndb_option
 from dockyard.config import ConfigError, load_settings
 
 
@@ -48,12 +48,7 @@ def scan_command(
         Severity | None, typer.Option("--fail-on", help="Exit with status 1 if a finding is at least this severe")
     ] = None,
     vulndb: Annotated[
-        Path | None,
-        typer.Option(
-            "--vulndb",
-            help="Database folder, a folder of <ecosystem>/all.zip files, or an OSV zip "
-            "[default: the server's <data_dir>/vulndb]",
-        ),
+        Path | None, vulndb_option("Database folder, a folder of <ecosystem>/all.zip files, or an OSV zip")
     ] = None,
     platform: Annotated[str | None, typer.Option(help="os/arch[/variant] to scan in a multi-platform image")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file")] = None,

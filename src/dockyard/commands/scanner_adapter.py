@@ -8,15 +8,13 @@ from typing import Annotated
 import typer
 
 from dockyard.commands.common import usage_error
-from dockyard.commands.vulndb import vulndb_folder
+from dockyard.commands.vulndb import vulndb_folder, vulndb_option
 
 
 def scanner_adapter_command(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
-    vulndb: Annotated[
-        Path | None, typer.Option("--vulndb", help="Database folder [default: the server's <data_dir>/vulndb]")
-    ] = None,
+    vulndb: Annotated[Path | None, vulndb_option("Database folder")] = None,
     authorization: Annotated[
         str | None,
         typer.Option(

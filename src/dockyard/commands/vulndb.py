@@ -19,6 +19,11 @@ def vulndb_folder(explicit: Path | None) -> Path:
     return explicit if explicit is not None else settings_or_exit().resolved_vulndb_path
 
 
+def vulndb_option(what: str) -> Any:
+    """`--vulndb`: the database a command reads, by default the server's."""
+    return typer.Option("--vulndb", help=f"{what} [default: the server's <data_dir>/vulndb]")
+
+
 def _sources(flag: str, what: str) -> Any:
     return typer.Option(flag, help=f"{what} (repeatable) [default: settings]")
 
