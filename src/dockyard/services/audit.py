@@ -94,17 +94,23 @@ def parse_cursor(value: str) -> tuple[float, int]:
         raise InvalidInput("invalid paging cursor", {"before": value}) from None
 
 
-class EventFields(TypedDict, total=False):
-    """What an event says besides its action: the keyword arguments of `AuditLog.record` (the actor
-    defaults to the current one, the project to the repository's, the result to success)."""
+class AccessFields(TypedDict, total=False):
+    """What a read event (`AuditLog.record_access`) says besides its action; the result defaults to
+    success."""
 
     result: str
-    actor: Actor | None
-    project: str | None
     repository: str | None
     reference: str | None
     digest: str | None
     detail: Any
+
+
+class EventFields(AccessFields, total=False):
+    """What an event says besides its action: the keyword arguments of `AuditLog.record` (the actor
+    defaults to the current one, the project to the repository's)."""
+
+    actor: Actor | None
+    project: str | None
 
 
 class AuditLog:
@@ -166,18 +172,9 @@ class AuditLog:
         with self.db.write() as conn:
             self.record(conn, action, **fields)
 
-    def record_access(
-        self,
-        action: str,
-        *,
-        repository: str | None = None,
-        reference: str | None = None,
-        digest: str | None = None,
-        result: str = SUCCESS,
-        detail: Any = None,
-    ) -> None:
+    def record_access(self, action: str, **fields: Unpack[AccessFields]) -> None:
         """Queue a read event (a pull); a background thread writes queued events in batches."""
-        row = self._row(action, result=result, repository=repository, reference=reference, digest=digest, detail=detail)
+        row = self._row(action, **fields)
         with self._lock:
             self._buffer.append(row)
             full = len(self._buffer) >= self._max_buffer
