@@ -31,8 +31,7 @@ def settings_or_exit(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        typer.echo(f"dockyard: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise usage_error(str(exc)) from None
 
 
 def usage_error(message: str) -> typer.Exit:
