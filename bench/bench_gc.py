@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -44,6 +45,19 @@ PASSWORD = "bench-password"
 
 def sha(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def manifest(config: bytes, layers: Sequence[bytes]) -> bytes:
+    """The OCI image manifest (JSON bytes) of this config and these layers."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config), "size": len(config)},
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(x), "size": len(x)} for x in layers
+        ],
+    }
+    return json.dumps(doc).encode()
 
 
 def fill(data_dir: Path, manifests: int, repos: int, database_url: str | None) -> list[tuple[str, str]]:
@@ -67,21 +81,8 @@ def fill(data_dir: Path, manifests: int, repos: int, database_url: str | None) -
         shared = rnd.sample(pool, 2)
         for blob in (config, own, *shared):
             svc.uploads.monolithic(repo, sha(blob), [blob])
-        doc = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": sha(config),
-                "size": len(config),
-            },
-            "layers": [
-                {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(x), "size": len(x)}
-                for x in (own, *shared)
-            ],
-        }
         tag = f"v{i}"
-        svc.manifests.put(repo, tag, json.dumps(doc).encode(), OCI_MANIFEST)
+        svc.manifests.put(repo, tag, manifest(config, [own, *shared]), OCI_MANIFEST)
         tags.append((repo, tag))
     svc.close()
     return tags
@@ -111,24 +112,10 @@ class Pusher:
                     r = http.post(f"/v2/{repo}/blobs/uploads/", params={"digest": sha(blob)}, content=blob)
                     if r.status_code != 201:
                         failed.append(f"blob upload: {r.status_code} {r.text[:300]}")
-                doc = {
-                    "schemaVersion": 2,
-                    "mediaType": OCI_MANIFEST,
-                    "config": {
-                        "mediaType": "application/vnd.oci.image.config.v1+json",
-                        "digest": sha(config),
-                        "size": len(config),
-                    },
-                    "layers": [
-                        {
-                            "mediaType": "application/vnd.oci.image.layer.v1.tar",
-                            "digest": sha(layer),
-                            "size": len(layer),
-                        }
-                    ],
-                }
                 r = http.put(
-                    f"/v2/{repo}/manifests/t{i}", content=json.dumps(doc), headers={"Content-Type": OCI_MANIFEST}
+                    f"/v2/{repo}/manifests/t{i}",
+                    content=manifest(config, [layer]),
+                    headers={"Content-Type": OCI_MANIFEST},
                 )
                 if r.status_code != 201:
                     failed.append(f"manifest PUT: {r.status_code} {r.text[:300]}")

@@ -468,6 +468,11 @@ def alternate(targets: list[Target], reps: int, fn: Callable[[Target, int], floa
     return {name: statistics.median(vals) for name, vals in samples.items()}
 
 
+def latency_row(label: str, targets: list[Target], reps: int, fn: Callable[[Target, int], float]) -> Row:
+    """A row of median milliseconds per target (`alternate`d), lower being better."""
+    return Row(label, "ms", alternate(targets, reps, fn), higher_is_better=False)
+
+
 def run_bench(args: argparse.Namespace) -> list[Row]:
     work = Path(tempfile.mkdtemp(prefix="dockyard-bench-"))
     work.chmod(0o755)  # nginx workers run as an unprivileged user
@@ -559,14 +564,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                 def list_tags(t: Target, _i: int, repo: str = repo, client: httpx.Client = client) -> float:
                     return median_ms(lambda: all_tags(t, repo, client), 5)
 
-                rows.append(
-                    Row(
-                        f"tags/list, {count:,} tags (full list)",
-                        "ms",
-                        alternate(targets, reps, list_tags),
-                        higher_is_better=False,
-                    )
-                )
+                rows.append(latency_row(f"tags/list, {count:,} tags (full list)", targets, reps, list_tags))
 
         if want("catalog"):
             fill = {t.name: fill_repositories(t, args.repos) for t in targets}
@@ -585,12 +583,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
 
         if want("catalog"):
             rows.append(
-                Row(
-                    f"_catalog first page (n=100), {args.repos:,} repositories",
-                    "ms",
-                    alternate(targets, reps, catalog),
-                    higher_is_better=False,
-                )
+                latency_row(f"_catalog first page (n=100), {args.repos:,} repositories", targets, reps, catalog)
             )
         sampler.stop.set()
         sampler.join()

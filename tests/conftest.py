@@ -10,12 +10,16 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
 
 from dockyard.db import schema
 from dockyard.db.engine import Database
+
+if TYPE_CHECKING:
+    from tests.support.slapd import SlapdServer
 
 PG_URL = os.environ.get("DOCKYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_ALL = bool(os.environ.get("DOCKYARD_REQUIRE_ALL"))
@@ -75,3 +79,15 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         _truncate_pg(db)
     yield db
     db.dispose()
+
+
+@pytest.fixture(scope="module")
+def slapd() -> Iterator[SlapdServer]:
+    """A real OpenLDAP server with the helper's users and groups, one per test module."""
+    from tests.support.slapd import SlapdServer, slapd_available
+
+    reason = slapd_available()
+    if reason:
+        missing(reason)
+    with SlapdServer() as server:
+        yield server

@@ -12,7 +12,9 @@ from typing import Annotated
 
 import typer
 
-from dockyard.config import CONFIG_FILE_ENV, ConfigError, Settings, load_settings
+from dockyard.commands import register
+from dockyard.commands.common import settings_or_exit
+from dockyard.config import CONFIG_FILE_ENV, ConfigError, Settings
 
 app = typer.Typer(
     help="Dockyard: a private container image registry.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -22,14 +24,6 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Dockyard: a private container image registry."""
-
-
-def _settings_or_exit(**overrides: object) -> Settings:
-    try:
-        return load_settings(**overrides)
-    except ConfigError as exc:
-        typer.echo(f"dockyard: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -43,7 +37,7 @@ def serve(
     """Run the registry."""
     if config is not None:
         os.environ[CONFIG_FILE_ENV] = str(config.resolve())
-    settings = _settings_or_exit(host=host, port=port, data_dir=data_dir, workers=workers)
+    settings = settings_or_exit(host=host, port=port, data_dir=data_dir, workers=workers)
     # Workers are separate processes that build their settings from the environment: hand the
     # resolved command-line values down that way.
     os.environ["DOCKYARD_HOST"] = settings.host
@@ -133,14 +127,7 @@ def _run_server(settings: Settings) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "dockyard.launch"])
 
 
-def _register_subcommands() -> None:
-    from dockyard import cli_manage, cli_scan
-
-    cli_manage.register(app)
-    cli_scan.register(app)
-
-
-_register_subcommands()
+register(app)  # every other command, one module per group in dockyard/commands/
 
 
 def main() -> None:

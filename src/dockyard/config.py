@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -17,6 +17,10 @@ def _default_vulndb_sources() -> tuple[str, ...]:
     from dockyard.scan.sources import DEFAULT_SOURCES
 
     return DEFAULT_SOURCES
+
+
+# How often a background duty runs, in seconds; 0 turns its schedule off.
+Interval = Annotated[float, Field(ge=0)]
 
 
 class ConfigError(Exception):
@@ -84,8 +88,8 @@ class Settings(BaseSettings):
         description="How long unreferenced content is kept before the collector removes it "
         "(uploaded layers waiting for their manifest, untagged manifests, unlinked blobs).",
     )
-    gc_interval_seconds: float = Field(
-        60, ge=0, description="How often the background collector runs; 0 turns it off (use `dockyard gc`)."
+    gc_interval_seconds: Interval = Field(
+        60, description="How often the background collector runs; 0 turns it off (use `dockyard gc`)."
     )
     gc_pace: float | None = Field(
         None,
@@ -101,11 +105,11 @@ class Settings(BaseSettings):
     max_upload_sessions_per_identity: int = Field(
         100, ge=0, description="Open upload sessions one user or robot may have at a time (429 beyond); 0: no cap."
     )
-    retention_interval_seconds: float = Field(
-        3600, ge=0, description="How often enabled retention policies run; 0 turns the schedule off."
+    retention_interval_seconds: Interval = Field(
+        3600, description="How often enabled retention policies run; 0 turns the schedule off."
     )
-    scrub_interval_seconds: float = Field(
-        0, ge=0, description="How often the storage scrub re-verifies every blob; 0 (default) off."
+    scrub_interval_seconds: Interval = Field(
+        0, description="How often the storage scrub re-verifies every blob; 0 (default) off."
     )
     scrub_rate_mb: float = Field(50, gt=0, description="Scrub read bandwidth limit, MB/s.")
 
@@ -116,8 +120,8 @@ class Settings(BaseSettings):
         description="OSV `all.zip` sources: https:// URLs (osv.dev's per-ecosystem zips by default), "
         "file:// URLs or paths.",
     )
-    vulndb_update_interval_seconds: float = Field(
-        21600, ge=0, description="How often the vulnerability database is updated; 0 turns the schedule off."
+    vulndb_update_interval_seconds: Interval = Field(
+        21600, description="How often the vulnerability database is updated; 0 turns the schedule off."
     )
     vulndb_severity_sources: list[str] = Field(
         default_factory=list,

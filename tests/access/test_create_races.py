@@ -22,7 +22,7 @@ from dockyard.services.auth.provisioning import request_access
 from dockyard.services.auth.scopes import Scope
 from dockyard.services.errors import Conflict
 from dockyard.wiring import Services, build_services, prepare
-from tests.access.test_ldap import ldap_settings, make_registry, slapd  # noqa: F401 - the module-scoped server fixture
+from tests.access.test_ldap import ldap_settings
 from tests.access.test_oidc import oidc_registry, provider  # noqa: F401 - the strict provider and a registry using it
 from tests.api.conftest import Registry, basic, make_settings
 from tests.support.slapd import SlapdServer
@@ -129,7 +129,7 @@ def test_concurrent_first_logins_of_an_oidc_user_create_one_row(services: Servic
 def test_concurrent_first_ldap_logins_create_one_row(
     tmp_path: Path,
     database: Database,
-    slapd: SlapdServer,  # noqa: F811 - the imported fixture
+    slapd: SlapdServer,
 ) -> None:
     base = make_settings(tmp_path, database)
     svc = build_services(base.model_copy(update=ldap_settings(slapd)), db=database)

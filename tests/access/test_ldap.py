@@ -15,17 +15,7 @@ from dockyard.db.engine import Database
 from dockyard.services.auth.permissions import Role
 from dockyard.wiring import build_services, prepare
 from tests.api.conftest import ADMIN, Registry, basic, make_settings
-from tests.conftest import missing
-from tests.support.slapd import SlapdServer, slapd_available
-
-
-@pytest.fixture(scope="module")
-def slapd() -> Iterator[SlapdServer]:
-    reason = slapd_available()
-    if reason:
-        missing(reason)
-    with SlapdServer() as server:
-        yield server
+from tests.support.slapd import SlapdServer
 
 
 def ldap_settings(slapd: SlapdServer, **overrides: Any) -> dict[str, Any]:

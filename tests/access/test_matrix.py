@@ -47,8 +47,8 @@ def registry_ops(reg: Registry) -> list[Op]:
     digest, body = _fresh_image(reg, "v1")
     layer = json.loads(body)["layers"][0]["digest"]
 
-    def get(url: str) -> Callable[[Registry, dict[str, str]], httpx.Response]:
-        return lambda r, h: r.http.get(url, headers=h)
+    def call(method: str, url: str) -> Callable[[Registry, dict[str, str]], httpx.Response]:
+        return lambda r, h: r.http.request(method, url, headers=h)
 
     def put_manifest(r: Registry, h: dict[str, str]) -> httpx.Response:
         return r.http.put(
@@ -69,22 +69,12 @@ def registry_ops(reg: Registry) -> list[Op]:
         return r.http.delete(f"/v2/{REPO}/blobs/{d}", headers=h)
 
     return [
-        Op("GET manifest", Permission.PULL, get(f"/v2/{REPO}/manifests/v1"), "pull"),
-        Op(
-            "HEAD manifest",
-            Permission.PULL,
-            lambda r, h: r.http.head(f"/v2/{REPO}/manifests/{digest}", headers=h),
-            "pull",
-        ),
-        Op("GET blob", Permission.PULL, get(f"/v2/{REPO}/blobs/{layer}"), "pull"),
-        Op("GET tags", Permission.PULL, get(f"/v2/{REPO}/tags/list"), "pull"),
-        Op("GET referrers", Permission.PULL, get(f"/v2/{REPO}/referrers/{digest}"), "pull"),
-        Op(
-            "POST upload",
-            Permission.PUSH,
-            lambda r, h: r.http.post(f"/v2/{REPO}/blobs/uploads/", headers=h),
-            "pull,push",
-        ),
+        Op("GET manifest", Permission.PULL, call("GET", f"/v2/{REPO}/manifests/v1"), "pull"),
+        Op("HEAD manifest", Permission.PULL, call("HEAD", f"/v2/{REPO}/manifests/{digest}"), "pull"),
+        Op("GET blob", Permission.PULL, call("GET", f"/v2/{REPO}/blobs/{layer}"), "pull"),
+        Op("GET tags", Permission.PULL, call("GET", f"/v2/{REPO}/tags/list"), "pull"),
+        Op("GET referrers", Permission.PULL, call("GET", f"/v2/{REPO}/referrers/{digest}"), "pull"),
+        Op("POST upload", Permission.PUSH, call("POST", f"/v2/{REPO}/blobs/uploads/"), "pull,push"),
         Op("PUT manifest", Permission.PUSH, put_manifest, "pull,push"),
         Op("DELETE tag", Permission.DELETE, delete_tag, "delete"),
         Op("DELETE manifest", Permission.DELETE, delete_manifest, "delete"),

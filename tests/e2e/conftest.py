@@ -67,6 +67,35 @@ def require_tool(name: str) -> str:
 
 
 @contextlib.contextmanager
+def process(
+    args: list[str], env: dict[str, str], log: Path, ready_url: str, headers: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` (its output into `log`) until it answers 200 at `ready_url` (within a minute); stopped
+    on leaving, killed when it does not stop within 20 s."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(ready_url, headers=headers, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{' '.join(args[1:2])} did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
 def running_server(
     data: Path,
     engine: str,
@@ -94,28 +123,10 @@ def running_server(
         args += ["--workers", str(workers)]
     log = data / "server.log"
     data.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    srv = Server(f"127.0.0.1:{port}", "admin", password, log, proc.pid)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{srv.url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"server did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-        yield srv
+        with process(args, env, log, f"http://127.0.0.1:{port}/readyz") as proc:
+            yield Server(f"127.0.0.1:{port}", "admin", password, log, proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         if admin_engine is not None:
             drop_pg_database(env["DOCKYARD_DATABASE_URL"], admin_engine)
 

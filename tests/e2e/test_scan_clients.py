@@ -16,9 +16,7 @@ import pytest
 
 from tests.e2e.conftest import DOCKYARD, Server, require_tool, run, running_server
 from tests.scan.conftest import node_modules, shared_vulndb, site_packages
-from tests.scan.images import layer_tar, write_layout
-from tests.scan.test_inventory import DEBIAN_11
-from tests.scan.test_matching import BULLSEYE_STATUS
+from tests.scan.images import debian_app_layout
 
 pytestmark = pytest.mark.e2e
 __all__ = ["node_modules", "site_packages"]  # the real-package fixtures of the scanner tests
@@ -45,14 +43,7 @@ def test_push_scan_report_and_policy_refusal(
     scan_server: Server, tmp_path: Path, site_packages: Path, node_modules: Path
 ) -> None:
     srv = scan_server
-    layout = write_layout(
-        tmp_path / "layout",
-        [
-            layer_tar({"etc/os-release": DEBIAN_11, "var/lib/dpkg/status": BULLSEYE_STATUS}),
-            layer_tar({"usr/lib/python3/dist-packages": site_packages}),
-            layer_tar({"srv/app/node_modules": node_modules}),
-        ],
-    )
+    layout = debian_app_layout(tmp_path / "layout", site_packages, node_modules)
     skopeo("copy", "--dest-tls-verify=false", "--dest-creds", srv.creds, f"oci:{layout}:latest",
            f"docker://{srv.host}/team/app:1.0")  # fmt: skip
 

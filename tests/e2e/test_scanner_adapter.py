@@ -15,11 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import DOCKYARD, Server, free_port, require_tool, run, running_server
+from tests.e2e.conftest import DOCKYARD, Server, free_port, process, require_tool, run, running_server
 from tests.scan.conftest import node_modules, shared_vulndb, site_packages
-from tests.scan.images import layer_tar, write_layout
-from tests.scan.test_inventory import DEBIAN_11
-from tests.scan.test_matching import BULLSEYE_STATUS
+from tests.scan.images import debian_app_layout
 
 pytestmark = pytest.mark.e2e
 __all__ = ["node_modules", "site_packages"]  # the real-package fixtures of the scanner tests
@@ -35,30 +33,16 @@ def adapter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         update += ["--source", str(shared_vulndb() / ecosystem / "all.zip")]
     subprocess.run(update, check=True, capture_output=True, timeout=300, env={"DOCKYARD_DATA_DIR": str(folder)})
     port = free_port()
-    log = open(folder / "adapter.log", "wb")  # noqa: SIM115 (kept open for the process's life)
-    proc = subprocess.Popen(
+    url = f"http://127.0.0.1:{port}"
+    with process(
         [str(DOCKYARD), "scanner-adapter", "--port", str(port), "--vulndb", str(folder / "vulndb"),
          "--allow-registry", "127.0.0.1"],
-        env={**os.environ, "DOCKYARD_ADAPTER_AUTHORIZATION": SECRET},
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/metadata", headers={"Authorization": SECRET}).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"adapter did not start: {(folder / 'adapter.log').read_text()}")
-            time.sleep(0.2)
+        {**os.environ, "DOCKYARD_ADAPTER_AUTHORIZATION": SECRET},
+        folder / "adapter.log",
+        f"{url}/api/v1/metadata",
+        headers={"Authorization": SECRET},
+    ):  # fmt: skip
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +108,7 @@ def test_the_registry_scans_through_the_adapter(
     api = httpx.Client(base_url=registry.url, auth=(registry.username, registry.password), timeout=30)
     assert api.post("/api/v1/projects", json={"name": "team"}).status_code == 201
     assert api.patch("/api/v1/projects/team/scan-policy", json={"block_unscanned": True}).status_code == 200
-    layout = write_layout(
-        tmp_path / "layout",
-        [
-            layer_tar({"etc/os-release": DEBIAN_11, "var/lib/dpkg/status": BULLSEYE_STATUS}),
-            layer_tar({"usr/lib/python3/dist-packages": site_packages}),
-            layer_tar({"srv/app/node_modules": node_modules}),
-        ],
-    )
+    layout = debian_app_layout(tmp_path / "layout", site_packages, node_modules)
     skopeo("copy", "--dest-tls-verify=false", "--dest-creds", registry.creds, f"oci:{layout}:latest",
            f"docker://{registry.host}/team/app:1.0")  # fmt: skip
     deadline = time.monotonic() + 90

@@ -44,17 +44,23 @@ def push(server: Server, layout: Path, tag: str, repo: str, *extra: str) -> None
     )
 
 
-def test_copy_in_and_out_preserves_every_digest(server: Server, layout: Path, tmp_path: Path) -> None:
-    push(server, layout, "app", "team/app:v1")
-    out = tmp_path / "out"
+def pull(server: Server, ref: str, out: Path, tag: str, *extra: str) -> None:
+    """Copy `ref` from the server into the OCI layout `out` as `tag`."""
     skopeo(
         "copy",
+        *extra,
         "--src-tls-verify=false",
         "--src-creds",
         server.creds,
-        f"docker://{server.host}/team/app:v1",
-        f"oci:{out}:v1",
+        f"docker://{server.host}/{ref}",
+        f"oci:{out}:{tag}",
     )
+
+
+def test_copy_in_and_out_preserves_every_digest(server: Server, layout: Path, tmp_path: Path) -> None:
+    push(server, layout, "app", "team/app:v1")
+    out = tmp_path / "out"
+    pull(server, "team/app:v1", out, "v1")
     assert descriptor(out, "v1")["digest"] == descriptor(layout, "app")["digest"]
     digests = all_blob_digests(layout, "app")
     assert digests == all_blob_digests(out, "v1")
@@ -71,15 +77,7 @@ def test_multi_arch_index_round_trip(server: Server, layout: Path, tmp_path: Pat
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert {m["platform"]["architecture"] for m in index["manifests"]} == {"amd64", "arm64"}
     out = tmp_path / "out"
-    skopeo(
-        "copy",
-        "--all",
-        "--src-tls-verify=false",
-        "--src-creds",
-        server.creds,
-        f"docker://{server.host}/team/multi:latest",
-        f"oci:{out}:multi",
-    )
+    pull(server, "team/multi:latest", out, "multi", "--all")
     assert descriptor(out, "multi")["digest"] == descriptor(layout, "multi")["digest"]
     assert all_blob_digests(out, "multi") == all_blob_digests(layout, "multi")
     # Each platform resolves through the index.
@@ -143,14 +141,7 @@ def test_parallel_pushes_to_one_tag_stay_consistent(server: Server, layout: Path
     with ThreadPoolExecutor(max_workers=len(sources)) as pool:
         list(pool.map(lambda tag: push(server, layout, tag, "team/race:latest"), sources))
     out = tmp_path / "out"
-    skopeo(
-        "copy",
-        "--src-tls-verify=false",
-        "--src-creds",
-        server.creds,
-        f"docker://{server.host}/team/race:latest",
-        f"oci:{out}:got",
-    )
+    pull(server, "team/race:latest", out, "got")
     got = descriptor(out, "got")["digest"]
     assert got in {descriptor(layout, "app")["digest"], descriptor(layout, "arm")["digest"]}
     source_tag = "app" if got == descriptor(layout, "app")["digest"] else "arm"

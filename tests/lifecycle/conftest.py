@@ -54,3 +54,42 @@ def image(svc: Services, repo: str, layers: list[bytes], tag: str | None, config
     digest = sha256(body)
     svc.manifests.put(repo, tag or digest, body, mt.OCI_MANIFEST)
     return digest
+
+
+def index(svc: Services, repo: str, child: str, tag: str) -> str:
+    """Push an OCI index of the one linux/amd64 image `child`; returns the index digest."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": mt.OCI_MANIFEST,
+                "digest": child,
+                "size": len(svc.manifests.get(repo, child).content),  # descriptors are checked
+                "platform": {"os": "linux", "architecture": "amd64"},
+            }
+        ],
+    }
+    body = json.dumps(doc).encode()
+    svc.manifests.put(repo, tag, body, mt.OCI_INDEX)
+    return sha256(body)
+
+
+def sbom_referrer(svc: Services, repo: str, subject: str) -> str:
+    """Push an SPDX artifact (layer b"sbom") that refers to the image `subject`; returns its digest."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": {"mediaType": mt.OCI_EMPTY, "digest": push_blob(svc, repo, b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/spdx+json", "digest": push_blob(svc, repo, b"sbom"), "size": 4}],
+        "subject": {
+            "mediaType": mt.OCI_MANIFEST,
+            "digest": subject,
+            "size": len(svc.manifests.get(repo, subject).content),
+        },
+    }
+    body = json.dumps(doc).encode()
+    digest = sha256(body)
+    svc.manifests.put(repo, digest, body, mt.OCI_MANIFEST)
+    return digest

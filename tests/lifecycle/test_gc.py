@@ -8,10 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
-from dockyard.oci import mediatypes as mt
 from dockyard.services.errors import BlobUnknown, ManifestUnknown
 from dockyard.wiring import Services
-from tests.lifecycle.conftest import image, push_blob, sha256
+from tests.lifecycle.conftest import image, index, push_blob, sbom_referrer, sha256
 
 
 def stored(svc: Services, digest: str) -> bool:
@@ -70,40 +69,13 @@ def test_uploaded_layers_without_a_manifest_are_garbage_after_the_grace_period(s
 
 def test_index_children_and_referrers_live_as_long_as_what_holds_them(svc: Services) -> None:
     child = image(svc, "team/multi", [b"amd64-layer"], None)
-    index = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": mt.OCI_MANIFEST,
-                "digest": child,
-                "size": len(svc.manifests.get("team/multi", child).content),  # descriptors are checked
-                "platform": {"os": "linux", "architecture": "amd64"},
-            }
-        ],
-    }
-    body = json.dumps(index).encode()
-    svc.manifests.put("team/multi", "latest", body, mt.OCI_INDEX)
-    sbom_cfg = b"{}"
-    referrer = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "artifactType": "application/spdx+json",
-        "config": {
-            "mediaType": "application/vnd.oci.empty.v1+json",
-            "digest": push_blob(svc, "team/multi", sbom_cfg),
-            "size": 2,
-        },
-        "layers": [{"mediaType": "application/spdx+json", "digest": push_blob(svc, "team/multi", b"sbom"), "size": 4}],
-        "subject": {"mediaType": mt.OCI_MANIFEST, "digest": child, "size": 10},
-    }
-    ref_body = json.dumps(referrer).encode()
-    svc.manifests.put("team/multi", sha256(ref_body), ref_body, mt.OCI_MANIFEST)
+    index_digest = index(svc, "team/multi", child, "latest")
+    referrer = sbom_referrer(svc, "team/multi", child)
     report = svc.collector.run()
     assert report.manifests == [] and report.blobs == []
     svc.manifests.delete("team/multi", "latest")
     report = svc.collector.run()
-    assert {d for _, d in report.manifests} == {sha256(body), child, sha256(ref_body)}
+    assert {d for _, d in report.manifests} == {index_digest, child, referrer}
     assert not stored(svc, sha256(b"sbom")) and not stored(svc, sha256(b"amd64-layer"))
 
 

@@ -4,7 +4,6 @@ a real run then removes, cascades included."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
@@ -12,9 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
-from dockyard.oci import mediatypes as mt
 from dockyard.wiring import Services
-from tests.lifecycle.conftest import image, push_blob, sha256
+from tests.lifecycle.conftest import image, index, push_blob, sbom_referrer, sha256
 
 
 def _garbage(svc: Services) -> None:
@@ -25,33 +23,8 @@ def _garbage(svc: Services) -> None:
     image(svc, "team/keep", [shared], "v1")
     image(svc, "team/b", [other, shared], "v1")
     child = image(svc, "team/multi", [b"amd64-layer", shared], None)
-    index = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_INDEX,
-        "manifests": [
-            {
-                "mediaType": mt.OCI_MANIFEST,
-                "digest": child,
-                "size": len(svc.manifests.get("team/multi", child).content),  # descriptors are checked
-                "platform": {"os": "linux", "architecture": "amd64"},
-            }
-        ],
-    }
-    svc.manifests.put("team/multi", "latest", json.dumps(index).encode(), mt.OCI_INDEX)
-    referrer = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "artifactType": "application/spdx+json",
-        "config": {"mediaType": mt.OCI_EMPTY, "digest": push_blob(svc, "team/multi", b"{}"), "size": 2},
-        "layers": [{"mediaType": "application/spdx+json", "digest": push_blob(svc, "team/multi", b"sbom"), "size": 4}],
-        "subject": {
-            "mediaType": mt.OCI_MANIFEST,
-            "digest": child,
-            "size": len(svc.manifests.get("team/multi", child).content),
-        },
-    }
-    body = json.dumps(referrer).encode()
-    svc.manifests.put("team/multi", sha256(body), body, mt.OCI_MANIFEST)
+    index(svc, "team/multi", child, "latest")
+    sbom_referrer(svc, "team/multi", child)
     svc.collector.run()  # the pushes' own candidates are settled: what follows is the garbage
     svc.manifests.delete("team/multi", "latest")
     image(svc, "team/b", [b"v2"], "v1")  # moves the tag off the first team/b image

@@ -6,8 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,16 +21,6 @@ from tests.conftest import missing
 # Old releases with published advisories in ../shared/vulndb, and fixed releases as controls.
 PYTHON_PACKAGES = ["requests==2.19.1", "urllib3==1.24.1", "Jinja2==2.10", "PyYAML==5.3", "idna==3.7"]
 NPM_PACKAGES = ["lodash@4.17.15", "minimist@1.2.0"]
-
-
-@pytest.fixture(scope="session")
-def site_packages(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _pip_target(tmp_path_factory.mktemp("pip"), PYTHON_PACKAGES)
-
-
-@pytest.fixture(scope="session")
-def node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _npm_prefix(tmp_path_factory.mktemp("npm"), NPM_PACKAGES)
 
 
 # The same packages' releases that fixed those advisories: controls that must give no finding.
@@ -62,14 +53,20 @@ def _npm_prefix(root: Path, packages: list[str]) -> Path:
     return root / "node_modules"
 
 
-@pytest.fixture(scope="session")
-def site_packages_fixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _pip_target(tmp_path_factory.mktemp("pipfixed"), PYTHON_FIXED)
+def _installed(name: str, install: Callable[[Path, list[str]], Path], packages: list[str]) -> Any:
+    """A session fixture `name`: `packages` installed once into a folder of their own."""
+
+    @pytest.fixture(scope="session", name=name)
+    def fixture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return install(tmp_path_factory.mktemp(name), packages)
+
+    return fixture
 
 
-@pytest.fixture(scope="session")
-def node_modules_fixed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _npm_prefix(tmp_path_factory.mktemp("npmfixed"), NPM_FIXED)
+site_packages = _installed("site_packages", _pip_target, PYTHON_PACKAGES)
+node_modules = _installed("node_modules", _npm_prefix, NPM_PACKAGES)
+site_packages_fixed = _installed("site_packages_fixed", _pip_target, PYTHON_FIXED)
+node_modules_fixed = _installed("node_modules_fixed", _npm_prefix, NPM_FIXED)
 
 
 def shared_vulndb() -> Path:

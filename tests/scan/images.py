@@ -47,6 +47,15 @@ def _put(root: Path, data: bytes) -> dict[str, object]:
     return {"digest": digest, "size": len(data)}
 
 
+PYTHON_SITE = "usr/local/lib/python3.11/site-packages"
+NODE_APP = "srv/app/node_modules"
+
+
+def app_layers(site_packages: Path, node_modules: Path) -> list[bytes]:
+    """A Python and an npm layer: the packages where an application image keeps them."""
+    return [layer_tar({PYTHON_SITE: site_packages}), layer_tar({NODE_APP: node_modules})]
+
+
 def write_layout(root: Path, layers: list[bytes], ref: str = "latest", arch: str = "amd64") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
@@ -68,3 +77,19 @@ def write_layout(root: Path, layers: list[bytes], ref: str = "latest", arch: str
     )
     index_path.write_text(json.dumps(index))
     return root
+
+
+def debian_app_layout(root: Path, site_packages: Path, node_modules: Path) -> Path:
+    """A Debian 11 image (OpenSSL 1.1 in its dpkg status) with Python dist-packages and an npm app: the
+    image the scan tests of the CLI, the server and the scanner adapter all look at."""
+    from tests.scan.test_inventory import DEBIAN_11
+    from tests.scan.test_matching import BULLSEYE_STATUS
+
+    return write_layout(
+        root,
+        [
+            layer_tar({"etc/os-release": DEBIAN_11, "var/lib/dpkg/status": BULLSEYE_STATUS}),
+            layer_tar({"usr/lib/python3/dist-packages": site_packages}),
+            layer_tar({NODE_APP: node_modules}),
+        ],
+    )

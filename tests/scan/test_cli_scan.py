@@ -13,9 +13,7 @@ import pytest
 
 from dockyard.scan.model import at_least
 from tests.scan.conftest import shared_vulndb
-from tests.scan.images import layer_tar, write_layout
-from tests.scan.test_inventory import DEBIAN_11
-from tests.scan.test_matching import BULLSEYE_STATUS
+from tests.scan.images import debian_app_layout
 
 
 def dockyard(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -28,14 +26,7 @@ def dockyard(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory, site_packages: Path, node_modules: Path) -> Path:
     root = tmp_path_factory.mktemp("cli")
-    return write_layout(
-        root / "image",
-        [
-            layer_tar({"etc/os-release": DEBIAN_11, "var/lib/dpkg/status": BULLSEYE_STATUS}),
-            layer_tar({"usr/lib/python3/dist-packages": site_packages}),
-            layer_tar({"srv/app/node_modules": node_modules}),
-        ],
-    )
+    return debian_app_layout(root / "image", site_packages, node_modules)
 
 
 def test_json_report_and_fail_on_exit_codes(layout: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from dockyard.scan.layers import open_source
 from dockyard.scan.matcher import Matcher
 from dockyard.scan.model import Finding
 from dockyard.scan.vulndb import VulnDB
-from tests.scan.images import layer_tar, write_layout
+from tests.scan.images import app_layers, layer_tar, write_layout
 from tests.scan.test_inventory import ALPINE, DEBIAN_11
 
 DEBIAN_12 = b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
@@ -32,14 +32,8 @@ def by_package(findings: list[Finding]) -> dict[str, set[str]]:
 def test_old_python_and_npm_releases_have_their_published_advisories(
     tmp_path: Path, site_packages: Path, node_modules: Path, vulndb: VulnDB
 ) -> None:
-    layout = write_layout(
-        tmp_path / "img",
-        [
-            layer_tar({"etc/os-release": DEBIAN_11}),
-            layer_tar({"usr/local/lib/python3.11/site-packages": site_packages}),
-            layer_tar({"srv/app/node_modules": node_modules}),
-        ],
-    )
+    os_release = layer_tar({"etc/os-release": DEBIAN_11})
+    layout = write_layout(tmp_path / "img", [os_release, *app_layers(site_packages, node_modules)])
     findings = scan(layout, vulndb)
     found = by_package(findings)
     # Advisory ids as published by PyPA and GitHub for these exact releases.
@@ -65,13 +59,7 @@ def test_old_python_and_npm_releases_have_their_published_advisories(
 def test_fixed_releases_have_none(
     tmp_path: Path, site_packages_fixed: Path, node_modules_fixed: Path, vulndb: VulnDB
 ) -> None:
-    layout = write_layout(
-        tmp_path / "img",
-        [
-            layer_tar({"usr/local/lib/python3.11/site-packages": site_packages_fixed}),
-            layer_tar({"srv/app/node_modules": node_modules_fixed}),
-        ],
-    )
+    layout = write_layout(tmp_path / "img", app_layers(site_packages_fixed, node_modules_fixed))
     image = open_source(layout).images()[0]
     packages, distro = inventory_image(image)
     names = {p.name.lower() for p in packages}

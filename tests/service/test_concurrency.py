@@ -11,6 +11,7 @@ from dockyard.config import Settings
 from dockyard.db.engine import Database
 from dockyard.oci import mediatypes as mt
 from dockyard.wiring import build_services, prepare
+from tests.support.manifests import image_manifest
 
 
 def sha(data: bytes) -> str:
@@ -26,17 +27,7 @@ def test_same_blob_and_same_tag_from_many_clients(tmp_path: Path, database: Data
     config = b'{"os":"linux"}'
 
     def manifest(i: int) -> bytes:
-        return json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": mt.OCI_MANIFEST,
-                "config": {"mediaType": mt.OCI_CONFIG, "digest": sha(config), "size": len(config)},
-                "layers": [
-                    {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer), "size": len(layer)}
-                ],
-                "annotations": {"n": str(i)},
-            }
-        ).encode()
+        return image_manifest(config, [layer], {"n": str(i)})
 
     def client(i: int) -> str:
         # Half upload in one request, half chunked; then everyone moves the same tag.

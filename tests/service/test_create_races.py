@@ -11,7 +11,6 @@ write transactions are serial (BEGIN IMMEDIATE), so there the creators simply ru
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from dockyard.db.engine import Database
 from dockyard.oci import mediatypes as mt
 from dockyard.wiring import Services, build_services, prepare
 from tests.api.conftest import make_settings
+from tests.support.manifests import image_manifest
 
 CREATORS = 16
 WAIT = 120  # a safety net against a hang; the barrier is the synchronisation
@@ -94,17 +94,7 @@ def test_one_tag_from_16_concurrent_creators(svc: Services, monkeypatch: pytest.
         svc.uploads.monolithic("p/app", sha(blob), [blob])
 
     def manifest(i: int) -> bytes:
-        return json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": mt.OCI_MANIFEST,
-                "config": {"mediaType": mt.OCI_CONFIG, "digest": sha(config), "size": len(config)},
-                "layers": [
-                    {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(layer), "size": len(layer)}
-                ],
-                "annotations": {"creator": str(i)},  # distinct manifests, one new tag
-            }
-        ).encode()
+        return image_manifest(config, [layer], {"creator": str(i)})  # distinct manifests, one new tag
 
     hold_inserts_into(monkeypatch, svc.db, s.tags)
     digests = all_at_once(lambda i: svc.manifests.put("p/app", "new-tag", manifest(i), mt.OCI_MANIFEST).digest)

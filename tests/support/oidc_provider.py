@@ -26,7 +26,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -45,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from tests.support.running import Running
 from tests.support.tls import make_tls_files
 
 CODE_LIFETIME = 600  # seconds an authorization code stays good (RFC 6749 recommends at most 10 minutes)
@@ -302,7 +302,7 @@ class _OpenIDCode(OpenIDCode):
         )
 
 
-class OidcProvider:
+class OidcProvider(Running):
     """An OpenID Connect provider on 127.0.0.1 (see the module docstring).
 
     Constructor (all keyword, all optional):
@@ -456,13 +456,8 @@ class OidcProvider:
             "iat": now,
             "exp": now + (3600 if expired else (lifetime or self.id_token_lifetime)),
             "auth_time": now if auth_time is None else auth_time,
-            "preferred_username": user.username,
-            "name": user.name,
-            "email": user.email,
-            "email_verified": True,
+            **self._profile(user),
         }
-        if self.groups_claim:
-            claims[self.groups_claim] = list(user.groups)
         if nonce is not None:
             claims["nonce"] = nonce
         if access_token:
@@ -548,27 +543,21 @@ class OidcProvider:
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
         user = self.users[found[0]]
-        info: dict[str, Any] = {
-            "sub": user.sub,
+        return JSONResponse({"sub": user.sub, **self._profile(user)})
+
+    def _profile(self, user: OidcUser) -> dict[str, Any]:
+        """The user's profile claims, alike in ID tokens and at /userinfo."""
+        claims: dict[str, Any] = {
             "preferred_username": user.username,
             "name": user.name,
             "email": user.email,
             "email_verified": True,
         }
         if self.groups_claim:
-            info[self.groups_claim] = list(user.groups)
-        return JSONResponse(info)
+            claims[self.groups_claim] = list(user.groups)
+        return claims
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def __enter__(self) -> OidcProvider:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         routes = [
             Route("/.well-known/openid-configuration", self._discovery),

@@ -26,10 +26,10 @@ import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 
 import ldap3
 
+from tests.support.running import Running
 from tests.support.tls import make_tls_files
 
 SCHEMA_DIR = Path("/etc/ldap/schema")
@@ -79,7 +79,7 @@ class SlapdError(RuntimeError):
     pass
 
 
-class SlapdServer:
+class SlapdServer(Running):
     """An OpenLDAP server on 127.0.0.1 with ou=people (inetOrgPerson) and ou=groups (groupOfNames).
 
     Constructor (all keyword, all optional):
@@ -148,15 +148,6 @@ class SlapdServer:
         return sorted(name for name, members in self.groups.items() if uid in members)
 
     # --- lifecycle ------------------------------------------------------------------------------
-    def __enter__(self) -> SlapdServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
     def start(self) -> None:
         reason = slapd_available()
         if reason:

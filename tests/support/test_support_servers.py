@@ -19,23 +19,13 @@ from joserfc.errors import BadSignatureError, ExpiredTokenError, InvalidClaimErr
 from joserfc.jwk import KeySet
 from ldap3.core.exceptions import LDAPInvalidCredentialsResult
 
-from tests.conftest import missing
 from tests.support.oidc_provider import OidcProvider
-from tests.support.slapd import SlapdServer, slapd_available
+from tests.support.slapd import SlapdServer
 
 REDIRECT = "http://registry.test/auth/oidc/callback"
 
 
 # --- LDAP ---------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def slapd() -> Iterator[SlapdServer]:
-    reason = slapd_available()
-    if reason:
-        missing(reason)
-    with SlapdServer() as server:
-        yield server
-
-
 def test_bind_as_user_and_search_groups(slapd: SlapdServer) -> None:
     with slapd.connection(slapd.user_dn("alice"), "alice-pass") as conn:
         assert conn.extend.standard.who_am_i() == f"dn:{slapd.user_dn('alice')}"

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -37,6 +37,7 @@ from dockyard.scan.osv import Advisory, Affected, Event, Range, RecordError, nor
 
 DB_FILE = "vulndb.sqlite"
 MAX_DOWNLOAD_BYTES = 4 * 1024**3
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS advisories (
@@ -226,12 +227,7 @@ class VulnDB:
         return self._import_each(expand_sources(sources), self.import_source, timeout)
 
     def import_source(self, source: str, timeout: float = 300.0) -> ImportStats:
-        with self._changed(source, timeout) as changed:
-            if changed is None:
-                return self._not_modified(source)
-            path, digest, etag, last_modified = changed
-            records = _read_zip(path)
-        return self._apply(source, records, digest, etag, last_modified)
+        return self._import_changed(source, timeout, _read_zip, self._apply)
 
     def update_severities(self, sources: Iterable[str], timeout: float = 300.0) -> list[ImportStats | SourceError]:
         """Import CVSS ratings of CVEs (NVD CVE API 2.0 JSON: the NVD feed files, plain, .gz or .zip, or
@@ -240,12 +236,35 @@ class VulnDB:
         return self._import_each(expand_severity_sources(sources), self.import_severity_source, timeout)
 
     def import_severity_source(self, source: str, timeout: float = 300.0) -> ImportStats:
+        return self._import_changed(source, timeout, read_nvd, self._apply_severities)
+
+    def _import_changed(
+        self,
+        source: str,
+        timeout: float,
+        read: Callable[[Path], T],
+        apply: Callable[[str, T, str | None, str | None, str | None], ImportStats],
+    ) -> ImportStats:
+        """Fetch a source and, when its bytes changed, `read` the file and `apply` what it holds (with
+        the digest, ETag and Last-Modified that mark it current next time)."""
         with self._changed(source, timeout) as changed:
             if changed is None:
                 return self._not_modified(source)
             path, digest, etag, last_modified = changed
-            ratings = read_nvd(path)
-        return self._apply_severities(source, ratings, digest, etag, last_modified)
+            content = read(path)
+        return apply(source, content, digest, etag, last_modified)
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: the write lock up front), rolled back on any failure."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _import_each(
         self, sources: Iterable[str], importer: Callable[..., ImportStats], timeout: float
@@ -284,18 +303,14 @@ class VulnDB:
         etag: str | None,
         last_modified: str | None,
     ) -> ImportStats:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             existing = {
                 r[0]: (r[1], r[2], r[3])
                 for r in conn.execute(
                     "SELECT cve, severity, score, vector FROM cve_severity WHERE source = ?", (source,)
                 )
             }
-            added = [c for c in ratings if c not in existing]
-            changed = [c for c in ratings if c in existing and existing[c] != ratings[c]]
-            removed = [c for c in existing if c not in ratings]
+            added, changed, removed = _changes(existing, ratings)
             conn.executemany(
                 "DELETE FROM cve_severity WHERE source = ? AND cve = ?", [(source, c) for c in [*changed, *removed]]
             )
@@ -304,10 +319,6 @@ class VulnDB:
                 [(c, source, *ratings[c]) for c in [*added, *changed]],
             )
             self._record_source(conn, source, etag, last_modified, digest, len(ratings), added, changed, removed)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return ImportStats(source, len(ratings), len(added), len(changed), len(removed))
 
     def import_records(self, source: str, docs: Iterable[bytes]) -> ImportStats:
@@ -386,13 +397,9 @@ class VulnDB:
         etag: str | None,
         last_modified: str | None,
     ) -> ImportStats:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             existing = dict(conn.execute("SELECT id, sha256 FROM advisories WHERE source = ?", (source,)).fetchall())
-            added = [i for i in records if i not in existing]
-            changed = [i for i in records if i in existing and existing[i] != records[i][0]]
-            removed = [i for i in existing if i not in records]
+            added, changed, removed = _changes(existing, {i: sha for i, (sha, _) in records.items()})
             for advisory_id in [*changed, *removed]:
                 for table, column in (("advisories", "id"), ("affected", "advisory_id"), ("aliases", "advisory_id")):
                     conn.execute(f"DELETE FROM {table} WHERE source = ? AND {column} = ?", (source, advisory_id))
@@ -400,10 +407,6 @@ class VulnDB:
                 sha, adv = records[advisory_id]
                 _insert(conn, source, sha, adv)
             self._record_source(conn, source, etag, last_modified, digest, len(records), added, changed, removed)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return ImportStats(source, len(records), len(added), len(changed), len(removed))
 
     @staticmethod
@@ -472,6 +475,14 @@ def _parse(raw: bytes, where: str) -> Advisory:
         return parse_record(json.loads(raw))
     except (ValueError, RecordError) as exc:
         raise SourceError(f"{where}: not an OSV record: {exc}") from exc
+
+
+def _changes(existing: dict[str, Any], incoming: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """The keys added, changed (to another value) and removed going from `existing` to `incoming`."""
+    added = [k for k in incoming if k not in existing]
+    changed = [k for k in incoming if k in existing and existing[k] != incoming[k]]
+    removed = [k for k in existing if k not in incoming]
+    return added, changed, removed
 
 
 def _read_zip(path: Path) -> dict[str, tuple[str, Advisory]]:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -91,6 +91,25 @@ def parse_cursor(value: str) -> tuple[float, int]:
         raise InvalidInput("invalid paging cursor", {"before": value}) from None
 
 
+class AccessFields(TypedDict, total=False):
+    """What a read event (`AuditLog.record_access`) says besides its action; the result defaults to
+    success."""
+
+    result: str
+    repository: str | None
+    reference: str | None
+    digest: str | None
+    detail: Any
+    actor: Actor | None  # default: the current one
+
+
+class EventFields(AccessFields, total=False):
+    """What an event says besides its action: the keyword arguments of `AuditLog.record` (the project
+    defaults to the repository's)."""
+
+    project: str | None
+
+
 class AuditLog:
     def __init__(
         self,
@@ -113,17 +132,9 @@ class AuditLog:
 
     # --- writing ------------------------------------------------------------------------------
     @staticmethod
-    def _row(
-        action: str,
-        result: str = SUCCESS,
-        actor: Actor | None = None,
-        project: str | None = None,
-        repository: str | None = None,
-        reference: str | None = None,
-        digest: str | None = None,
-        detail: Any = None,
-    ) -> dict[str, Any]:
-        who = actor or current_actor()
+    def _row(action: str, **fields: Unpack[EventFields]) -> dict[str, Any]:
+        who = fields.get("actor") or current_actor()
+        repository, detail = fields.get("repository"), fields.get("detail")
         row = {
             "ts": now(),
             "actor": who.name,
@@ -132,36 +143,20 @@ class AuditLog:
             "source_ip": who.source_ip,
             "user_agent": who.user_agent,
             "action": action,
-            "project": project or (project_of(repository) if repository else None),
+            "project": fields.get("project") or (project_of(repository) if repository else None),
             "repository": repository,
-            "reference": reference,
-            "digest": digest,
-            "result": result,
+            "reference": fields.get("reference"),
+            "digest": fields.get("digest"),
+            "result": fields.get("result", SUCCESS),
             "detail": json.dumps(detail, sort_keys=True) if detail is not None else None,
         }
         # An event records what a caller sent (a user name tried at login): a NUL in it must not make
         # the row unstorable (the database refuses NUL) and so stall every queued event behind it.
         return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
-    def record(
-        self,
-        conn: sa.Connection,
-        action: str,
-        *,
-        result: str = SUCCESS,
-        actor: Actor | None = None,
-        project: str | None = None,
-        repository: str | None = None,
-        reference: str | None = None,
-        digest: str | None = None,
-        detail: Any = None,
-    ) -> None:
+    def record(self, conn: sa.Connection, action: str, **fields: Unpack[EventFields]) -> None:
         """Write one event in the caller's transaction: it commits or rolls back with the change."""
-        conn.execute(
-            sa.insert(s.audit_events).values(
-                self._row(action, result, actor, project, repository, reference, digest, detail)
-            )
-        )
+        conn.execute(sa.insert(s.audit_events).values(self._row(action, **fields)))
 
     def record_many(self, conn: sa.Connection, action: str, events: list[dict[str, Any]]) -> None:
         """Write several events of one action in the caller's transaction, in one statement; each
@@ -169,24 +164,14 @@ class AuditLog:
         if events:
             conn.execute(sa.insert(s.audit_events), [self._row(action, **e) for e in events])
 
-    def record_now(self, action: str, **kwargs: Any) -> None:
+    def record_now(self, action: str, **fields: Unpack[EventFields]) -> None:
         """Write one event in a transaction of its own (logins, refusals: there is no change to join)."""
         with self.db.write() as conn:
-            self.record(conn, action, **kwargs)
+            self.record(conn, action, **fields)
 
-    def record_access(
-        self,
-        action: str,
-        *,
-        repository: str | None = None,
-        reference: str | None = None,
-        digest: str | None = None,
-        result: str = SUCCESS,
-        detail: Any = None,
-        actor: Actor | None = None,
-    ) -> None:
+    def record_access(self, action: str, **fields: Unpack[AccessFields]) -> None:
         """Queue a read event (a pull); a background thread writes queued events in batches."""
-        row = self._row(action, result, actor, None, repository, reference, digest, detail)
+        row = self._row(action, **fields)
         with self._lock:
             self._buffer.append(row)
             full = len(self._buffer) >= self._max_buffer

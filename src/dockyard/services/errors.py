@@ -4,26 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-
-class RegistryError(Exception):
-    code = "UNKNOWN"
-
-    def __init__(self, message: str, detail: Any = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
+from dockyard.oci.errors import CodedError
 
 
-class BlobUnknown(RegistryError):
-    code = "BLOB_UNKNOWN"
+class RegistryError(CodedError):
+    """A rule of the registry refused the request; `code` (given per kind as a class keyword) is the
+    OCI error code it maps to."""
 
 
-class BlobUploadUnknown(RegistryError):
-    code = "BLOB_UPLOAD_UNKNOWN"
+class BlobUnknown(RegistryError, code="BLOB_UNKNOWN"): ...
 
 
-class BlobUploadInvalid(RegistryError):
-    code = "BLOB_UPLOAD_INVALID"
+class BlobUploadUnknown(RegistryError, code="BLOB_UPLOAD_UNKNOWN"): ...
+
+
+class BlobUploadInvalid(RegistryError, code="BLOB_UPLOAD_INVALID"): ...
 
 
 class RangeInvalid(BlobUploadInvalid):
@@ -34,72 +29,56 @@ class RangeInvalid(BlobUploadInvalid):
         self.current_size = current_size
 
 
-class DigestInvalid(RegistryError):
-    code = "DIGEST_INVALID"
+class DigestInvalid(RegistryError, code="DIGEST_INVALID"): ...
 
 
-class ManifestBlobUnknown(RegistryError):
-    code = "MANIFEST_BLOB_UNKNOWN"
+class ManifestBlobUnknown(RegistryError, code="MANIFEST_BLOB_UNKNOWN"): ...
 
 
-class ManifestInvalid(RegistryError):
-    code = "MANIFEST_INVALID"
+class ManifestInvalid(RegistryError, code="MANIFEST_INVALID"): ...
 
 
-class ManifestUnknown(RegistryError):
-    code = "MANIFEST_UNKNOWN"
+class ManifestUnknown(RegistryError, code="MANIFEST_UNKNOWN"): ...
 
 
-class NameInvalid(RegistryError):
-    code = "NAME_INVALID"
+class NameInvalid(RegistryError, code="NAME_INVALID"): ...
 
 
-class NameUnknown(RegistryError):
-    code = "NAME_UNKNOWN"
+class NameUnknown(RegistryError, code="NAME_UNKNOWN"): ...
 
 
-class SizeInvalid(RegistryError):
-    code = "SIZE_INVALID"
+class SizeInvalid(RegistryError, code="SIZE_INVALID"): ...
 
 
 class TooLarge(SizeInvalid):
     """Body larger than the registry accepts (HTTP 413)."""
 
 
-class TagInvalid(RegistryError):
-    code = "TAG_INVALID"
+class TagInvalid(RegistryError, code="TAG_INVALID"): ...
 
 
-class Unauthorized(RegistryError):
-    code = "UNAUTHORIZED"
+class Unauthorized(RegistryError, code="UNAUTHORIZED"): ...
 
 
-class Denied(RegistryError):
-    code = "DENIED"
+class Denied(RegistryError, code="DENIED"): ...
 
 
-class Unsupported(RegistryError):
-    code = "UNSUPPORTED"
+class Unsupported(RegistryError, code="UNSUPPORTED"): ...
 
 
-class PaginationInvalid(RegistryError):
-    code = "PAGINATION_NUMBER_INVALID"
+class PaginationInvalid(RegistryError, code="PAGINATION_NUMBER_INVALID"): ...
 
 
-class RangeNotSatisfiable(RegistryError):
+class RangeNotSatisfiable(RegistryError, code="SIZE_INVALID"):
     """A blob read Range outside the blob (HTTP 416)."""
-
-    code = "SIZE_INVALID"
 
     def __init__(self, message: str, size: int) -> None:
         super().__init__(message, {"size": size})
         self.size = size
 
 
-class TooManyRequests(RegistryError):
+class TooManyRequests(RegistryError, code="TOOMANYREQUESTS"):
     """Refused for a while (brute-force lock-out, HTTP 429)."""
-
-    code = "TOOMANYREQUESTS"
 
     def __init__(self, message: str, retry_after: int, detail: Any = None) -> None:
         super().__init__(message, detail)
@@ -107,16 +86,13 @@ class TooManyRequests(RegistryError):
 
 
 # Management-API failures (problem+json); the registry API never raises these.
-class NotFound(RegistryError):
-    code = "NOT_FOUND"
+class NotFound(RegistryError, code="NOT_FOUND"): ...
 
 
-class Conflict(RegistryError):
-    code = "CONFLICT"
+class Conflict(RegistryError, code="CONFLICT"): ...
 
 
-class InvalidInput(RegistryError):
-    code = "INVALID"
+class InvalidInput(RegistryError, code="INVALID"): ...
 
 
 class QuotaExceeded(Denied):

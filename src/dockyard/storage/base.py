@@ -7,6 +7,7 @@ replica can append the next chunk of an upload another replica began.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Iterator
 from typing import Protocol, runtime_checkable
 
@@ -92,3 +93,15 @@ class BlobStore(Protocol):
         """
 
     def delete_upload(self, upload_id: str) -> None: ...
+
+
+def put_by_upload(store: BlobStore, digest: str, chunks: Iterable[bytes]) -> int:
+    """`put` as a driver with upload staging does it: a private upload, appended and committed (so the
+    digest is checked exactly as a client's upload is), then discarded."""
+    upload_id = "put-" + uuid.uuid4().hex
+    store.create_upload(upload_id)
+    try:
+        store.append_upload(upload_id, 0, chunks)
+        return store.commit_upload(upload_id, digest)
+    finally:
+        store.delete_upload(upload_id)

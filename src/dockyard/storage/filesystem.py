@@ -11,13 +11,12 @@ import fcntl
 import hashlib
 import os
 import threading
-import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
+from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch, put_by_upload
 from dockyard.storage.hashing import DEFAULT_ALGORITHM, HashCache
 
 READ_CHUNK = 1024 * 1024
@@ -101,13 +100,7 @@ class FilesystemBlobStore:
                         yield f"{alg_dir.name}:{blob.name}"
 
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
-        upload_id = "put-" + uuid.uuid4().hex
-        self.create_upload(upload_id)
-        try:
-            self.append_upload(upload_id, 0, chunks)
-            return self.commit_upload(upload_id, digest)
-        finally:
-            self.delete_upload(upload_id)
+        return put_by_upload(self, digest, chunks)
 
     # --- uploads ----------------------------------------------------------------------------
     def _upload_path(self, upload_id: str) -> Path:

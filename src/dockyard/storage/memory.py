@@ -5,10 +5,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 
-from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
+from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch, put_by_upload
 
 
 class MemoryBlobStore:
@@ -46,13 +45,7 @@ class MemoryBlobStore:
         return self._written.get(digest) if digest in self._blobs else None
 
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
-        upload_id = uuid.uuid4().hex
-        self.create_upload(upload_id)
-        try:
-            self.append_upload(upload_id, 0, chunks)
-            return self.commit_upload(upload_id, digest)
-        finally:
-            self.delete_upload(upload_id)
+        return put_by_upload(self, digest, chunks)
 
     def create_upload(self, upload_id: str) -> None:
         with self._lock:

@@ -3,23 +3,40 @@ specific routes (uploads) come before the general ones (blobs)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from dockyard.api.distribution import blobs, listing, manifests, uploads
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _resource(path: str, **by_method: Endpoint) -> list[Route]:
+    """One route per method of a resource (a GET route answers HEAD too: Starlette adds it)."""
+    return [Route(path, endpoint, methods=[method]) for method, endpoint in by_method.items()]
+
+
 routes = [
-    Route("/v2/", listing.base, methods=["GET"]),
-    Route("/v2/_catalog", listing.catalog, methods=["GET"]),
-    Route("/v2/{name:path}/tags/list", listing.list_tags, methods=["GET"]),
-    Route("/v2/{name:path}/referrers/{digest}", listing.referrers, methods=["GET"]),
-    Route("/v2/{name:path}/manifests/{reference}", manifests.get_manifest, methods=["GET", "HEAD"]),
-    Route("/v2/{name:path}/manifests/{reference}", manifests.put_manifest, methods=["PUT"]),
-    Route("/v2/{name:path}/manifests/{reference}", manifests.delete_manifest, methods=["DELETE"]),
-    Route("/v2/{name:path}/blobs/uploads/", uploads.start_upload, methods=["POST"]),
-    Route("/v2/{name:path}/blobs/uploads/{uuid}", uploads.patch_upload, methods=["PATCH"]),
-    Route("/v2/{name:path}/blobs/uploads/{uuid}", uploads.finish_upload, methods=["PUT"]),
-    Route("/v2/{name:path}/blobs/uploads/{uuid}", uploads.upload_status, methods=["GET"]),
-    Route("/v2/{name:path}/blobs/uploads/{uuid}", uploads.cancel_upload, methods=["DELETE"]),
-    Route("/v2/{name:path}/blobs/{digest}", blobs.get_blob, methods=["GET", "HEAD"]),
-    Route("/v2/{name:path}/blobs/{digest}", blobs.delete_blob, methods=["DELETE"]),
+    *_resource("/v2/", GET=listing.base),
+    *_resource("/v2/_catalog", GET=listing.catalog),
+    *_resource("/v2/{name:path}/tags/list", GET=listing.list_tags),
+    *_resource("/v2/{name:path}/referrers/{digest}", GET=listing.referrers),
+    *_resource(
+        "/v2/{name:path}/manifests/{reference}",
+        GET=manifests.get_manifest,
+        PUT=manifests.put_manifest,
+        DELETE=manifests.delete_manifest,
+    ),
+    *_resource("/v2/{name:path}/blobs/uploads/", POST=uploads.start_upload),
+    *_resource(
+        "/v2/{name:path}/blobs/uploads/{uuid}",
+        PATCH=uploads.patch_upload,
+        PUT=uploads.finish_upload,
+        GET=uploads.upload_status,
+        DELETE=uploads.cancel_upload,
+    ),
+    *_resource("/v2/{name:path}/blobs/{digest}", GET=blobs.get_blob, DELETE=blobs.delete_blob),
 ]

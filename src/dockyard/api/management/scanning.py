@@ -4,10 +4,10 @@ database's status."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
-from typing import Any, Literal
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, require_system, signed_in
@@ -191,8 +191,19 @@ def request_scan(repository: str, reference: str, svc: ServicesDep, caller: Call
     return Response(status_code=202)
 
 
+@dataclass
+class SbomChoice:
+    """The query of both SBOM routes: which format, and which image of an index."""
+
+    format: Literal["cyclonedx", "spdx"] = "cyclonedx"
+    platform: str | None = None
+
+
+SbomQuery = Annotated[SbomChoice, Depends()]
+
+
 def _sbom(
-    svc: Services, caller: Identity, repository: str, reference: str, format: str, platform: str | None
+    svc: Services, caller: Identity, repository: str, reference: str, choice: SbomChoice
 ) -> tuple[bytes, str, str]:
     """The rendered SBOM of one image (an index needs `platform`): (document, media type, image digest)."""
     from dockyard.scan.report import render_cyclonedx, render_spdx
@@ -200,7 +211,7 @@ def _sbom(
 
     m = _manifest(svc, caller, repository, reference, Permission.PULL)
     images = _images(m.media_type, m.content, m.digest)
-    chosen = [d for d, plat in images if platform is None or plat == platform]
+    chosen = [d for d, plat in images if choice.platform is None or plat == choice.platform]
     if len(chosen) != 1:
         platforms = ", ".join(p or "?" for _, p in images)
         raise NotFound(f"choose one platform with ?platform= (this index has {platforms})", {"platforms": platforms})
@@ -208,7 +219,7 @@ def _sbom(
     if result is None:
         raise NotFound(f"image {chosen[0]} has not been scanned", {"digest": chosen[0]})
     name = f"{repository}@{chosen[0]}"
-    if format == "spdx":
+    if choice.format == "spdx":
         return json.dumps(render_spdx(result, name=name, namespace_seed=name)).encode(), SPDX, chosen[0]
     return render_cyclonedx(result, name=name, version=chosen[0]).encode(), CYCLONEDX, chosen[0]
 
@@ -227,15 +238,8 @@ def _sbom(
         }
     },
 )
-def get_sbom(
-    repository: str,
-    reference: str,
-    svc: ServicesDep,
-    caller: Caller,
-    format: Literal["cyclonedx", "spdx"] = "cyclonedx",
-    platform: str | None = None,
-) -> Response:
-    document, media_type, _ = _sbom(svc, caller, repository, reference, format, platform)
+def get_sbom(repository: str, reference: str, svc: ServicesDep, caller: Caller, choice: SbomQuery) -> Response:
+    document, media_type, _ = _sbom(svc, caller, repository, reference, choice)
     return Response(document, media_type=media_type)
 
 
@@ -250,18 +254,11 @@ class AttachedOut(BaseModel):
     status_code=201,
     summary="Attach the SBOM to the image as an OCI referrer artifact",
 )
-def attach_sbom(
-    repository: str,
-    reference: str,
-    svc: ServicesDep,
-    caller: Caller,
-    format: Literal["cyclonedx", "spdx"] = "cyclonedx",
-    platform: str | None = None,
-) -> AttachedOut:
+def attach_sbom(repository: str, reference: str, svc: ServicesDep, caller: Caller, choice: SbomQuery) -> AttachedOut:
     from dockyard.services.scanning.sbom import attach_sbom as attach
 
     project_permission(svc, caller, project_of(repository), Permission.PUSH)
-    document, media_type, image = _sbom(svc, caller, repository, reference, format, platform)
+    document, media_type, image = _sbom(svc, caller, repository, reference, choice)
     digest = attach(svc.uploads, svc.manifests, repository, image, document, media_type)
     return AttachedOut(digest=digest, artifact_type=media_type)
 

@@ -204,14 +204,8 @@ class GarbageCollector:
         m = s.manifests.c
         if conn.execute(sa.select(s.tags.c.name).where(s.tags.c.manifest_id == row.id).limit(1)).first():
             return True
-        parent = conn.execute(
-            sa.select(s.manifest_children.c.manifest_id)
-            .select_from(s.manifest_children.join(s.manifests, m.id == s.manifest_children.c.manifest_id))
-            .where(m.repository_id == repo_id, s.manifest_children.c.child_digest == digest)
-            .limit(1)
-        ).first()
-        if parent is not None:
-            return True
+        if _referenced(conn, s.manifest_children, s.manifest_children.c.child_digest, repo_id, digest):
+            return True  # a child of an index
         if row.subject_digest:  # a referrer lives as long as its subject
             subject = conn.execute(
                 sa.select(m.id).where(m.repository_id == repo_id, m.digest == row.subject_digest)
@@ -220,7 +214,7 @@ class GarbageCollector:
         return False
 
     def _link(self, item: Any, report: GcReport) -> None:
-        rb, m = s.repository_blobs.c, s.manifests.c
+        rb = s.repository_blobs.c
         digest, repo_id = str(item.digest), int(item.repository_id)
         with self.db.write() as conn:
             blob = lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
@@ -232,13 +226,7 @@ class GarbageCollector:
             if link.created_at > now() - self.grace:
                 report.deferred += 1
                 return self._settle(conn, item, link.created_at + self.grace)
-            used = conn.execute(
-                sa.select(s.manifest_blobs.c.manifest_id)
-                .select_from(s.manifest_blobs.join(s.manifests, m.id == s.manifest_blobs.c.manifest_id))
-                .where(m.repository_id == repo_id, s.manifest_blobs.c.digest == digest)
-                .limit(1)
-            ).first()
-            if used is not None:
+            if _referenced(conn, s.manifest_blobs, s.manifest_blobs.c.digest, repo_id, digest):
                 report.kept += 1
                 return self._settle(conn, item)
             conn.execute(sa.delete(s.repository_blobs).where(rb.repository_id == repo_id, rb.digest == digest))
@@ -476,3 +464,17 @@ class _Plan:
 
 def _all(conn: sa.Connection, stmt: sa.Select[Any]) -> list[Any]:
     return list(conn.execute(stmt).scalars())
+
+
+def _referenced(conn: sa.Connection, refs: sa.Table, digest: sa.Column[Any], repo_id: int, value: str) -> bool:
+    """Whether a manifest of the repository refers to `value` through `refs` (its children, its blobs)."""
+    m = s.manifests.c
+    return (
+        conn.execute(
+            sa.select(refs.c.manifest_id)
+            .select_from(refs.join(s.manifests, m.id == refs.c.manifest_id))
+            .where(m.repository_id == repo_id, digest == value)
+            .limit(1)
+        ).first()
+        is not None
+    )

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
-from dockyard.services.errors import InvalidInput, ManifestUnknown, NotFound
+from dockyard.services.errors import InvalidInput, ManifestUnknown
 from dockyard.services.lifecycle import leases
-from dockyard.services.lifecycle.tag_rules import immutable_rule
+from dockyard.services.lifecycle.tag_rules import immutable_rule, project_id
 from dockyard.services.projects import in_project
 from dockyard.services.registry.manifests import ManifestService
 
@@ -61,16 +61,10 @@ class RetentionService:
         self.manifests = manifests
         self.audit = audit
 
-    def _project_id(self, conn: sa.Connection, project: str) -> int:
-        pid = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
-        if pid is None:
-            raise NotFound(f"project {project!r} does not exist", {"project": project})
-        return int(pid)
-
     def set_policy(self, project: str, policy: RetentionPolicy, enabled: bool = True) -> None:
         policy.check()
         with self.db.write() as conn:
-            pid = self._project_id(conn, project)
+            pid = project_id(conn, project)
             conn.execute(
                 self.db.upsert(
                     s.retention_policies,
@@ -85,7 +79,7 @@ class RetentionService:
 
     def get_policy(self, project: str) -> tuple[RetentionPolicy, bool] | None:
         with self.db.read() as conn:
-            pid = self._project_id(conn, project)
+            pid = project_id(conn, project)
             row = conn.execute(
                 sa.select(s.retention_policies.c.policy, s.retention_policies.c.enabled).where(
                     s.retention_policies.c.project_id == pid
@@ -181,7 +175,7 @@ class RetentionService:
                 except ManifestUnknown:
                     continue  # moved or deleted meanwhile
             with self.db.write() as conn:
-                pid = self._project_id(conn, project)
+                pid = project_id(conn, project)
                 conn.execute(
                     sa.update(s.retention_policies)
                     .where(s.retention_policies.c.project_id == pid)

@@ -51,20 +51,23 @@ def refuse_if_immutable(conn: sa.Connection, repository: str, tag: str, what: st
         )
 
 
+def project_id(conn: sa.Connection, project: str) -> int:
+    """The id of an existing project (NotFound otherwise), for the project-scoped lifecycle rules
+    (immutability here, retention)."""
+    pid = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
+    if pid is None:
+        raise NotFound(f"project {project!r} does not exist", {"project": project})
+    return int(pid)
+
+
 class TagRuleService:
     def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db = db
         self.audit = audit
 
-    def _project_id(self, conn: sa.Connection, project: str) -> int:
-        pid = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
-        if pid is None:
-            raise NotFound(f"project {project!r} does not exist", {"project": project})
-        return int(pid)
-
     def list_rules(self, project: str) -> list[TagRule]:
         with self.db.read() as conn:
-            pid = self._project_id(conn, project)
+            pid = project_id(conn, project)
             rows = conn.execute(
                 sa.select(s.tag_rules)
                 .where(s.tag_rules.c.project_id == pid, s.tag_rules.c.kind == IMMUTABLE)
@@ -76,7 +79,7 @@ class TagRuleService:
         if not pattern or len(pattern) > 255 or any(c.isspace() for c in pattern):
             raise InvalidInput("a tag pattern is 1 to 255 characters without spaces", {"pattern": pattern})
         with self.db.write() as conn:
-            pid = self._project_id(conn, project)
+            pid = project_id(conn, project)
             inserted = conn.execute(
                 self.db.insert_ignore(
                     s.tag_rules, project_id=pid, kind=IMMUTABLE, pattern=pattern, created_by=creator, created_at=now()
@@ -89,7 +92,7 @@ class TagRuleService:
 
     def remove(self, project: str, pattern: str) -> None:
         with self.db.write() as conn:
-            pid = self._project_id(conn, project)
+            pid = project_id(conn, project)
             gone = conn.execute(
                 sa.delete(s.tag_rules).where(
                     s.tag_rules.c.project_id == pid, s.tag_rules.c.kind == IMMUTABLE, s.tag_rules.c.pattern == pattern
