@@ -33,7 +33,7 @@ def test_severities_at_least_and_worst() -> None:
 
 def test_the_api_and_the_cli_offer_exactly_these_severities() -> None:
     from dockyard.api.management.scanning import Severity
-    from dockyard.cli_scan import Severity as CliSeverity
+    from dockyard.commands.scan import Severity as CliSeverity
 
     lower = tuple(s.lower() for s in SEVERITIES)
     assert get_args(Severity) == lower
