@@ -1,9 +1,11 @@
 """Background duties of a server process: the collector, retention policies and the scrub.
 
 Every replica runs this loop; a database lease per duty makes sure only one process does each at a
-time (except duties that take their work from the work queue, services/queue, which every process runs), renewed while the run progresses (leases.heartbeat), and another takes over when the holder
-stops renewing (crash, shutdown). A duty can also be asked to run now (`request_run`, e.g. from the
-API): whichever replica gets the lease runs it, and `run_status` tells how that went.
+time, renewed while the run progresses (leases.heartbeat), and another takes over when the holder
+stops renewing (crash, shutdown). A duty that takes its work from the work queue (services/queue;
+the scan duty) is not exclusive: every process runs it, and the queue's claims are per item. A duty
+can also be asked to run now (`request_run`, e.g. from the API): whichever replica gets the lease
+runs it, and `run_status` tells how that went.
 """
 
 from __future__ import annotations

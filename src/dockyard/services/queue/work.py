@@ -185,7 +185,9 @@ class WorkQueue:
             index_elements=["queue", "key"],
             set_={
                 "body": ins.excluded.body,
-                "available_after": sa.case((_c.state == AVAILABLE, _c.available_after), else_=ins.excluded.available_after),
+                "available_after": sa.case(
+                    (_c.state == AVAILABLE, _c.available_after), else_=ins.excluded.available_after
+                ),
                 "state": AVAILABLE,
                 "retries_remaining": ins.excluded.retries_remaining,
                 "attempts": 0,
@@ -226,7 +228,9 @@ class WorkQueue:
             row = conn.execute(stmt).first()
         if row is None:
             return None
-        item = Item(int(row.id), self.name, row.key, json.loads(row.body), int(row.attempts), int(row.retries_remaining))
+        item = Item(
+            int(row.id), self.name, row.key, json.loads(row.body), int(row.attempts), int(row.retries_remaining)
+        )
         claim = Claim(self, item, token)
         claim._renewed = time.monotonic()
         return claim
@@ -235,9 +239,7 @@ class WorkQueue:
         """End the items whose holder died on their last retry (`failed`), and return them so their
         owner can record it; the others come back by themselves when their claim runs out."""
         t = now()
-        dead = sa.and_(
-            _c.queue == self.name, _c.state == CLAIMED, _c.processing_expires < t, _c.retries_remaining <= 0
-        )
+        dead = sa.and_(_c.queue == self.name, _c.state == CLAIMED, _c.processing_expires < t, _c.retries_remaining <= 0)
         stmt = (
             sa.update(_t)
             .where(dead)

@@ -97,11 +97,13 @@ class Evaluation:
 
     # -- one image ---------------------------------------------------------------------------------
 
-    def evaluate(self, repository: str, digest: str, media_type: str, parsed: ParsedManifest, out: ScanRun) -> Evaluated:
+    def evaluate(
+        self, repository: str, digest: str, media_type: str, parsed: ParsedManifest, out: ScanRun
+    ) -> Evaluated:
         """An image's packages and findings; `leases.heartbeat()` between steps keeps the work's claim."""
         if self.external is not None:
             findings = self.external.scan(repository, digest, media_type, progress=leases.heartbeat)
-            detail = {"scanner": self.external.name, "findings": summary(findings)}
+            detail: dict[str, Any] = {"scanner": self.external.name, "findings": summary(findings)}
             return Evaluated([], None, findings, self.external.name, None, detail)
         layers = []
         for layer in parsed.layers:

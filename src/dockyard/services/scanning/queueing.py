@@ -71,7 +71,7 @@ class ScanQueueing:
     def pending(self) -> int:
         return self.queue.pending()
 
-    def run(self, limit: int, before: Callable[[], None] | None = None) -> ScanRun:
+    def run(self, limit: int, before: Callable[[], object] | None = None) -> ScanRun:
         """Scan queued images, oldest first, each at most once in this pass (a failed one is retried at
         a later pass). `before` runs first when there is work (the database check)."""
         result = ScanRun()
@@ -96,7 +96,9 @@ class ScanQueueing:
                 attempt=claim.item.attempts,
                 will_retry=retry,
             )
-            self.results.set_status(conn, digest, "queued" if retry else "failed", error=str(exc)[:2000], queued_at=now())
+            self.results.set_status(
+                conn, digest, "queued" if retry else "failed", error=str(exc)[:2000], queued_at=now()
+            )
             result.failed += 1
 
         self.queue.work(lambda claim: self._scan_one(claim, result), limit, on_failure=failed)

@@ -111,7 +111,7 @@ class ScanService:
             except leases.LeaseHeld:  # another process re-evaluates now
                 pass
         self._startup_checked = True
-        return self.queueing.run(limit, before=self.check_database)
+        return self.queueing.run(limit, before=self.evaluation.check_database)
 
     # -- evaluation -----------------------------------------------------------------------------------
 
