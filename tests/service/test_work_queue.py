@@ -238,3 +238,18 @@ def test_work_completes_retries_and_survives_a_bad_item(database: Database) -> N
     assert failures == [(1, True)]
     done = q.work(handle, limit=10, on_failure=failed)
     assert (done.completed, done.retried, done.failed) == (0, 0, 1) and failures[-1] == (1, False)
+
+
+def test_a_holder_whose_claim_was_taken_over_cannot_fail_or_release_it(database: Database) -> None:
+    q = WorkQueue(database, "jobs")
+    _put(database, q, 1)
+    slow = q.claim(holder="slow")
+    assert slow is not None
+    _expire(database, slow.item.id, now() - 1)
+    other = q.claim(holder="other")
+    assert other is not None
+    with pytest.raises(ClaimLost):
+        slow.fail("late failure")
+    slow.release()  # does nothing to the other holder's claim
+    (row,) = q.items()
+    assert row["state"] == CLAIMED and row["claim_token"] == other.token and row["error"] is None

@@ -98,7 +98,8 @@ class Claim(leases.Renewable):
         else:
             values.update(state=FAILED)
         with self._conn(conn) as c:
-            c.execute(sa.update(_t).where(self._mine()).values(**values))
+            if c.execute(sa.update(_t).where(self._mine()).values(**values)).rowcount != 1:
+                raise self._lost()  # another holder has it now: its outcome counts, not this one
         self.done = True
         return retry
 
@@ -297,10 +298,14 @@ class WorkQueue:
                 claim.release()
                 raise
             except Exception as exc:  # one bad item must not stop the queue
-                with self.db.write() as conn:
-                    retry = claim.fail(f"{type(exc).__name__}: {exc}", conn)
-                    if on_failure is not None:
-                        on_failure(conn, claim, exc, retry)
+                try:
+                    with self.db.write() as conn:
+                        retry = claim.fail(f"{type(exc).__name__}: {exc}", conn)
+                        if on_failure is not None:
+                            on_failure(conn, claim, exc, retry)
+                except ClaimLost:
+                    out.lost += 1
+                    continue
                 if retry:
                     out.retried += 1
                 else:
