@@ -141,6 +141,7 @@ def build_services(
         VulnDB(settings.resolved_vulndb_path),
         audit,
         catalog,
+        projects,
         settings.scan_on_push,
         external_scanner(settings, tokens, http),
         settings.vulndb_stale_after_seconds,

@@ -10,13 +10,14 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.logs import get_logger
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
 from dockyard.services.audit import AuditLog
+from dockyard.services.errors import NotFound
 from dockyard.services.lifecycle import leases
+from dockyard.services.projects import ProjectService, project_of
 from dockyard.services.queue import Claim, ClaimLost, WorkQueue
 from dockyard.services.registry.catalog import CatalogService
 from dockyard.services.scanning.evaluation import Evaluation, ScanRun
@@ -47,9 +48,11 @@ class ScanQueueing:
         evaluation: Evaluation,
         results: ScanResults,
         audit: AuditLog,
+        projects: ProjectService,
         scan_on_push: bool = True,
     ) -> None:
         self.db = db
+        self.projects = projects
         self.queue = queue
         self.catalog = catalog
         self.evaluation = evaluation
@@ -155,7 +158,8 @@ class ScanQueueing:
             claim.complete(conn)
 
     def _project_scans_on_push(self, repository: str) -> bool:
-        project = repository.split("/", 1)[0]
-        with self.db.read() as conn:
-            value = conn.execute(sa.select(s.projects.c.scan_on_push).where(s.projects.c.name == project)).scalar()
+        try:  # the project's setting, from the service that owns projects
+            value = self.projects.scan_policy(project_of(repository))["scan_on_push"]
+        except NotFound:
+            value = None
         return self.scan_on_push if value is None else bool(value)

@@ -21,6 +21,7 @@ from dockyard.scan.model import DEFAULT_STALE_AFTER, DatabaseInfo, ScanResult
 from dockyard.scan.vulndb import Snapshot, VulnDB
 from dockyard.services.audit import AuditLog
 from dockyard.services.lifecycle import leases
+from dockyard.services.projects import ProjectService
 from dockyard.services.queue import WorkQueue
 from dockyard.services.registry.catalog import CatalogService
 from dockyard.services.scanning.evaluation import SCANNER_VERSION, Evaluation, Reevaluation, ScanRun
@@ -51,6 +52,7 @@ class ScanService:
         vulndb: VulnDB,
         audit: AuditLog,
         catalog: CatalogService,
+        projects: ProjectService,
         scan_on_push: bool = True,
         external: HarborAdapterScanner | None = None,
         stale_after: float = DEFAULT_STALE_AFTER,
@@ -62,7 +64,9 @@ class ScanService:
         self.results = ScanResults(db, vulndb, catalog, stale_after)
         self.evaluation = Evaluation(db, store, vulndb, self.results, audit, external, severity_sources)
         self.queue = queue or scan_queue(db)
-        self.queueing = ScanQueueing(db, self.queue, catalog, self.evaluation, self.results, audit, scan_on_push)
+        self.queueing = ScanQueueing(
+            db, self.queue, catalog, self.evaluation, self.results, audit, projects, scan_on_push
+        )
         self._startup_checked = False
 
     @property
