@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
+from dockyard import __version__
 from dockyard.config import Settings, secret
 from dockyard.db.engine import Database
 from dockyard.services.audit import AuditLog
@@ -63,11 +66,33 @@ class Services:
     pull_gate: PullGate
     events: Listeners
     outbox: Outbox
+    http: httpx.Client  # outbound HTTP: the external scanner now; webhooks and replication next
 
     def close(self) -> None:
         self.audit.close()
         self.scans.vulndb.close()
+        self.http.close()
         self.db.dispose()
+
+
+# Outbound HTTP, built in this one place: a request that hangs must not hold a scan (or a delivery)
+# for ever, and the far end can tell who calls it.
+HTTP_CONNECT_TIMEOUT = 10.0
+HTTP_READ_TIMEOUT = 60.0
+USER_AGENT = f"dockyard/{__version__}"
+
+
+def http_client(
+    transport: httpx.BaseTransport | None = None, max_connections: int = 20, verify: bool | str = True
+) -> httpx.Client:
+    """The process's outbound HTTP client. `transport`: tests pass an httpx.MockTransport here."""
+    return httpx.Client(
+        transport=transport,
+        timeout=httpx.Timeout(HTTP_READ_TIMEOUT, connect=HTTP_CONNECT_TIMEOUT),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections // 2),
+        headers={"User-Agent": USER_AGENT},
+        verify=verify,
+    )
 
 
 def ldap_provider(settings: Settings) -> LdapProvider | None:
@@ -91,8 +116,12 @@ def ldap_provider(settings: Settings) -> LdapProvider | None:
     )
 
 
-def build_services(settings: Settings, store: BlobStore | None = None, db: Database | None = None) -> Services:
+def build_services(
+    settings: Settings, store: BlobStore | None = None, db: Database | None = None, http: httpx.Client | None = None
+) -> Services:
+    """`http`: the outbound HTTP client (default: `http_client()`; tests inject one on a MockTransport)."""
     db = db or Database(settings.resolved_database_url)
+    http = http if http is not None else http_client()
     store = store or FilesystemBlobStore(settings.resolved_storage_path, fsync=settings.fsync)
     audit = AuditLog(db, retention_seconds=settings.audit_retention_days * 86400)
     liveness = LivenessCache(ttl=settings.account_check_seconds)
@@ -114,13 +143,16 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
     from dockyard.scan.vulndb import VulnDB  # the scanner's imports load only with the services
 
     tokens = TokenService(db, settings.token_issuer, settings.token_service, settings.token_ttl_seconds)
+    catalog = CatalogService(db)
     scans = ScanService(
         db,
         store,
         VulnDB(settings.resolved_vulndb_path),
         audit,
+        catalog,
+        projects,
         settings.scan_on_push,
-        external_scanner(settings, tokens),
+        external_scanner(settings, tokens, http),
         settings.vulndb_stale_after_seconds,
         settings.vulndb_severity_sources,
     )
@@ -129,7 +161,7 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
     events = Listeners(
         AuditListener(audit),
         GcBookkeeping(db, settings.gc_grace_seconds),
-        ScanningListener(scans),
+        ScanningListener(scans, catalog),
         OutboxListener(outbox),
     )
     manifests = ManifestService(db, settings.max_manifest_bytes, events)
@@ -155,7 +187,7 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         tag_rules=TagRuleService(db, audit),
         retention=RetentionService(db, manifests, audit),
         scrubber=Scrubber(db, store, audit),
-        catalog=CatalogService(db),
+        catalog=catalog,
         users=users,
         projects=projects,
         robots=robots,
@@ -167,10 +199,11 @@ def build_services(settings: Settings, store: BlobStore | None = None, db: Datab
         pull_gate=PullGate(db, settings.scan_allowlist, ttl=settings.account_check_seconds),
         events=events,
         outbox=outbox,
+        http=http,
     )
 
 
-def external_scanner(settings: Settings, tokens: TokenService) -> HarborAdapterScanner | None:
+def external_scanner(settings: Settings, tokens: TokenService, http: httpx.Client) -> HarborAdapterScanner | None:
     if not settings.external_scanner_url:
         return None
 
@@ -181,7 +214,11 @@ def external_scanner(settings: Settings, tokens: TokenService) -> HarborAdapterS
 
     registry_url = settings.public_url or f"http://{settings.host}:{settings.port}"
     return HarborAdapterScanner(
-        settings.external_scanner_url, registry_url, pull_authorization, secret(settings.external_scanner_authorization)
+        settings.external_scanner_url,
+        registry_url,
+        pull_authorization,
+        secret(settings.external_scanner_authorization),
+        client=http,
     )
 
 
@@ -216,7 +253,8 @@ def maintenance(services: Services) -> Maintenance:
                 lambda: services.retention.run_due(s.retention_interval_seconds),
             ),
             Duty("scrub", s.scrub_interval_seconds, lambda: services.scrubber.run(s.scrub_rate_mb * 1_000_000)),
-            Duty("scan", s.scan_interval_seconds if s.scanner_enabled else 0, services.scans.run),
+            # Not under a lease: every replica takes scans from the work queue (its claims are per item).
+            Duty("scan", s.scan_interval_seconds if s.scanner_enabled else 0, services.scans.run, exclusive=False),
             Duty(
                 VULNDB,
                 s.vulndb_update_interval_seconds,

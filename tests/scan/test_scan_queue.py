@@ -1,6 +1,6 @@
 """The scan queue's claims: a scan whose process died does not keep its image in `scanning` for good
-(under block_unscanned such an image could never be pulled again). Stored timestamps stand in for time
-passing: nothing sleeps."""
+(under block_unscanned such an image could never be pulled again). Scans are items of the `scan` work
+queue (services/queue); stored timestamps stand in for time passing: nothing sleeps."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
+from dockyard.services.queue import CLAIMED
 from dockyard.services.scanning.scanner import MAX_ATTEMPTS
 from dockyard.wiring import Services, build_services, prepare
 from tests.api.conftest import make_settings
@@ -33,13 +34,26 @@ def _row(svc: Services, digest: str) -> Any:
         return conn.execute(sa.select(s.image_scans).where(s.image_scans.c.digest == digest)).one()
 
 
+def _item(svc: Services, digest: str) -> dict[str, Any] | None:
+    found = [i for i in svc.scans.queue.items() if i["key"] == digest]
+    return found[0] if found else None
+
+
 def _claimed_by_a_scan_that(svc: Services, digest: str, expires: float, attempts: int = 1) -> None:
+    """A scan in another process claimed the image's queue item (and its claim runs out at `expires`)."""
     with svc.db.write() as conn:
         conn.execute(
-            sa.update(s.image_scans)
-            .where(s.image_scans.c.digest == digest)
-            .values(status="scanning", attempts=attempts, claim_expires=expires)
+            sa.update(s.queue_items)
+            .where(s.queue_items.c.key == digest)
+            .values(
+                state=CLAIMED,
+                claim_token="other",
+                attempts=attempts,
+                retries_remaining=MAX_ATTEMPTS - attempts,
+                processing_expires=expires,
+            )
         )
+        conn.execute(sa.update(s.image_scans).where(s.image_scans.c.digest == digest).values(status="scanning"))
 
 
 def test_an_image_whose_scan_died_returns_to_the_queue_when_its_claim_expires(svc: Services) -> None:
@@ -52,7 +66,8 @@ def test_an_image_whose_scan_died_returns_to_the_queue_when_its_claim_expires(sv
     assert svc.scans.pending() == 1
     run = svc.scans.run()
     row = _row(svc, digest)
-    assert run.scanned == 1 and row.status == "done" and row.attempts == 2 and row.distro == "debian-11"
+    assert run.scanned == 1 and row.status == "done" and row.distro == "debian-11"
+    assert _item(svc, digest) is None  # the work is done: its item is gone with it
 
 
 def test_a_claim_is_taken_with_an_expiry_for_the_length_of_the_scan(
@@ -60,17 +75,18 @@ def test_a_claim_is_taken_with_an_expiry_for_the_length_of_the_scan(
 ) -> None:
     digest = image(svc, "team/app", [layer_tar({"etc/os-release": DEBIAN_11})], "1.0")
     seen: list[Any] = []
-    inventory = svc.scans._layer_inventory
+    inventory = svc.scans.evaluation.layer_inventory
 
     def look(layer: str, out: Any) -> Any:
-        seen.append(_row(svc, digest))
+        seen.append((_row(svc, digest), _item(svc, digest)))
         return inventory(layer, out)
 
-    monkeypatch.setattr(svc.scans, "_layer_inventory", look)
+    monkeypatch.setattr(svc.scans.evaluation, "layer_inventory", look)
     started = now()
     svc.scans.run()
-    (during,) = seen
-    assert during.status == "scanning" and during.claim_expires > started + 60
+    ((during, item),) = seen
+    assert during.status == "scanning" and item is not None and item["state"] == CLAIMED
+    assert item["processing_expires"] > started + 60 and item["attempts"] == 1
 
 
 def test_an_image_that_keeps_killing_its_scan_ends_failed(svc: Services) -> None:

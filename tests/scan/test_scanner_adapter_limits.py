@@ -48,7 +48,9 @@ class FakeRemote:
     contacted: list[str] = []
     release = threading.Event()
 
-    def __init__(self, url: str, repository: str, reference: str, authorization: str | None = None) -> None:
+    def __init__(
+        self, url: str, repository: str, reference: str, authorization: str | None = None, client: Any = None
+    ) -> None:
         FakeRemote.contacted.append(url)
 
     def images(self, platform: str | None = None) -> list[Any]:

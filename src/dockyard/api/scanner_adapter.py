@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -192,6 +193,7 @@ def create_adapter_app(
     allow_anonymous: bool = False,
     jobs: JobTable | None = None,
     layer_cache: LayerCache | None = None,
+    http: httpx.Client | None = None,  # the outbound client images are read with (wiring.http_client)
 ) -> Starlette:
     if not authorization and not allow_anonymous:
         raise AdapterConfigError(
@@ -215,7 +217,11 @@ def create_adapter_app(
 
     def run(job: Job, registry: dict[str, Any]) -> None:
         source = RemoteImage(
-            str(registry["url"]), job.artifact["repository"], job.artifact["digest"], registry.get("authorization")
+            str(registry["url"]),
+            job.artifact["repository"],
+            job.artifact["digest"],
+            registry.get("authorization"),
+            client=http,
         )
         try:
             images = source.images()

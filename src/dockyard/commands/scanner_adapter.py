@@ -45,6 +45,7 @@ def scanner_adapter_command(
 
     from dockyard.api.scanner_adapter import AdapterConfigError, JobTable, LayerCache, create_adapter_app
     from dockyard.scan.vulndb import VulnDB
+    from dockyard.wiring import http_client
 
     if not authorization and not insecure_no_auth:
         raise usage_error(
@@ -69,6 +70,7 @@ def scanner_adapter_command(
             allow_anonymous=insecure_no_auth,
             jobs=JobTable(max_jobs, job_ttl),
             layer_cache=LayerCache(layer_cache),
+            http=http_client(max_connections=max(10, workers * 2)),
         )
     except AdapterConfigError as exc:
         raise usage_error(str(exc)) from None

@@ -371,14 +371,14 @@ layer_inventories = sa.Table(
 )
 
 # One row per image manifest digest (content-addressed: the same digest in two repositories is the
-# same image). status: queued | scanning | done | failed | skipped | unsupported.
+# same image). status: queued | scanning | done | failed | skipped | unsupported. The result and the
+# status the API shows; the work itself (claims, retries) is an item of the `scan` work queue.
 image_scans = sa.Table(
     "image_scans",
     metadata,
     sa.Column("digest", sa.String(150), primary_key=True),
     sa.Column("repository", sa.String(255), nullable=False),  # where it was first pushed (for the audit trail)
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("requested", sa.Boolean, nullable=False, server_default=sa.false()),  # on demand: scan regardless
     sa.Column("queued_at", Timestamp, nullable=False),
     sa.Column("scanned_at", Timestamp, nullable=True),
     sa.Column("vulndb_generation", sa.Integer, nullable=True),
@@ -392,12 +392,8 @@ image_scans = sa.Table(
     sa.Column("summary", sa.Text, nullable=True),  # JSON: findings by severity
     sa.Column("licences", sa.Text, nullable=True),  # JSON: distinct licence expressions
     sa.Column("error", sa.Text, nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     # "dockyard" (the built-in scanner: re-evaluated from stored inventories) or "external:<url>".
     sa.Column("scanner", sa.String(255), nullable=True),
-    # While `scanning`: when the claim runs out unless the scan renews it. A scan whose process died
-    # goes back to the queue then (it used to stay `scanning` for good: unpullable under block_unscanned).
-    sa.Column("claim_expires", Timestamp, nullable=True),
     sa.Index("ix_image_scans_status", "status", "queued_at"),
 )
 
@@ -444,4 +440,30 @@ image_packages = sa.Table(
     sa.Column("licence", sa.Text, nullable=True),
     sa.Index("ix_image_packages_digest", "digest"),
     sa.Index("ix_image_packages_name", "name", "version"),
+)
+
+# --- the work queue -------------------------------------------------------------------------------
+
+# Background work any number of processes take from (services/queue): one row per item of a named
+# queue. Claimed by a conditional UPDATE that sets a new claim token; `processing_expires` is pushed
+# on by the holder's heartbeat, and an item whose holder died (expired) is claimable again while it has
+# retries left. Completed items are deleted; an item out of retries stays as `failed`, with its error.
+queue_items = sa.Table(
+    "queue_items",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("queue", sa.String(64), nullable=False),
+    sa.Column("key", sa.String(255), nullable=True),  # at most one live item per key (idempotent puts)
+    sa.Column("body", sa.Text, nullable=False),  # JSON
+    sa.Column("state", sa.String(16), nullable=False),  # available | claimed | failed
+    sa.Column("available_after", Timestamp, nullable=False),
+    sa.Column("processing_expires", Timestamp, nullable=True),
+    sa.Column("retries_remaining", sa.Integer, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claim_token", sa.String(32), nullable=True),
+    sa.Column("claimed_by", sa.String(128), nullable=True),  # host:pid:thread, for the operator
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("queue", "key"),
+    sa.Index("ix_queue_items_queue", "queue", "state", "available_after"),
 )

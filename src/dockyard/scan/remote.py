@@ -26,17 +26,27 @@ _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 class RemoteImage(ImageSource):
     def __init__(
-        self, registry_url: str, repository: str, reference: str, authorization: str | None = None, timeout: float = 60
+        self,
+        registry_url: str,
+        repository: str,
+        reference: str,
+        authorization: str | None = None,
+        timeout: float = 60,
+        client: httpx.Client | None = None,
     ) -> None:
+        """`client`: the process's outbound client (wiring.http_client), shared and left open by
+        close(); without one, a client of this image's own."""
         self.base = registry_url.rstrip("/")
         self.repository = repository
         self.reference = reference
         self._auth = authorization
         self._bearer = authorization if authorization and authorization.lower().startswith("bearer ") else None
-        self.client = httpx.Client(timeout=timeout, follow_redirects=True)
+        self._owned = client is None
+        self.client = httpx.Client(timeout=timeout) if client is None else client
 
     def close(self) -> None:
-        self.client.close()
+        if self._owned:
+            self.client.close()
 
     def _request(self, method: str, path: str, headers: dict[str, str] | None = None, stream: bool = False) -> Any:
         url = f"{self.base}/v2/{self.repository}/{path}"
@@ -47,7 +57,7 @@ class RemoteImage(ImageSource):
             elif self._auth:
                 hdrs["Authorization"] = self._auth
             req = self.client.build_request(method, url, headers=hdrs)
-            resp = self.client.send(req, stream=stream)
+            resp = self.client.send(req, stream=stream, follow_redirects=True)
             if resp.status_code == 401 and attempt == 0 and self._exchange(resp):
                 resp.close()
                 continue
@@ -68,7 +78,7 @@ class RemoteImage(ImageSource):
             return False
         query = {"service": params.get("service", ""), "scope": f"repository:{self.repository}:pull"}
         headers = {"Authorization": self._auth} if self._auth and self._auth.lower().startswith("basic ") else {}
-        token = self.client.get(params["realm"], params=query, headers=headers)
+        token = self.client.get(params["realm"], params=query, headers=headers, follow_redirects=True)
         if token.status_code != 200:
             return False
         doc = token.json()

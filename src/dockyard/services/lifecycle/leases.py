@@ -95,7 +95,29 @@ def current_holder(db: Database, name: str) -> str | None:
         ).scalar()
 
 
-class Lease:
+class Renewable:
+    """Something held for a time and renewed while the work progresses: a duty's lease, or a work
+    queue item's claim (services/queue). `heartbeat()` renews it once a quarter of its time has passed
+    (`renew_every`) and raises when another process holds it now."""
+
+    renew_every: float
+    _renewed: float = 0.0
+
+    def _renew(self) -> bool:
+        raise NotImplementedError
+
+    def _lost(self) -> Exception:
+        raise NotImplementedError
+
+    def heartbeat(self) -> None:
+        if time.monotonic() - self._renewed < self.renew_every:
+            return
+        if not self._renew():
+            raise self._lost()
+        self._renewed = time.monotonic()
+
+
+class Lease(Renewable):
     def __init__(self, db: Database, name: str, holder: str, ttl: float, renew_every: float | None = None) -> None:
         self.db, self.name, self.holder, self.ttl = db, name, holder, ttl
         self.renew_every = ttl / 4 if renew_every is None else renew_every
@@ -107,28 +129,28 @@ class Lease:
         self._renewed = time.monotonic()
         return True
 
-    def heartbeat(self) -> None:
-        if time.monotonic() - self._renewed < self.renew_every:
-            return
-        if not renew(self.db, self.name, self.holder, self.ttl):
-            raise LeaseLost(f"the {self.name} lease is held by another process now")
-        self._renewed = time.monotonic()
+    def _renew(self) -> bool:
+        return renew(self.db, self.name, self.holder, self.ttl)
+
+    def _lost(self) -> Exception:
+        return LeaseLost(f"the {self.name} lease is held by another process now")
 
     def release(self) -> None:
         release(self.db, self.name, self.holder)
 
 
-# The lease of the duty this thread is running (a context variable: deep code calls heartbeat()
-# without every function in between passing the lease along; threads it starts see none).
-_current: ContextVar[Lease | None] = ContextVar("dockyard_lease", default=None)
+# What this thread holds while it works: the running duty's lease and the claim of the queue item
+# it works on (a context variable: deep code calls heartbeat() without every function in between
+# passing them along; threads it starts see none).
+_current: ContextVar[tuple[Renewable, ...]] = ContextVar("dockyard_lease", default=())
 
 
 @contextmanager
-def running(lease: Lease) -> Iterator[Lease]:
-    """Make `lease` the one heartbeat() renews, for the work done inside (the lease is already held)."""
-    token = _current.set(lease)
+def running(held: Renewable) -> Iterator[Renewable]:
+    """Make `held` one that heartbeat() renews, for the work done inside (it is already held)."""
+    token = _current.set((*_current.get(), held))
     try:
-        yield lease
+        yield held
     finally:
         _current.reset(token)
 
@@ -147,8 +169,7 @@ def claimed(db: Database, name: str, holder: str, ttl: float) -> Iterator[Lease]
 
 
 def heartbeat() -> None:
-    """Called by long work between steps: renews the running duty's lease, raises LeaseLost when it
-    is gone. Outside a duty (a test, a direct call) it does nothing."""
-    lease = _current.get()
-    if lease is not None:
-        lease.heartbeat()
+    """Called by long work between steps: renews what the thread holds (the running duty's lease, the
+    claim of its queue item), raises LeaseLost when one is gone. Outside both it does nothing."""
+    for held in _current.get():
+        held.heartbeat()

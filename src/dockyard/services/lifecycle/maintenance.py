@@ -2,8 +2,10 @@
 
 Every replica runs this loop; a database lease per duty makes sure only one process does each at a
 time, renewed while the run progresses (leases.heartbeat), and another takes over when the holder
-stops renewing (crash, shutdown). A duty can also be asked to run now (`request_run`, e.g. from the
-API): whichever replica gets the lease runs it, and `run_status` tells how that went.
+stops renewing (crash, shutdown). A duty that takes its work from the work queue (services/queue;
+the scan duty) is not exclusive: every process runs it, and the queue's claims are per item. A duty
+can also be asked to run now (`request_run`, e.g. from the API): whichever replica gets the lease
+runs it, and `run_status` tells how that went.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class Duty:
     last: float = 0.0
     on_request: bool = False  # also runs when requested (request_run), scheduled or not
     due_at_start: Callable[[], bool] | None = None  # true: the first run is at once, not an interval later
+    # False: every process runs it, without a lease (work it takes from the work queue is claimed per item).
+    exclusive: bool = True
 
 
 def request_run(db: Database, name: str, requested_by: str) -> dict[str, Any]:
@@ -145,6 +149,12 @@ class Maintenance:
             if not scheduled and duty.name not in requested:
                 continue
             duty.last = time.monotonic()
+            if not duty.exclusive:
+                try:
+                    self._run(duty)
+                except Exception as exc:
+                    _log.error("maintenance failed", duty=duty.name, exc_info=exc)
+                continue
             try:
                 lease = leases.Lease(self.db, duty.name, self.holder, leases.ttl_for(duty.interval), self.renew_every)
                 if not lease.acquire():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -54,3 +56,40 @@ class CatalogService:
     def repositories(self, n: int | None = None, last: str | None = None) -> Page:
         with self.db.read() as conn:
             return self._page(conn, sa.select(s.repositories.c.name), s.repositories.c.name, n, last)
+
+    # -- reads for other services (the scanner): manifests and tags are this service's tables ---------
+
+    @staticmethod
+    def stored(conn: sa.Connection, digest: str) -> bool:
+        """Whether any repository still stores the manifest (in the caller's transaction)."""
+        m = s.manifests.c
+        return conn.execute(sa.select(m.id).where(m.digest == digest).limit(1)).first() is not None
+
+    def manifest_content(self, digest: str) -> tuple[str, bytes] | None:
+        """A stored manifest's media type and bytes, in whichever repository it is."""
+        m = s.manifests.c
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(m.media_type, m.content).where(m.digest == digest).limit(1)).first()
+        return (row.media_type, bytes(row.content)) if row else None
+
+    def locations(self, digests: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """Where each image digest lives: repository and tags, of the image itself or of an index
+        that lists it (tags usually point at the index)."""
+        where: dict[str, list[dict[str, Any]]] = {d: [] for d in sorted(set(digests))}
+        if not where:
+            return where
+        m, t, r_, mc = s.manifests.c, s.tags.c, s.repositories.c, s.manifest_children.c
+        direct = sa.select(m.id, m.digest.label("image"), r_.name).join(s.repositories, r_.id == m.repository_id)
+        direct = direct.where(m.digest.in_(list(where)))
+        parents = (
+            sa.select(m.id, mc.child_digest.label("image"), r_.name)
+            .select_from(s.manifest_children.join(s.manifests, m.id == mc.manifest_id))
+            .join(s.repositories, r_.id == m.repository_id)
+            .where(mc.child_digest.in_(list(where)))
+        )
+        with self.db.read() as conn:
+            for q in (direct, parents):
+                for row in conn.execute(q):
+                    tags = conn.execute(sa.select(t.name).where(t.manifest_id == row.id).order_by(t.name)).scalars()
+                    where[row.image].append({"repository": row.name, "tags": list(tags)})
+        return where

@@ -25,6 +25,7 @@ class HarborAdapterScanner:
         pull_authorization: Callable[[str], str],
         authorization: Any = None,  # str, or a pydantic SecretStr setting
         timeout: float = 600.0,
+        client: httpx.Client | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.registry_url = registry_url
@@ -32,11 +33,14 @@ class HarborAdapterScanner:
         if hasattr(authorization, "get_secret_value"):
             authorization = authorization.get_secret_value()
         self.headers = {"Authorization": str(authorization)} if authorization else {}
-        self.timeout = timeout
+        self.timeout = timeout  # for a scan's report, in all
+        # Outbound HTTP goes through the injected client (wiring.http_client: timeouts, limits, user
+        # agent; tests pass an httpx.MockTransport or a real local server alike).
+        self.client = client if client is not None else httpx.Client(timeout=60)
         self.name = f"external:{self.url}"
 
     def metadata(self) -> dict[str, Any]:
-        r = httpx.get(f"{self.url}/api/v1/metadata", headers=self.headers, timeout=30)
+        r = self.client.get(f"{self.url}/api/v1/metadata", headers=self.headers)
         r.raise_for_status()
         doc: dict[str, Any] = r.json()
         return doc
@@ -49,28 +53,33 @@ class HarborAdapterScanner:
             "registry": {"url": self.registry_url, "authorization": self.pull_authorization(repository)},
             "artifact": {"repository": repository, "digest": digest, "mime_type": media_type},
         }
-        with httpx.Client(timeout=60, headers=self.headers) as client:
+        client = self.client
+        try:
+            r = client.post(
+                f"{self.url}/api/v1/scan", json=body, headers={**self.headers, "Content-Type": harbor.SCAN_REQUEST}
+            )
+        except httpx.HTTPError as exc:
+            raise ExternalScanError(f"scanner adapter {self.url}: {exc}") from exc
+        if r.status_code != 202:
+            raise ExternalScanError(f"scanner adapter refused the scan: HTTP {r.status_code} {r.text[:300]}")
+        job = r.json()["id"]
+        deadline = time.monotonic() + self.timeout
+        while True:
             try:
-                r = client.post(f"{self.url}/api/v1/scan", json=body, headers={"Content-Type": harbor.SCAN_REQUEST})
-            except httpx.HTTPError as exc:
-                raise ExternalScanError(f"scanner adapter {self.url}: {exc}") from exc
-            if r.status_code != 202:
-                raise ExternalScanError(f"scanner adapter refused the scan: HTTP {r.status_code} {r.text[:300]}")
-            job = r.json()["id"]
-            deadline = time.monotonic() + self.timeout
-            while True:
                 report = client.get(
                     f"{self.url}/api/v1/scan/{job}/report",
-                    headers={"Accept": harbor.VULN_REPORT},
+                    headers={**self.headers, "Accept": harbor.VULN_REPORT},
                     follow_redirects=False,
                 )
-                if report.status_code == 200:
-                    return harbor.from_report(report.json())
-                if report.status_code != 302:
-                    raise ExternalScanError(f"scanner adapter report: HTTP {report.status_code} {report.text[:300]}")
-                if time.monotonic() > deadline:
-                    raise ExternalScanError(f"scanner adapter did not finish within {self.timeout:.0f} s")
-                if progress is not None:
-                    progress()
-                wait = report.headers.get("refresh-after", "1")
-                time.sleep(min(10.0, max(0.2, float(wait) if wait.isdigit() else 1.0)))
+            except httpx.HTTPError as exc:
+                raise ExternalScanError(f"scanner adapter {self.url}: {exc}") from exc
+            if report.status_code == 200:
+                return harbor.from_report(report.json())
+            if report.status_code != 302:
+                raise ExternalScanError(f"scanner adapter report: HTTP {report.status_code} {report.text[:300]}")
+            if time.monotonic() > deadline:
+                raise ExternalScanError(f"scanner adapter did not finish within {self.timeout:.0f} s")
+            if progress is not None:
+                progress()
+            wait = report.headers.get("refresh-after", "1")
+            time.sleep(min(10.0, max(0.2, float(wait) if wait.isdigit() else 1.0)))

@@ -1,6 +1,6 @@
 """registry events: the outbox of events that leave the process
 
-Revision ID: 0010_events
+Revision ID: 0010
 Revises: 0009
 """
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_events"
+revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
