@@ -125,6 +125,7 @@ class AuditLog:
         self._last_prune = -float("inf")
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._flush_interval = flush_interval
         self._max_buffer = max_buffer
         self._flusher: threading.Thread | None = None
@@ -198,17 +199,21 @@ class AuditLog:
                 time.sleep(self._flush_interval)
 
     def flush(self) -> None:
-        with self._lock:
-            rows, self._buffer = self._buffer, []
-        if not rows:
-            return
-        try:
-            with self.db.write() as conn:
-                conn.execute(sa.insert(s.audit_events), rows)
-        except Exception:
-            with self._lock:  # keep them for the next attempt, oldest first
-                self._buffer[:0] = rows
-            raise
+        """Write the queued events; when it returns, every event queued before the call is committed.
+        Flushes take turns: one that found the buffer empty while the background thread's write of
+        the taken rows was still open would otherwise return before those rows are visible."""
+        with self._flushing:
+            with self._lock:
+                rows, self._buffer = self._buffer, []
+            if not rows:
+                return
+            try:
+                with self.db.write() as conn:
+                    conn.execute(sa.insert(s.audit_events), rows)
+            except Exception:
+                with self._lock:  # keep them for the next attempt, oldest first
+                    self._buffer[:0] = rows
+                raise
 
     def close(self) -> None:
         self._stop.set()
