@@ -325,6 +325,28 @@ def test_system_endpoints_ask_the_matrix(
         assert r.status_code in (op.refused_signed_in, 403), (op.label, r.status_code, r.text)
 
 
+def test_metrics_users_read_metrics_without_the_system_permission(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = registry.services
+    svc.projects.create("sys")
+    bot = svc.robots.create("scraper", {"sys": ["pull"]})
+    svc.users.create("prom", PASSWORD)
+    pat = svc.access_tokens.create("prom", "scrape").secret
+    callers = {"robot secret": basic(bot.robot.name, bot.secret), "user access token": basic("prom", pat)}
+    assert {k: registry.http.get("/metrics", headers=h).status_code for k, h in callers.items()} == {
+        "robot secret": 403,
+        "user access token": 403,
+    }
+    svc.settings = svc.settings.model_copy(update={"metrics_users": [bot.robot.name, "prom"]})
+    monkeypatch.setitem(SYSTEM_MATRIX, SystemPermission.READ_METRICS, frozenset())  # nobody holds it
+    assert {k: registry.http.get("/metrics", headers=h).status_code for k, h in callers.items()} == {
+        "robot secret": 200,
+        "user access token": 200,
+    }
+    assert registry.http.get("/metrics", headers=ADMIN).status_code == 403
+
+
 def test_vulndb_requester_is_shown_to_who_may_update(registry: Registry) -> None:
     svc = registry.services
     svc.users.create("someone", PASSWORD)

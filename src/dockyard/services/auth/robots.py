@@ -18,6 +18,7 @@ from dockyard.services.errors import Conflict, InvalidInput, NotFound
 _NAME_RE = re.compile(r"[a-z0-9]+(?:[._+-][a-z0-9]+)*")  # fullmatch: no trailing newline
 # For the API document: with or without the prefix.
 ROBOT_NAME_PATTERN = rf"^(?:{re.escape(ROBOT_NAME_PREFIX)})?{_NAME_RE.pattern}$"
+_CREDENTIALS = gen.CredentialTable(s.robots, "secret_hash", gen.ROBOT_SECRET_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,7 @@ class RobotService(AccountService):
             robot_id, secret = gen.insert_credential(
                 self.db,
                 conn,
-                gen.ROBOTS,
+                _CREDENTIALS,
                 Conflict(f"robot {full!r} already exists", {"robot": full}),
                 name=full,
                 description=description,
