@@ -60,10 +60,6 @@ def in_project(repository: sa.ColumnElement[str], project: str) -> sa.ColumnElem
     return sa.or_(repository == project, repository.startswith(project + "/", autoescape=True))
 
 
-def _quota(row: Any) -> ProjectQuota:  # a Row of (id, name, quota_bytes, used_bytes)
-    return ProjectQuota(int(row.id), row.name, row.quota_bytes, int(row.used_bytes or 0))
-
-
 def _project(row: sa.Row[tuple[object, ...]]) -> Project:
     m = row._mapping
     return Project(
@@ -88,6 +84,10 @@ class ProjectQuota:
     used_bytes: int
 
 
+def _quota(row: Any) -> ProjectQuota:  # a Row of (id, name, quota_bytes, used_bytes)
+    return ProjectQuota(int(row.id), row.name, row.quota_bytes, int(row.used_bytes or 0))
+
+
 class UserDirectory(Protocol):
     """What ProjectService asks the owner of `users` (UserService): may a user be made a member."""
 
@@ -105,10 +105,11 @@ class ProjectService:
     ids, roles, scan policies, quotas and usage; it asks UserService whether a member exists and the
     registry (CatalogService) whether a project still holds repositories.
 
-    The methods for the registry's write transactions (`id_of`, `quota_of`, `lock_quota`,
-    `add_usage`, `id_query`) take the caller's connection and no instance state: they are static so
-    the registry's link and quota protocol (free functions inside its transactions) can call them
-    without a ProjectService being threaded through every registry service."""
+    The methods other services call inside their own transactions (`id_of`, `existing_id`,
+    `id_query`, `names_by_id`, `quota_of`, `lock_quota`, `add_usage`) take the caller's connection
+    and no instance state: they are static so the registry's link and quota protocol (free functions
+    inside its write transactions), tag rules and retention can call them without a ProjectService
+    threaded through every one of them."""
 
     def __init__(self, db: Database, audit: AuditLog, repositories: RepositoryIndex) -> None:
         self.db = db
