@@ -125,8 +125,10 @@ def build_services(
     store = store or FilesystemBlobStore(settings.resolved_storage_path, fsync=settings.fsync)
     audit = AuditLog(db, retention_seconds=settings.audit_retention_days * 86400)
     liveness = LivenessCache(ttl=settings.account_check_seconds)
-    projects = ProjectService(db, audit)
+    catalog = CatalogService(db)
+    projects = ProjectService(db, audit, catalog)
     users = UserService(db, audit, projects, liveness)
+    projects.users = users  # each asks the other: a member must exist; a deleted user's grants go
     robots = RobotService(db, audit, projects, liveness)
     access_tokens = AccessTokenService(db, audit, users, liveness)
     guard = LoginGuard(
@@ -143,7 +145,6 @@ def build_services(
     from dockyard.scan.vulndb import VulnDB  # the scanner's imports load only with the services
 
     tokens = TokenService(db, settings.token_issuer, settings.token_service, settings.token_ttl_seconds)
-    catalog = CatalogService(db)
     scans = ScanService(
         db,
         store,
@@ -196,7 +197,7 @@ def build_services(
         tokens=tokens,
         policy=AccessPolicy(db, projects, robots, settings.users_can_create_projects, settings.auto_create_projects),
         scans=scans,
-        pull_gate=PullGate(db, settings.scan_allowlist, ttl=settings.account_check_seconds),
+        pull_gate=PullGate(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds),
         events=events,
         outbox=outbox,
         http=http,

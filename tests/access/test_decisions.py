@@ -259,6 +259,7 @@ def system_ops(registry: Registry) -> Iterator[SystemOp]:
     yield SystemOp("POST gc", P.RUN_GC, lambda c, h: c.post("/api/v1/system/gc", params={"dry_run": True}, headers=h))
     yield SystemOp("POST vulndb update", P.UPDATE_VULNDB, lambda c, h: c.post("/api/v1/vulndb/update", headers=h))
     yield SystemOp("GET catalog", P.LIST_CATALOG, lambda c, h: c.get("/v2/_catalog", headers=h))
+    yield SystemOp("GET metrics", P.READ_METRICS, lambda c, h: c.get("/metrics", headers=h))
     yield SystemOp(
         "POST project",
         P.CREATE_PROJECTS,
@@ -266,6 +267,9 @@ def system_ops(registry: Registry) -> Iterator[SystemOp]:
     )
     # A project the caller is no member of: others are told it does not exist.
     yield SystemOp("GET private project", P.ALL_PROJECTS, lambda c, h: c.get("/api/v1/projects/sys2", headers=h), 404)
+
+
+BASIC_ONLY = {"GET catalog", "GET metrics"}  # endpoints that read Basic credentials (or a bearer token), not sessions
 
 
 def credentials(registry: Registry) -> dict[str, tuple[dict[str, str], SystemRole | None]]:
@@ -296,8 +300,8 @@ def test_every_system_endpoint_answers_as_the_system_matrix_says(registry: Regis
     for label, (headers, role) in credentials(registry).items():
         for op in ops:
             r = op.call(registry.http, headers)
-            # /v2 takes no session cookie: there, it is no credential at all.
-            signed_in = bool(headers) and not (op.label == "GET catalog" and "Cookie" in headers)
+            # /v2 and /metrics take no session cookie: there, it is no credential at all.
+            signed_in = bool(headers) and not (op.label in BASIC_ONLY and "Cookie" in headers)
             if signed_in and permissions.system_allowed(role, op.permission):
                 ok = 200 <= r.status_code < 300
             elif not signed_in:
@@ -319,6 +323,28 @@ def test_system_endpoints_ask_the_matrix(
     for op in ops:
         r = op.call(registry.http, ADMIN)
         assert r.status_code in (op.refused_signed_in, 403), (op.label, r.status_code, r.text)
+
+
+def test_metrics_users_read_metrics_without_the_system_permission(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    svc = registry.services
+    svc.projects.create("sys")
+    bot = svc.robots.create("scraper", {"sys": ["pull"]})
+    svc.users.create("prom", PASSWORD)
+    pat = svc.access_tokens.create("prom", "scrape").secret
+    callers = {"robot secret": basic(bot.robot.name, bot.secret), "user access token": basic("prom", pat)}
+    assert {k: registry.http.get("/metrics", headers=h).status_code for k, h in callers.items()} == {
+        "robot secret": 403,
+        "user access token": 403,
+    }
+    svc.settings = svc.settings.model_copy(update={"metrics_users": [bot.robot.name, "prom"]})
+    monkeypatch.setitem(SYSTEM_MATRIX, SystemPermission.READ_METRICS, frozenset())  # nobody holds it
+    assert {k: registry.http.get("/metrics", headers=h).status_code for k, h in callers.items()} == {
+        "robot secret": 200,
+        "user access token": 200,
+    }
+    assert registry.http.get("/metrics", headers=ADMIN).status_code == 403
 
 
 def test_vulndb_requester_is_shown_to_who_may_update(registry: Registry) -> None:

@@ -5,7 +5,6 @@ LIKE's one-character wildcard: unescaped, 'a_b/%' matches 'axb/app'."""
 from __future__ import annotations
 
 from dockyard.services.lifecycle.retention import RetentionPolicy
-from dockyard.services.projects import repositories_in
 from dockyard.wiring import Services
 from tests.lifecycle.conftest import image
 
@@ -19,8 +18,8 @@ def test_listing_and_retention_of_a_b_leave_the_repositories_of_axb_alone(svc: S
     image(svc, "a_b/own", [b"layer of a_b"], "v1")
     image(svc, "a_b", [b"the project's own repository"], "v1")
 
-    assert [r[0] for r in repositories_in(svc.db, "a_b")] == ["a_b", "a_b/own"]
-    assert [r[0] for r in repositories_in(svc.db, "axb")] == ["axb/app"]
+    assert [r[0] for r in svc.catalog.repositories_in("a_b")] == ["a_b", "a_b/own"]
+    assert [r[0] for r in svc.catalog.repositories_in("axb")] == ["axb/app"]
     assert {r.repository for r in svc.retention.plan("a_b", DROP_EVERYTHING)} == {"a_b", "a_b/own"}
 
     svc.retention.run("a_b", policy=DROP_EVERYTHING)

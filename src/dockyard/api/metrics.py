@@ -3,9 +3,10 @@
 Works with several worker processes through prometheus-client's multiprocess mode: the CLI sets
 PROMETHEUS_MULTIPROC_DIR before workers start, and /metrics aggregates every worker's files.
 
-The series name projects (private ones too), so /metrics answers only system administrators and the
-accounts named in `metrics_users`, signed in with Basic credentials (password, access token or robot
-secret); anyone else gets 401/403 and no data.
+The series name projects (private ones too), so /metrics answers only those holding the system
+permission `system:metrics` (administrators, by the system matrix) and the accounts named in
+`metrics_users`, signed in with Basic credentials (password, access token or robot secret); anyone
+else gets 401/403 and no data.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dockyard.api.auth import Challenge, basic_identity
+from dockyard.services.auth.permissions import SystemPermission
 from dockyard.services.errors import Denied
 
 REQUESTS = Counter("dockyard_http_requests_total", "HTTP requests", ["method", "route", "status"])
@@ -140,7 +142,8 @@ def _check_reader(request: Request, services: Services) -> None:
     identity = basic_identity(request, services)  # Challenge (401) for bad credentials
     if identity.anonymous:
         raise Challenge("authentication required", {"WWW-Authenticate": 'Basic realm="dockyard"'})
-    if not (identity.is_admin or identity.subject in services.settings.metrics_users):
+    may_read = services.policy.can_system(identity, SystemPermission.READ_METRICS)
+    if not (may_read or identity.subject in services.settings.metrics_users):
         raise Denied("metrics are for system administrators and the accounts named in metrics_users")
 
 

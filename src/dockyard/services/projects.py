@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -73,15 +74,115 @@ def _project(row: sa.Row[tuple[object, ...]]) -> Project:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ProjectQuota:
+    """A project's storage quota and the bytes it holds, as the registry's quota checks read them."""
+
+    id: int
+    name: str
+    quota_bytes: int | None
+    used_bytes: int
+
+
+def _quota(row: Any) -> ProjectQuota:  # a Row of (id, name, quota_bytes, used_bytes)
+    return ProjectQuota(int(row.id), row.name, row.quota_bytes, int(row.used_bytes or 0))
+
+
+class UserDirectory(Protocol):
+    """What ProjectService asks the owner of `users` (UserService): may a user be made a member."""
+
+    def exists(self, conn: sa.Connection, username: str) -> bool: ...
+
+
+class RepositoryIndex(Protocol):
+    """What ProjectService asks the owner of `repositories` (CatalogService): is a project empty."""
+
+    def has_repositories(self, conn: sa.Connection, project: str) -> bool: ...
+
+
 class ProjectService:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
+    """Owns the `projects` and `project_members` tables. Other services ask it for project rows,
+    ids, roles, scan policies, quotas and usage; it asks UserService whether a member exists and the
+    registry (CatalogService) whether a project still holds repositories.
+
+    The methods other services call inside their own transactions (`id_of`, `existing_id`,
+    `id_query`, `names_by_id`, `quota_of`, `lock_quota`, `add_usage`) take the caller's connection
+    and no instance state: they are static so the registry's link and quota protocol (free functions
+    inside its write transactions), tag rules and retention can call them without a ProjectService
+    threaded through every one of them."""
+
+    def __init__(self, db: Database, audit: AuditLog, repositories: RepositoryIndex) -> None:
         self.db = db
         self.audit = audit
+        self.repositories = repositories
+        # Bound by wiring once UserService exists: UserService calls this service too (a deleted
+        # user's grants go with it), so neither can take the other in its constructor.
+        self.users: UserDirectory | None = None
 
     # --- projects ----------------------------------------------------------------------------
     def find(self, conn: sa.Connection, name: str) -> Project | None:
         row = conn.execute(sa.select(s.projects).where(s.projects.c.name == name)).first()
         return _project(row) if row is not None else None
+
+    @staticmethod
+    def id_of(conn: sa.Connection, name: str) -> int | None:
+        """The id of project `name`, if it exists (in the caller's transaction)."""
+        pid = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == name)).scalar()
+        return int(pid) if pid is not None else None
+
+    @staticmethod
+    def existing_id(conn: sa.Connection, name: str) -> int:
+        """The id of an existing project, NotFound otherwise (the project-scoped rules: tag
+        immutability, retention)."""
+        pid = ProjectService.id_of(conn, name)
+        if pid is None:
+            raise NotFound(f"project {name!r} does not exist", {"project": name})
+        return pid
+
+    @staticmethod
+    def id_query(name: str) -> sa.ScalarSelect[int]:
+        """The id of project `name` as an SQL expression, for a caller whose one statement filters
+        its own rows by project (tag immutability on every tag push) and must stay one statement."""
+        return sa.select(s.projects.c.id).where(s.projects.c.name == name).scalar_subquery()
+
+    @staticmethod
+    def names_by_id(conn: sa.Connection, ids: Iterable[int]) -> dict[int, str]:
+        """Project id -> name, for the ids that exist."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        p = s.projects.c
+        return {int(i): n for i, n in conn.execute(sa.select(p.id, p.name).where(p.id.in_(wanted)))}
+
+    # --- quota and usage, inside the registry's write transactions --------------------------
+    @staticmethod
+    def quota_of(conn: sa.Connection, project_id: int | sa.ScalarSelect[int]) -> ProjectQuota | None:
+        """The project's quota and usage, unlocked (a check before any bytes are committed).
+        `project_id` may be an SQL expression (the registry's "project of this repository"), so the
+        check stays one statement."""
+        p = s.projects.c
+        row = conn.execute(sa.select(p.id, p.name, p.quota_bytes, p.used_bytes).where(p.id == project_id)).first()
+        return _quota(row) if row is not None else None
+
+    @staticmethod
+    def lock_quota(conn: sa.Connection, project_id: int) -> ProjectQuota:
+        """The project's quota and usage, with its row locked on PostgreSQL until the caller's
+        transaction ends: every quota decision of a push takes this lock, one decision at a time."""
+        p = s.projects.c
+        stmt = sa.select(p.id, p.name, p.quota_bytes, p.used_bytes).where(p.id == project_id)
+        if conn.dialect.name != "sqlite":  # SQLite: the write transaction already serialises
+            # FOR NO KEY UPDATE, not FOR UPDATE: this transaction and concurrent pushes into the
+            # project already hold KEY SHARE on its row (the foreign keys of the rows they inserted),
+            # and FOR UPDATE conflicts with that, so two pushes deadlocked. It still serialises the
+            # quota check against other pushes, which take this same lock.
+            stmt = stmt.with_for_update(key_share=True)
+        return _quota(conn.execute(stmt).one())
+
+    @staticmethod
+    def add_usage(conn: sa.Connection, project_id: int, delta: int) -> None:
+        """Count `delta` bytes more (or, negative, fewer) of distinct blobs in the project."""
+        p = s.projects.c
+        conn.execute(sa.update(s.projects).where(p.id == project_id).values(used_bytes=p.used_bytes + delta))
 
     def get(self, name: str) -> Project:
         with self.db.read() as conn:
@@ -150,7 +251,9 @@ class ProjectService:
         assert updated is not None
         return updated
 
-    def scan_policy(self, name: str) -> dict[str, Any]:
+    def find_scan_policy(self, name: str) -> dict[str, Any] | None:
+        """A project's scanning rules, None if there is no such project (the pull gate asks on a
+        miss of its cache, so on its own connection rather than in a transaction)."""
         p = s.projects.c
         with self.db.engine.connect() as conn:
             row = conn.execute(
@@ -160,7 +263,7 @@ class ProjectService:
                 ).where(p.name == name)
             ).first()  # fmt: skip
         if row is None:
-            raise NotFound(f"project {name!r} does not exist", {"project": name})
+            return None
         return {
             "scan_on_push": row.scan_on_push,
             "block_severity": row.block_severity,
@@ -169,6 +272,12 @@ class ProjectService:
             "licence_denylist": json.loads(row.licence_denylist or "[]"),
             "block_denied_licences": bool(row.block_denied_licences),
         }
+
+    def scan_policy(self, name: str) -> dict[str, Any]:
+        policy = self.find_scan_policy(name)
+        if policy is None:
+            raise NotFound(f"project {name!r} does not exist", {"project": name})
+        return policy
 
     def set_scan_policy(self, name: str, **changes: Any) -> dict[str, Any]:
         """Change some of a project's scanning rules (keys as `scan_policy` returns them)."""
@@ -205,10 +314,7 @@ class ProjectService:
             project = self.find(conn, name)
             if project is None:
                 raise NotFound(f"project {name!r} does not exist", {"project": name})
-            repos = conn.execute(
-                sa.select(sa.func.count()).select_from(s.repositories).where(in_project(s.repositories.c.name, name))
-            ).scalar()
-            if repos:
+            if self.repositories.has_repositories(conn, name):
                 raise Conflict(f"project {name!r} still has repositories", {"project": name})
             conn.execute(sa.delete(s.projects).where(s.projects.c.id == project.id))
             self.audit.record(conn, "project.delete", project=name)
@@ -240,8 +346,9 @@ class ProjectService:
             if project is None:
                 raise NotFound(f"project {project_name!r} does not exist", {"project": project_name})
             if kind == "user":
-                exists = conn.execute(sa.select(s.users.c.id).where(s.users.c.username == principal)).first()
-                if exists is None:
+                if self.users is None:
+                    raise RuntimeError("ProjectService was built without the UserDirectory")
+                if not self.users.exists(conn, principal):
                     raise NotFound(f"user {principal!r} does not exist", {"user": principal})
             self._set_member(conn, project.id, kind, principal, role)
             self.audit.record(
@@ -306,17 +413,3 @@ class ProjectService:
             who = sa.or_(who, sa.and_(m.principal_kind == "group", m.principal.in_(sorted(groups))))
         roles = conn.execute(sa.select(m.role).where(m.project_id == project_id, who)).scalars().all()
         return max((Role.parse(r) for r in roles), default=None)
-
-
-def repositories_in(db: Database, project: str) -> list[tuple[str, float, int, int]]:
-    """(name, created_at, tag count, used bytes) of every repository in the project, by name."""
-    r, t = s.repositories.c, s.tags.c
-    stmt = (
-        sa.select(r.name, r.created_at, sa.func.count(t.name), r.used_bytes)
-        .select_from(s.repositories.outerjoin(s.tags, t.repository_id == r.id))
-        .where(in_project(r.name, project))
-        .group_by(r.id, r.name, r.created_at, r.used_bytes)
-        .order_by(r.name)
-    )
-    with db.read() as conn:
-        return [(name, float(created), int(count), int(used)) for name, created, count, used in conn.execute(stmt)]

@@ -17,7 +17,7 @@ from dockyard.api.management.models import (
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission, Role, SystemPermission
 from dockyard.services.errors import Denied
-from dockyard.services.projects import Project, repositories_in
+from dockyard.services.projects import Project
 from dockyard.wiring import Services
 
 router = APIRouter(prefix="/projects", tags=["projects"])
@@ -80,7 +80,8 @@ def delete_project(name: str, svc: ServicesDep, caller: Caller) -> Response:
 def list_repositories(name: str, svc: ServicesDep, caller: Caller) -> list[RepositoryOut]:
     project_permission(svc, caller, name, Permission.PULL)
     return [
-        RepositoryOut(name=n, created_at=c, tag_count=t, used_bytes=u) for n, c, t, u in repositories_in(svc.db, name)
+        RepositoryOut(name=n, created_at=c, tag_count=t, used_bytes=u)
+        for n, c, t, u in svc.catalog.repositories_in(name)
     ]
 
 

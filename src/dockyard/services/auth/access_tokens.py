@@ -16,6 +16,8 @@ from dockyard.services.auth.users import UserService
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 from dockyard.services.text import is_label
 
+_CREDENTIALS = gen.CredentialTable(s.access_tokens, "token_hash", gen.ACCESS_TOKEN_SECRET_PREFIX)
+
 
 @dataclass(frozen=True, slots=True)
 class AccessToken:
@@ -101,7 +103,7 @@ class AccessTokenService:
             uid = self._user_id(conn, username)
             taken = Conflict(f"a token named {name!r} already exists", {"name": name})
             _, secret = gen.insert_credential(
-                self.db, conn, gen.ACCESS_TOKENS, taken, user_id=uid, name=name, expires_at=expires_at
+                self.db, conn, _CREDENTIALS, taken, user_id=uid, name=name, expires_at=expires_at
             )
             row = conn.execute(
                 sa.select(s.access_tokens).where(s.access_tokens.c.user_id == uid, s.access_tokens.c.name == name)

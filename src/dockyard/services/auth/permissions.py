@@ -94,6 +94,7 @@ class SystemPermission(StrEnum):
     REMOVE_TAG_RULES = "system:tag-rules-remove"  # lift a tag immutability rule
     RUN_GC = "system:gc"  # garbage collection on demand
     UPDATE_VULNDB = "system:vulndb-update"  # ask for a vulnerability database update; see who asked
+    READ_METRICS = "system:metrics"  # GET /metrics (its series name every project, private ones too)
     BYPASS_PULL_GATE = "registry:bypass-pull-gate"  # pull what the scan policy blocks (to judge it)
 
 
@@ -110,6 +111,7 @@ SYSTEM_MATRIX: dict[SystemPermission, frozenset[SystemRole]] = {
     SystemPermission.REMOVE_TAG_RULES: _ADMINISTRATOR,
     SystemPermission.RUN_GC: _ADMINISTRATOR,
     SystemPermission.UPDATE_VULNDB: _ADMINISTRATOR,
+    SystemPermission.READ_METRICS: _ADMINISTRATOR,  # and the accounts named in `metrics_users` (api/metrics.py)
     # The scanner must read what it is asked to judge; nobody else, administrators included, is exempt.
     SystemPermission.BYPASS_PULL_GATE: frozenset({SystemRole.SCANNER}),
 }

@@ -18,6 +18,7 @@ from dockyard.services.errors import Conflict, InvalidInput, NotFound
 _NAME_RE = re.compile(r"[a-z0-9]+(?:[._+-][a-z0-9]+)*")  # fullmatch: no trailing newline
 # For the API document: with or without the prefix.
 ROBOT_NAME_PATTERN = rf"^(?:{re.escape(ROBOT_NAME_PREFIX)})?{_NAME_RE.pattern}$"
+_CREDENTIALS = gen.CredentialTable(s.robots, "secret_hash", gen.ROBOT_SECRET_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +102,16 @@ class RobotService(AccountService):
         return set(self._scopes(conn, s.robots.c.name == name))
 
     def _scopes(self, conn: sa.Connection, which: sa.ColumnElement[bool]) -> dict[str, str]:
-        """Project name -> comma-separated actions of the robot(s) `which` selects."""
+        """Project name -> comma-separated actions of the robot(s) `which` selects, by project name
+        (the names from ProjectService, owner of `projects`)."""
         rp = s.robot_permissions.c
         rows = conn.execute(
-            sa.select(s.projects.c.name, rp.actions)
-            .select_from(
-                s.robot_permissions.join(s.robots, s.robots.c.id == rp.robot_id).join(
-                    s.projects, s.projects.c.id == rp.project_id
-                )
-            )
+            sa.select(rp.project_id, rp.actions)
+            .select_from(s.robot_permissions.join(s.robots, s.robots.c.id == rp.robot_id))
             .where(which)
-            .order_by(s.projects.c.name)
         ).all()
-        return {p: a for p, a in rows}
+        names = self.projects.names_by_id(conn, (pid for pid, _ in rows))
+        return dict(sorted((names[pid], actions) for pid, actions in rows if pid in names))
 
     def _load(self, conn: sa.Connection, name: str) -> Robot | None:
         row = conn.execute(sa.select(s.robots).where(s.robots.c.name == name)).first()
@@ -156,7 +154,7 @@ class RobotService(AccountService):
             robot_id, secret = gen.insert_credential(
                 self.db,
                 conn,
-                gen.ROBOTS,
+                _CREDENTIALS,
                 Conflict(f"robot {full!r} already exists", {"robot": full}),
                 name=full,
                 description=description,
@@ -191,15 +189,13 @@ class RobotService(AccountService):
 
     def list_robots(self, project: str | None = None) -> list[Robot]:
         stmt = sa.select(s.robots.c.name).order_by(s.robots.c.name)
-        if project is not None:
-            stmt = stmt.where(
-                s.robots.c.id.in_(
-                    sa.select(s.robot_permissions.c.robot_id)
-                    .join(s.projects, s.projects.c.id == s.robot_permissions.c.project_id)
-                    .where(s.projects.c.name == project)
-                )
-            )
         with self.db.read() as conn:
+            if project is not None:
+                project_id = self.projects.id_of(conn, project)
+                if project_id is None:
+                    return []
+                rp = s.robot_permissions.c
+                stmt = stmt.where(s.robots.c.id.in_(sa.select(rp.robot_id).where(rp.project_id == project_id)))
             out = []
             for name in conn.execute(stmt).scalars():
                 robot = self._load(conn, name)

@@ -14,7 +14,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.errors import Conflict
 
@@ -41,15 +40,11 @@ def matches(secret: str, stored_digest: str | None) -> bool:
 @dataclass(frozen=True, slots=True)
 class CredentialTable:
     """Where a kind of named credential lives: its table, the column of its secret's digest, and the
-    prefix of its secrets."""
+    prefix of its secrets. Each owning service names its own (robots.py, access_tokens.py)."""
 
     table: sa.Table
     hash_column: str
     prefix: str
-
-
-ACCESS_TOKENS = CredentialTable(s.access_tokens, "token_hash", ACCESS_TOKEN_SECRET_PREFIX)
-ROBOTS = CredentialTable(s.robots, "secret_hash", ROBOT_SECRET_PREFIX)
 
 
 def insert_credential(

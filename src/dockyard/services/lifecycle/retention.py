@@ -21,8 +21,8 @@ from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
 from dockyard.services.errors import InvalidInput, ManifestUnknown
 from dockyard.services.lifecycle import leases
-from dockyard.services.lifecycle.tag_rules import immutable_rule, project_id
-from dockyard.services.projects import in_project
+from dockyard.services.lifecycle.tag_rules import immutable_rule
+from dockyard.services.projects import ProjectService, in_project
 from dockyard.services.registry.manifests import ManifestService
 
 RETENTION = Actor("system:retention", "system")
@@ -64,7 +64,7 @@ class RetentionService:
     def set_policy(self, project: str, policy: RetentionPolicy, enabled: bool = True) -> None:
         policy.check()
         with self.db.write() as conn:
-            pid = project_id(conn, project)
+            pid = ProjectService.existing_id(conn, project)
             conn.execute(
                 self.db.upsert(
                     s.retention_policies,
@@ -79,7 +79,7 @@ class RetentionService:
 
     def get_policy(self, project: str) -> tuple[RetentionPolicy, bool] | None:
         with self.db.read() as conn:
-            pid = project_id(conn, project)
+            pid = ProjectService.existing_id(conn, project)
             row = conn.execute(
                 sa.select(s.retention_policies.c.policy, s.retention_policies.c.enabled).where(
                     s.retention_policies.c.project_id == pid
@@ -175,7 +175,7 @@ class RetentionService:
                 except ManifestUnknown:
                     continue  # moved or deleted meanwhile
             with self.db.write() as conn:
-                pid = project_id(conn, project)
+                pid = ProjectService.existing_id(conn, project)
                 conn.execute(
                     sa.update(s.retention_policies)
                     .where(s.retention_policies.c.project_id == pid)
@@ -186,17 +186,14 @@ class RetentionService:
 
     def run_due(self, interval: float) -> int:
         """Run every enabled policy that has not run within `interval` seconds; returns removals."""
-        rp, p = s.retention_policies.c, s.projects.c
+        rp = s.retention_policies.c
         with self.db.read() as conn:
-            due = (
-                conn.execute(
-                    sa.select(p.name)
-                    .select_from(s.retention_policies.join(s.projects, p.id == rp.project_id))
-                    .where(rp.enabled.is_(True), sa.or_(rp.last_run_at.is_(None), rp.last_run_at < now() - interval))
+            ids = conn.execute(
+                sa.select(rp.project_id).where(
+                    rp.enabled.is_(True), sa.or_(rp.last_run_at.is_(None), rp.last_run_at < now() - interval)
                 )
-                .scalars()
-                .all()
-            )
+            ).scalars()
+            due = sorted(ProjectService.names_by_id(conn, ids).values())  # names from the owner of projects
         removed = 0
         for name in due:
             leases.heartbeat()

@@ -16,6 +16,7 @@ from dockyard.db.engine import Database, now
 from dockyard.oci.names import project_of
 from dockyard.services.audit import AuditLog
 from dockyard.services.errors import Conflict, Denied, InvalidInput, NotFound
+from dockyard.services.projects import ProjectService
 
 IMMUTABLE = "immutable"
 
@@ -28,13 +29,13 @@ class TagRule:
 
 
 def immutable_rule(conn: sa.Connection, repository: str, tag: str) -> str | None:
-    """The first immutability pattern of the repository's project that matches `tag`."""
-    project = project_of(repository)
+    """The first immutability pattern of the repository's project that matches `tag`. Asked on
+    every tag push: one statement, the project's id a subquery of ProjectService's."""
+    r = s.tag_rules.c
     patterns = conn.execute(
-        sa.select(s.tag_rules.c.pattern)
-        .select_from(s.tag_rules.join(s.projects, s.projects.c.id == s.tag_rules.c.project_id))
-        .where(s.projects.c.name == project, s.tag_rules.c.kind == IMMUTABLE)
-        .order_by(s.tag_rules.c.pattern)
+        sa.select(r.pattern)
+        .where(r.project_id == ProjectService.id_query(project_of(repository)), r.kind == IMMUTABLE)
+        .order_by(r.pattern)
     ).scalars()
     for pattern in patterns:
         if fnmatch.fnmatchcase(tag, pattern):
@@ -51,15 +52,6 @@ def refuse_if_immutable(conn: sa.Connection, repository: str, tag: str, what: st
         )
 
 
-def project_id(conn: sa.Connection, project: str) -> int:
-    """The id of an existing project (NotFound otherwise), for the project-scoped lifecycle rules
-    (immutability here, retention)."""
-    pid = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
-    if pid is None:
-        raise NotFound(f"project {project!r} does not exist", {"project": project})
-    return int(pid)
-
-
 class TagRuleService:
     def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db = db
@@ -67,7 +59,7 @@ class TagRuleService:
 
     def list_rules(self, project: str) -> list[TagRule]:
         with self.db.read() as conn:
-            pid = project_id(conn, project)
+            pid = ProjectService.existing_id(conn, project)
             rows = conn.execute(
                 sa.select(s.tag_rules)
                 .where(s.tag_rules.c.project_id == pid, s.tag_rules.c.kind == IMMUTABLE)
@@ -79,7 +71,7 @@ class TagRuleService:
         if not pattern or len(pattern) > 255 or any(c.isspace() for c in pattern):
             raise InvalidInput("a tag pattern is 1 to 255 characters without spaces", {"pattern": pattern})
         with self.db.write() as conn:
-            pid = project_id(conn, project)
+            pid = ProjectService.existing_id(conn, project)
             inserted = conn.execute(
                 self.db.insert_ignore(
                     s.tag_rules, project_id=pid, kind=IMMUTABLE, pattern=pattern, created_by=creator, created_at=now()
@@ -92,7 +84,7 @@ class TagRuleService:
 
     def remove(self, project: str, pattern: str) -> None:
         with self.db.write() as conn:
-            pid = project_id(conn, project)
+            pid = ProjectService.existing_id(conn, project)
             gone = conn.execute(
                 sa.delete(s.tag_rules).where(
                     s.tag_rules.c.project_id == pid, s.tag_rules.c.kind == IMMUTABLE, s.tag_rules.c.pattern == pattern

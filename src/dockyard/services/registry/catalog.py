@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.errors import NameUnknown
+from dockyard.services.projects import in_project
 from dockyard.services.registry.repositories import byte_order, repository_id
 from dockyard.services.registry.validation import check_name
 
@@ -57,7 +58,27 @@ class CatalogService:
         with self.db.read() as conn:
             return self._page(conn, sa.select(s.repositories.c.name), s.repositories.c.name, n, last)
 
-    # -- reads for other services (the scanner): manifests and tags are this service's tables ---------
+    # -- reads for other services: repositories, manifests and tags are the registry's tables ------
+
+    @staticmethod
+    def has_repositories(conn: sa.Connection, project: str) -> bool:
+        """Whether any repository is in the project (ProjectService refuses to delete it then), in
+        the caller's transaction."""
+        r = s.repositories.c
+        return conn.execute(sa.select(r.id).where(in_project(r.name, project)).limit(1)).first() is not None
+
+    def repositories_in(self, project: str) -> list[tuple[str, float, int, int]]:
+        """(name, created_at, tag count, used bytes) of every repository in the project, by name."""
+        r, t = s.repositories.c, s.tags.c
+        stmt = (
+            sa.select(r.name, r.created_at, sa.func.count(t.name), r.used_bytes)
+            .select_from(s.repositories.outerjoin(s.tags, t.repository_id == r.id))
+            .where(in_project(r.name, project))
+            .group_by(r.id, r.name, r.created_at, r.used_bytes)
+            .order_by(r.name)
+        )
+        with self.db.read() as conn:
+            return [(n, float(created), int(count), int(used)) for n, created, count, used in conn.execute(stmt)]
 
     @staticmethod
     def stored(conn: sa.Connection, digest: str) -> bool:

@@ -8,14 +8,16 @@ from sqlalchemy.engine import Connection
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.errors import QuotaExceeded
+from dockyard.services.projects import ProjectService
 
 
 def account_link(db: Database, conn: Connection, repo_id: int, digest: str, size: int, delta: int) -> None:
     """Keep repository and project usage right as links come and go; a blob counts once per project.
 
     Raises QuotaExceeded (and so rolls the link back) when a new blob would take a project over quota.
+    The project's quota, usage and row lock are ProjectService's (owner of `projects`).
     """
-    r, p, pb = s.repositories.c, s.projects.c, s.project_blobs.c
+    r, pb = s.repositories.c, s.project_blobs.c
     conn.execute(sa.update(s.repositories).where(r.id == repo_id).values(used_bytes=r.used_bytes + delta * size))
     project_id = conn.execute(sa.select(r.project_id).where(r.id == repo_id)).scalar()
     if project_id is None:
@@ -33,17 +35,10 @@ def account_link(db: Database, conn: Connection, repo_id: int, digest: str, size
                 .values(links=pb.links + 1)
             )
             return
-        stmt = sa.select(p.name, p.quota_bytes, p.used_bytes).where(p.id == project_id)
-        if not db.is_sqlite:
-            # FOR NO KEY UPDATE, not FOR UPDATE: this transaction and concurrent pushes into the
-            # project already hold KEY SHARE on its row (the foreign keys of the rows they inserted),
-            # and FOR UPDATE conflicts with that, so two pushes deadlocked. It still serialises the
-            # quota check against other pushes, which take this same lock.
-            stmt = stmt.with_for_update(key_share=True)
-        project = conn.execute(stmt).one()
+        project = ProjectService.lock_quota(conn, project_id)
         if project.quota_bytes is not None and project.used_bytes + size > project.quota_bytes:
             raise QuotaExceeded(project.name, project.quota_bytes, project.used_bytes, size)
-        conn.execute(sa.update(s.projects).where(p.id == project_id).values(used_bytes=p.used_bytes + size))
+        ProjectService.add_usage(conn, project_id, size)
         return
     links = conn.execute(
         sa.update(s.project_blobs)
@@ -53,17 +48,14 @@ def account_link(db: Database, conn: Connection, repo_id: int, digest: str, size
     ).first()
     if links is not None and links.links <= 0:
         conn.execute(sa.delete(s.project_blobs).where(pb.project_id == project_id, pb.digest == digest))
-        conn.execute(sa.update(s.projects).where(p.id == project_id).values(used_bytes=p.used_bytes - links.size))
+        ProjectService.add_usage(conn, project_id, -links.size)
 
 
 def check_quota(db: Database, conn: Connection, repo_id: int, digest: str, size: int) -> None:
     """Refuse, before any bytes are committed, a blob that would take the project over its quota."""
-    r, p, pb = s.repositories.c, s.projects.c, s.project_blobs.c
-    row = conn.execute(
-        sa.select(p.name, p.quota_bytes, p.used_bytes, p.id)
-        .select_from(s.repositories.join(s.projects, p.id == r.project_id))
-        .where(r.id == repo_id)
-    ).first()
+    r, pb = s.repositories.c, s.project_blobs.c
+    # One statement: the repository's project id goes to ProjectService as a subquery.
+    row = ProjectService.quota_of(conn, sa.select(r.project_id).where(r.id == repo_id).scalar_subquery())
     if row is None or row.quota_bytes is None:
         return
     held = conn.execute(sa.select(pb.digest).where(pb.project_id == row.id, pb.digest == digest)).first()

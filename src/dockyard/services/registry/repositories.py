@@ -8,6 +8,7 @@ from sqlalchemy.engine import Connection
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.oci.names import project_of
+from dockyard.services.projects import ProjectService
 
 
 def repository_id(conn: Connection, name: str) -> int | None:
@@ -17,8 +18,7 @@ def repository_id(conn: Connection, name: str) -> int | None:
 def ensure_repository(db: Database, conn: Connection, name: str) -> int:
     repo_id = repository_id(conn, name)
     if repo_id is None:
-        project = project_of(name)
-        project_id = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
+        project_id = ProjectService.id_of(conn, project_of(name))
         conn.execute(db.insert_ignore(s.repositories, name=name, created_at=now(), project_id=project_id))
         repo_id = repository_id(conn, name)
     assert repo_id is not None

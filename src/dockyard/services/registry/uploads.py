@@ -30,6 +30,7 @@ from dockyard.services.errors import (
     TooManyRequests,
 )
 from dockyard.services.events import BlobPushed, Listeners, RegistryListener
+from dockyard.services.projects import ProjectService
 from dockyard.services.registry.links import link_blob, lock_blob
 from dockyard.services.registry.quota import check_quota
 from dockyard.services.registry.repositories import ensure_repository
@@ -211,14 +212,11 @@ class UploadService:
 
     def _check_staged_quota(self, conn: Connection, repo_id: int, digest: str | None, adding: int) -> None:
         """Refuse a chunk that would take the project's stored plus staged bytes over its quota."""
-        r, p, u, pb = s.repositories.c, s.projects.c, s.upload_sessions.c, s.project_blobs.c
+        r, u, pb = s.repositories.c, s.upload_sessions.c, s.project_blobs.c
         project_id = conn.execute(sa.select(r.project_id).where(r.id == repo_id)).scalar()
         if project_id is None:
             return
-        stmt = sa.select(p.name, p.quota_bytes, p.used_bytes).where(p.id == project_id)
-        if not self.db.is_sqlite:  # the lock pushes take for the quota (account_link): one decision at a time
-            stmt = stmt.with_for_update(key_share=True)
-        project = conn.execute(stmt).one()
+        project = ProjectService.lock_quota(conn, project_id)  # the lock pushes take for the quota (account_link)
         if project.quota_bytes is None:
             return
         if digest is not None:

@@ -2,7 +2,8 @@
 severity (less an allowlist), of images not scanned yet, and of images carrying denied licences.
 
 Checked on every manifest GET, so the project's policy is cached per replica for `ttl` seconds and a
-project without any blocking rule costs one dictionary lookup.
+project without any blocking rule costs one dictionary lookup. The policy is asked of the owner of
+`projects` (ProjectService) on a miss; the scan results it judges are the scanner's own tables.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 
@@ -45,8 +46,10 @@ class ProjectScanPolicy:
 NO_POLICY = ProjectScanPolicy(None, False, frozenset(), frozenset(), False)
 
 
-def _json_list(value: str | None) -> frozenset[str]:
-    return frozenset(json.loads(value)) if value else frozenset()
+class ScanPolicies(Protocol):
+    """Where the gate reads a project's scanning rules: ProjectService, owner of `projects`."""
+
+    def find_scan_policy(self, name: str) -> dict[str, Any] | None: ...
 
 
 def denied_licences(expressions: list[str], denylist: frozenset[str]) -> list[str]:
@@ -68,8 +71,11 @@ def _scanned_against_nothing(row: Any) -> bool:
 
 
 class PullGate:
-    def __init__(self, db: Database, system_allowlist: list[str] | None = None, ttl: float = 1.0) -> None:
+    def __init__(
+        self, db: Database, projects: ScanPolicies, system_allowlist: list[str] | None = None, ttl: float = 1.0
+    ) -> None:
         self.db = db
+        self.projects = projects
         self.system_allowlist = frozenset(system_allowlist or ())
         self.ttl = ttl
         self._cache: dict[str, tuple[float, ProjectScanPolicy]] = {}
@@ -88,26 +94,16 @@ class PullGate:
         cached = self._cache.get(project)
         if cached is not None and now - cached[0] < self.ttl:
             return cached[1]
-        p = s.projects.c
-        with self.db.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(
-                    p.block_severity,
-                    p.block_unscanned,
-                    p.vulnerability_allowlist,
-                    p.licence_denylist,
-                    p.block_denied_licences,
-                ).where(p.name == project)
-            ).first()
+        rules = self.projects.find_scan_policy(project)
         policy = (
             NO_POLICY
-            if row is None
+            if rules is None
             else ProjectScanPolicy(
-                row.block_severity,
-                bool(row.block_unscanned),
-                _json_list(row.vulnerability_allowlist),
-                _json_list(row.licence_denylist),
-                bool(row.block_denied_licences),
+                rules["block_severity"],
+                rules["block_unscanned"],
+                frozenset(rules["vulnerability_allowlist"]),
+                frozenset(rules["licence_denylist"]),
+                rules["block_denied_licences"],
             )
         )
         with self._lock:
