@@ -32,7 +32,6 @@ from dockyard.services.lifecycle.scrub import Scrubber
 from dockyard.services.lifecycle.tag_rules import TagRuleService
 from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
-from dockyard.services.registry.gc_queue import GcBookkeeping
 from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.services.scanning.listener import ScanningListener
 from dockyard.services.scanning.policy import PullGate
@@ -156,28 +155,26 @@ def build_services(
         settings.vulndb_stale_after_seconds,
         settings.vulndb_severity_sources,
     )
-    # The registry's listeners, in this order, inside each change's transaction (services/events).
+    # The registry's listeners, in this order, inside each change's transaction (services/events),
+    # after the registry's own garbage-collection bookkeeping, which its services install themselves.
     outbox = Outbox(db)
-    events = Listeners(
-        AuditListener(audit),
-        GcBookkeeping(db, settings.gc_grace_seconds),
-        ScanningListener(scans, catalog),
-        OutboxListener(outbox),
-    )
-    manifests = ManifestService(db, settings.max_manifest_bytes, events)
+    events = Listeners(AuditListener(audit), ScanningListener(scans, catalog), OutboxListener(outbox))
+    grace = settings.gc_grace_seconds
+    manifests = ManifestService(db, settings.max_manifest_bytes, events, grace)
+    blobs = BlobService(db, store, grace, events)
     return Services(
         settings=settings,
         db=db,
         store=store,
         audit=audit,
-        blobs=BlobService(db, store, settings.gc_grace_seconds, events),
-        uploads=UploadService(db, store, settings.gc_grace_seconds, settings.max_upload_sessions_per_identity, events),
+        blobs=blobs,
+        uploads=UploadService(db, store, grace, settings.max_upload_sessions_per_identity, events),
         manifests=manifests,
         collector=GarbageCollector(
             db,
             store,
             audit,
-            settings.gc_grace_seconds,
+            grace,
             settings.upload_ttl_seconds,
             settings.gc_pace,
             upload_idle_ttl=settings.upload_idle_ttl_seconds,
@@ -185,8 +182,8 @@ def build_services(
             events=events,
         ),
         tag_rules=TagRuleService(db, audit),
-        retention=RetentionService(db, manifests, audit),
-        scrubber=Scrubber(db, store, audit),
+        retention=RetentionService(db, manifests, audit, catalog),
+        scrubber=Scrubber(blobs, audit),
         catalog=catalog,
         users=users,
         projects=projects,

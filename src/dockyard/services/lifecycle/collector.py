@@ -19,12 +19,11 @@ from prometheus_client import Counter
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
-from dockyard.services.events import BlobDeleted, Listeners, ManifestDeleted, RegistryListener
+from dockyard.services.events import BlobDeleted, ManifestDeleted, RegistryListener
 from dockyard.services.lifecycle import leases
-from dockyard.services.registry.gc_queue import enqueue_gc
-from dockyard.services.registry.links import lock_blob
+from dockyard.services.registry.gc_queue import enqueue_gc, with_gc_bookkeeping
+from dockyard.services.registry.links import lock_blob, unlink_blob
 from dockyard.services.registry.manifest_rows import delete_manifest_rows
-from dockyard.services.registry.quota import account_link
 from dockyard.storage.base import BlobStore
 
 COLLECTOR = Actor("system:gc", "system")
@@ -69,7 +68,10 @@ class GarbageCollector:
         events: RegistryListener | None = None,
     ) -> None:
         self.db = db
-        self.events = events or Listeners()  # told of the manifests and links it removes
+        # Told of the manifests and links it removes: the registry's own bookkeeping queues the blob
+        # a removed link may have left unlinked (always, so a collector built without listeners
+        # still collects it), then `events` (audit, scans, the outbox).
+        self.events = with_gc_bookkeeping(db, grace, events)
         self.store = store
         self.audit = audit
         self.grace = grace
@@ -217,7 +219,7 @@ class GarbageCollector:
         rb = s.repository_blobs.c
         digest, repo_id = str(item.digest), int(item.repository_id)
         with self.db.write() as conn:
-            blob = lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
+            lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
             link = conn.execute(
                 sa.select(rb.created_at).where(rb.repository_id == repo_id, rb.digest == digest)
             ).first()
@@ -229,8 +231,7 @@ class GarbageCollector:
             if _referenced(conn, s.manifest_blobs, s.manifest_blobs.c.digest, repo_id, digest):
                 report.kept += 1
                 return self._settle(conn, item)
-            conn.execute(sa.delete(s.repository_blobs).where(rb.repository_id == repo_id, rb.digest == digest))
-            account_link(self.db, conn, repo_id, digest, int(blob.size) if blob is not None else 0, -1)
+            unlink_blob(self.db, conn, repo_id, digest)  # the registry's unlink: the link and usage
             repo = conn.execute(sa.select(s.repositories.c.name).where(s.repositories.c.id == repo_id)).scalar()
             # Its listener queues the blob, which may have lost its last link.
             self.events.changed(conn, BlobDeleted(repository=str(repo), digest=digest, collected=True))
