@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -65,12 +65,25 @@ class Services:
     pull_gate: PullGate
     events: Listeners
     outbox: Outbox
-    http: httpx.Client  # outbound HTTP: the external scanner now; webhooks and replication next
+    http: httpx.Client  # outbound HTTP: the external scanner, vulnerability sources, OIDC; webhooks next
+    _unverified: httpx.Client | None = field(default=None, repr=False)
+
+    def http_for(self, verify_tls: bool) -> httpx.Client:
+        """The outbound client for a peer; for one whose certificate a setting says not to check
+        (`oidc_verify_tls = false`) one like it without verification, made once: httpx verifies per
+        client, not per request."""
+        if verify_tls:
+            return self.http
+        if self._unverified is None:
+            self._unverified = http_client(verify=False)
+        return self._unverified
 
     def close(self) -> None:
         self.audit.close()
         self.scans.vulndb.close()
         self.http.close()
+        if self._unverified is not None:
+            self._unverified.close()
         self.db.dispose()
 
 
@@ -146,7 +159,7 @@ def build_services(
     scans = ScanService(
         db,
         store,
-        VulnDB(settings.resolved_vulndb_path),
+        VulnDB(settings.resolved_vulndb_path, http),
         audit,
         catalog,
         projects,
