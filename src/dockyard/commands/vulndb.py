@@ -40,7 +40,6 @@ def vulndb_update(
 ) -> None:
     """Download and import the configured OSV sources; a failed source keeps its last good copy."""
     from dockyard.scan.vulndb import SourceError, VulnDB
-
     from dockyard.wiring import http_client
 
     settings = settings_or_exit()
