@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -131,3 +132,13 @@ def test_the_provider_is_called_through_the_injected_http_client(tmp_path: Path,
     assert [str(r.url) for r in seen] == [f"{issuer}/.well-known/openid-configuration"]
     assert seen[0].headers["user-agent"].startswith("dockyard/")
     assert seen[0].extensions["timeout"]["read"] == OIDC_TIMEOUT  # a login waits: the provider's own timeout
+
+
+def test_a_provider_not_to_be_verified_gets_one_unverified_client(tmp_path: Path, database: Database) -> None:
+    svc = build_services(make_settings(tmp_path, database), db=database)
+    unverified = svc.http_for(False)  # oidc_verify_tls = false: httpx verifies per client
+    assert svc.http_for(True) is svc.http and unverified is not svc.http and svc.http_for(False) is unverified
+    assert unverified._transport._pool._ssl_context.verify_mode == ssl.CERT_NONE  # type: ignore[attr-defined]
+    assert unverified.headers["user-agent"] == svc.http.headers["user-agent"]  # built like the process's client
+    svc.close()
+    assert unverified.is_closed
