@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -32,7 +32,6 @@ from dockyard.services.lifecycle.scrub import Scrubber
 from dockyard.services.lifecycle.tag_rules import TagRuleService
 from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
-from dockyard.services.registry.gc_queue import GcBookkeeping
 from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.services.scanning.listener import ScanningListener
 from dockyard.services.scanning.policy import PullGate
@@ -66,12 +65,25 @@ class Services:
     pull_gate: PullGate
     events: Listeners
     outbox: Outbox
-    http: httpx.Client  # outbound HTTP: the external scanner now; webhooks and replication next
+    http: httpx.Client  # outbound HTTP: the external scanner, vulnerability sources, OIDC; webhooks next
+    _unverified: httpx.Client | None = field(default=None, repr=False)
+
+    def http_for(self, verify_tls: bool) -> httpx.Client:
+        """The outbound client for a peer; for one whose certificate a setting says not to check
+        (`oidc_verify_tls = false`) one like it without verification, made once: httpx verifies per
+        client, not per request."""
+        if verify_tls:
+            return self.http
+        if self._unverified is None:
+            self._unverified = http_client(verify=False)
+        return self._unverified
 
     def close(self) -> None:
         self.audit.close()
         self.scans.vulndb.close()
         self.http.close()
+        if self._unverified is not None:
+            self._unverified.close()
         self.db.dispose()
 
 
@@ -148,7 +160,7 @@ def build_services(
     scans = ScanService(
         db,
         store,
-        VulnDB(settings.resolved_vulndb_path),
+        VulnDB(settings.resolved_vulndb_path, http),
         audit,
         catalog,
         projects,
@@ -157,37 +169,37 @@ def build_services(
         settings.vulndb_stale_after_seconds,
         settings.vulndb_severity_sources,
     )
-    # The registry's listeners, in this order, inside each change's transaction (services/events).
+    # The registry's listeners, in this order, inside each change's transaction (services/events),
+    # after the registry's own garbage-collection bookkeeping, which its services install themselves.
     outbox = Outbox(db)
-    events = Listeners(
-        AuditListener(audit),
-        GcBookkeeping(db, settings.gc_grace_seconds),
-        ScanningListener(scans, catalog),
-        OutboxListener(outbox),
-    )
-    manifests = ManifestService(db, settings.max_manifest_bytes, events)
+    events = Listeners(AuditListener(audit), ScanningListener(scans, catalog), OutboxListener(outbox))
+    grace = settings.gc_grace_seconds
+    uploads = UploadService(db, store, grace, settings.max_upload_sessions_per_identity, events)
+    manifests = ManifestService(db, settings.max_manifest_bytes, events, grace)
+    blobs = BlobService(db, store, grace, events)
     return Services(
         settings=settings,
         db=db,
         store=store,
         audit=audit,
-        blobs=BlobService(db, store, settings.gc_grace_seconds, events),
-        uploads=UploadService(db, store, settings.gc_grace_seconds, settings.max_upload_sessions_per_identity, events),
+        blobs=blobs,
+        uploads=uploads,
         manifests=manifests,
         collector=GarbageCollector(
             db,
             store,
             audit,
-            settings.gc_grace_seconds,
+            grace,
             settings.upload_ttl_seconds,
             settings.gc_pace,
             upload_idle_ttl=settings.upload_idle_ttl_seconds,
             lease_ttl=leases.ttl_for(settings.gc_interval_seconds),
             events=events,
+            uploads=uploads,
         ),
         tag_rules=TagRuleService(db, audit),
-        retention=RetentionService(db, manifests, audit),
-        scrubber=Scrubber(db, store, audit),
+        retention=RetentionService(db, manifests, audit, catalog),
+        scrubber=Scrubber(blobs, audit),
         catalog=catalog,
         users=users,
         projects=projects,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -9,11 +10,15 @@ from urllib.parse import urlparse
 import httpx
 import jwt
 import pytest
+from starlette.testclient import TestClient
 
+from dockyard.api.app import create_app
 from dockyard.db.engine import Database
+from dockyard.services.auth.oidc import OIDC_TIMEOUT
 from dockyard.services.auth.permissions import Role
+from dockyard.wiring import build_services, http_client, prepare
 from tests.access.test_ldap import make_registry
-from tests.api.conftest import ADMIN, Registry, basic
+from tests.api.conftest import ADMIN, Registry, basic, make_settings
 from tests.support.oidc_provider import OidcProvider
 
 
@@ -103,3 +108,37 @@ def test_forged_state_and_disabled_users_are_refused(oidc_registry: Registry, pr
     oidc_registry.http.patch("/api/v1/users/bob", json={"disabled": True}, headers=ADMIN)
     r = browser_login(oidc_registry)
     assert r.status_code == 401 and "disabled" in r.json()["detail"]
+
+
+def test_the_provider_is_called_through_the_injected_http_client(tmp_path: Path, database: Database) -> None:
+    issuer = "https://idp.test"
+    seen: list[httpx.Request] = []
+
+    def idp(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        doc = {"issuer": issuer, "authorization_endpoint": f"{issuer}/authorize", "token_endpoint": f"{issuer}/token",
+               "jwks_uri": f"{issuer}/jwks"}  # fmt: skip
+        return httpx.Response(200, json=doc)
+
+    settings = make_settings(tmp_path, database).model_copy(
+        update={"oidc_issuer": issuer, "oidc_client_id": "dockyard", "oidc_client_secret": "s3cret"}
+    )
+    svc = build_services(settings, db=database, http=http_client(transport=httpx.MockTransport(idp)))
+    prepare(svc)
+    with TestClient(create_app(svc), base_url="http://registry.test") as client:
+        start = client.get("/auth/oidc/login", follow_redirects=False)
+    svc.close()
+    assert start.status_code == 302 and start.headers["location"].startswith(f"{issuer}/authorize?")
+    assert [str(r.url) for r in seen] == [f"{issuer}/.well-known/openid-configuration"]
+    assert seen[0].headers["user-agent"].startswith("dockyard/")
+    assert seen[0].extensions["timeout"]["read"] == OIDC_TIMEOUT  # a login waits: the provider's own timeout
+
+
+def test_a_provider_not_to_be_verified_gets_one_unverified_client(tmp_path: Path, database: Database) -> None:
+    svc = build_services(make_settings(tmp_path, database), db=database)
+    unverified = svc.http_for(False)  # oidc_verify_tls = false: httpx verifies per client
+    assert svc.http_for(True) is svc.http and unverified is not svc.http and svc.http_for(False) is unverified
+    assert unverified._transport._pool._ssl_context.verify_mode == ssl.CERT_NONE  # type: ignore[attr-defined]
+    assert unverified.headers["user-agent"] == svc.http.headers["user-agent"]  # built like the process's client
+    svc.close()
+    assert unverified.is_closed

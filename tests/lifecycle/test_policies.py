@@ -178,7 +178,7 @@ def test_reconcile_removes_only_old_files_the_database_does_not_know(reg: Regist
     old_path = store.local_path(sha256(orphan_old))
     assert old_path is not None
     os.utime(old_path, (time.time() - 7200, time.time() - 7200))
-    reconciler = Reconciler(reg.services.db, store, min_age=3600)
+    reconciler = Reconciler(reg.services.blobs, min_age=3600)
     dry = reconciler.run(dry_run=True)
     assert dry.orphans == [sha256(orphan_old)] and dry.young == 1 and store.stat(sha256(orphan_old))
     done = reconciler.run()

@@ -10,10 +10,15 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from typer.testing import CliRunner
 
+from dockyard import wiring
+from dockyard.cli import app
 from dockyard.scan.matcher import Matcher, Query
 from dockyard.scan.vulndb import SourceError, VulnDB, open_for_cli, sources_in
+from dockyard.wiring import http_client
 from tests.scan.conftest import shared_vulndb
 
 NPM_ZIP = "npm/all.zip"
@@ -154,7 +159,7 @@ def test_http_sources_are_downloaded_once_and_a_cut_download_changes_nothing(
     tmp_path: Path, zip_server: tuple[str, type[_ZipHandler]]
 ) -> None:
     url, handler = zip_server
-    db = VulnDB(tmp_path / "db")
+    db = VulnDB(tmp_path / "db", http_client())
     assert db.import_source(url).added == 14
     # The next update asks with the ETag and the server answers 304: nothing is downloaded.
     again = db.import_source(url)
@@ -186,3 +191,41 @@ def test_the_cli_opens_a_folder_of_zips_into_a_reusable_cache(tmp_path: Path) ->
     assert open_for_cli(single, tmp_path / "cache").count() == 14
     with pytest.raises(SourceError):
         open_for_cli(tmp_path / "empty-dir-that-does-not-exist", tmp_path / "cache")
+
+
+# --- downloads go through the injected outbound client ---------------------------------------------
+def _osv_transport(seen: list[httpx.Request]) -> httpx.MockTransport:
+    body = (shared_vulndb() / NPM_ZIP).read_bytes()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=body, headers={"ETag": '"v1"'})
+
+    return httpx.MockTransport(answer)
+
+
+def test_advisory_downloads_use_the_injected_client_with_their_own_timeout(tmp_path: Path) -> None:
+    seen: list[httpx.Request] = []
+    db = VulnDB(tmp_path / "db", http_client(transport=_osv_transport(seen)))
+    assert db.import_source("https://osv.test/npm/all.zip", timeout=123.0).added == 14
+    assert [str(r.url) for r in seen] == ["https://osv.test/npm/all.zip"]
+    assert seen[0].headers["user-agent"].startswith("dockyard/")  # the process's client, not a new one
+    assert seen[0].extensions["timeout"]["read"] == 123.0  # a download keeps its longer timeout
+    # Without a client, a database reads files only: a URL is a failed source, not a download.
+    offline = VulnDB(tmp_path / "offline")
+    result = offline.update(["https://osv.test/npm/all.zip"])
+    assert isinstance(result[0], SourceError) and "no HTTP client" in str(result[0])
+
+
+def test_vulndb_update_command_downloads_through_the_process_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[httpx.Request] = []
+    made = http_client(transport=_osv_transport(seen))
+    monkeypatch.setattr(wiring, "http_client", lambda: made)
+    monkeypatch.setenv("DOCKYARD_DATA_DIR", str(tmp_path / "data"))
+    args = ["vulndb", "update", "--path", str(tmp_path / "db"), "--source", "https://osv.test/npm/all.zip"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "+14" in result.output and [str(r.url) for r in seen] == ["https://osv.test/npm/all.zip"]
+    assert made.is_closed  # the command closes the client it was given

@@ -39,7 +39,8 @@ def routes(services: Services) -> list[BaseRoute]:
             username_claim=s.oidc_username_claim,
             groups_claim=s.oidc_groups_claim,
             verify_tls=s.oidc_verify_tls,
-        )
+        ),
+        services.http_for(s.oidc_verify_tls),
     )
 
     def redirect_uri(request: Request) -> str:

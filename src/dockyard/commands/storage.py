@@ -22,7 +22,7 @@ def storage_reconcile(
     """Remove files in storage that the database does not know (walks the whole storage)."""
     from dockyard.services.lifecycle.reconcile import Reconciler
 
-    report = Reconciler(svc.db, svc.store, min_age_hours * 3600).run(dry_run=dry_run)
+    report = Reconciler(svc.blobs, min_age_hours * 3600).run(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     summary = (
         f"checked {report.checked} files: {verb} {len(report.orphans)} orphans ({report.bytes} bytes); "

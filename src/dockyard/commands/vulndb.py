@@ -40,12 +40,16 @@ def vulndb_update(
 ) -> None:
     """Download and import the configured OSV sources; a failed source keeps its last good copy."""
     from dockyard.scan.vulndb import SourceError, VulnDB
+    from dockyard.wiring import http_client
 
     settings = settings_or_exit()
-    db = VulnDB(path or settings.resolved_vulndb_path)
     failed = 0
     severities = severity_source if severity_source is not None else settings.vulndb_severity_sources
-    for result in [*db.update(source or settings.vulndb_sources), *db.update_severities(severities)]:
+    # Downloads go through the process's outbound client (timeouts, user agent), as the server's do.
+    with http_client() as http:
+        db = VulnDB(path or settings.resolved_vulndb_path, http)
+        results = [*db.update(source or settings.vulndb_sources), *db.update_severities(severities)]
+    for result in results:
         if isinstance(result, SourceError):
             failed += 1
             typer.echo(f"failed  {result}", err=True)

@@ -107,9 +107,12 @@ def _now() -> str:
 
 
 class VulnDB:
-    def __init__(self, path: Path) -> None:
-        """`path` is the database folder; it is created if missing."""
+    def __init__(self, path: Path, http: httpx.Client | None = None) -> None:
+        """`path` is the database folder; it is created if missing. `http` downloads the sources
+        given by URL (the process's client, `wiring.http_client()`; tests pass one on an
+        httpx.MockTransport); without one, only files and folders can be imported."""
         self.folder = path
+        self.http = http
         path.mkdir(parents=True, exist_ok=True)
         self.path = path / DB_FILE
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -132,7 +135,7 @@ class VulnDB:
 
     def copy_to(self, folder: Path) -> VulnDB:
         """A consistent copy (SQLite's online backup), e.g. to seed another replica or a test."""
-        copy = VulnDB(folder)
+        copy = VulnDB(folder, self.http)
         self._conn.backup(copy._conn)
         return copy
 
@@ -356,11 +359,16 @@ class VulnDB:
                 headers["If-None-Match"] = row[0]
             if row and row[1]:
                 headers["If-Modified-Since"] = row[1]
+            http = self.http
+            if http is None:
+                raise SourceError(f"{source}: no HTTP client to download it with (this database reads files only)")
             fd, name = tempfile.mkstemp(prefix="osv-", suffix=".zip", dir=self.folder)
             try:
                 with os.fdopen(fd, "wb") as out:
                     try:
-                        with httpx.stream("GET", source, headers=headers, timeout=timeout, follow_redirects=True) as r:
+                        # The injected client, with this download's own (longer) timeout.
+                        stream = http.stream("GET", source, headers=headers, timeout=timeout, follow_redirects=True)
+                        with stream as r:
                             if r.status_code == 304:
                                 yield None
                                 return

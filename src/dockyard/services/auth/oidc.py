@@ -51,21 +51,24 @@ class OidcUser:
     groups: list[str]
 
 
+# A login waits on these calls: the provider gets less time than the process's default read timeout.
+OIDC_TIMEOUT = 10.0
+
+
 class OidcClient:
-    def __init__(self, settings: OidcSettings) -> None:
+    def __init__(self, settings: OidcSettings, http: httpx.Client) -> None:
+        """`http`: the outbound client the provider is called with (`wiring.http_client()`, built with
+        `verify=False` when `verify_tls` is off: verification is a property of the client in httpx)."""
         self.settings = settings
+        self.http = http
         self._discovery: dict[str, Any] | None = None
         self._discovered_at = 0.0
         self._jwks: dict[str, Any] | None = None
 
-    def _http(self) -> httpx.Client:
-        return httpx.Client(timeout=10.0, verify=self.settings.verify_tls)
-
     def discovery(self) -> dict[str, Any]:
         if self._discovery is None or time.monotonic() - self._discovered_at > DISCOVERY_TTL:
             url = self.settings.issuer.rstrip("/") + "/.well-known/openid-configuration"
-            with self._http() as http:
-                r = http.get(url)
+            r = self.http.get(url, timeout=OIDC_TIMEOUT)
             if r.status_code != 200:
                 raise OidcError(f"discovery at {url} answered {r.status_code}")
             doc = r.json()
@@ -96,17 +99,17 @@ class OidcClient:
         """Exchange the code, verify the ID token (signature from the JWKS, issuer, audience,
         expiry, nonce) and read the user from it."""
         doc = self.discovery()
-        with self._http() as http:
-            r = http.post(
-                doc["token_endpoint"],
-                data={
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "redirect_uri": redirect_uri,
-                    "code_verifier": verifier,
-                },
-                auth=(self.settings.client_id, self.settings.client_secret),
-            )
+        r = self.http.post(
+            doc["token_endpoint"],
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": redirect_uri,
+                "code_verifier": verifier,
+            },
+            auth=(self.settings.client_id, self.settings.client_secret),
+            timeout=OIDC_TIMEOUT,
+        )
         if r.status_code != 200:
             raise OidcError(f"token endpoint answered {r.status_code}: {r.text[:200]}")
         id_token = r.json().get("id_token")
@@ -121,8 +124,7 @@ class OidcClient:
 
     def _key(self, kid: str | None, refresh: bool = False) -> jwt.PyJWK:
         if self._jwks is None or refresh:
-            with self._http() as http:
-                r = http.get(self.discovery()["jwks_uri"])
+            r = self.http.get(self.discovery()["jwks_uri"], timeout=OIDC_TIMEOUT)
             if r.status_code != 200:
                 raise OidcError(f"JWKS answered {r.status_code}")
             self._jwks = r.json()

@@ -19,12 +19,12 @@ from prometheus_client import Counter
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
-from dockyard.services.events import BlobDeleted, Listeners, ManifestDeleted, RegistryListener
+from dockyard.services.events import BlobDeleted, ManifestDeleted, RegistryListener
 from dockyard.services.lifecycle import leases
-from dockyard.services.registry.gc_queue import enqueue_gc
-from dockyard.services.registry.links import lock_blob
+from dockyard.services.registry.gc_queue import enqueue_gc, with_gc_bookkeeping
+from dockyard.services.registry.links import lock_blob, unlink_blob
 from dockyard.services.registry.manifest_rows import delete_manifest_rows
-from dockyard.services.registry.quota import account_link
+from dockyard.services.registry.uploads import UploadService
 from dockyard.storage.base import BlobStore
 
 COLLECTOR = Actor("system:gc", "system")
@@ -67,9 +67,14 @@ class GarbageCollector:
         upload_idle_ttl: float | None = None,
         lease_ttl: float = leases.DEFAULT_TTL,
         events: RegistryListener | None = None,
+        uploads: UploadService | None = None,
     ) -> None:
         self.db = db
-        self.events = events or Listeners()  # told of the manifests and links it removes
+        self.uploads = uploads or UploadService(db, store, grace)  # owner of the upload sessions
+        # Told of the manifests and links it removes: the registry's own bookkeeping queues the blob
+        # a removed link may have left unlinked (always, so a collector built without listeners
+        # still collects it), then `events` (audit, scans, the outbox).
+        self.events = with_gc_bookkeeping(db, grace, events)
         self.store = store
         self.audit = audit
         self.grace = grace
@@ -217,7 +222,7 @@ class GarbageCollector:
         rb = s.repository_blobs.c
         digest, repo_id = str(item.digest), int(item.repository_id)
         with self.db.write() as conn:
-            blob = lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
+            lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
             link = conn.execute(
                 sa.select(rb.created_at).where(rb.repository_id == repo_id, rb.digest == digest)
             ).first()
@@ -229,8 +234,7 @@ class GarbageCollector:
             if _referenced(conn, s.manifest_blobs, s.manifest_blobs.c.digest, repo_id, digest):
                 report.kept += 1
                 return self._settle(conn, item)
-            conn.execute(sa.delete(s.repository_blobs).where(rb.repository_id == repo_id, rb.digest == digest))
-            account_link(self.db, conn, repo_id, digest, int(blob.size) if blob is not None else 0, -1)
+            unlink_blob(self.db, conn, repo_id, digest)  # the registry's unlink: the link and usage
             repo = conn.execute(sa.select(s.repositories.c.name).where(s.repositories.c.id == repo_id)).scalar()
             # Its listener queues the blob, which may have lost its last link.
             self.events.changed(conn, BlobDeleted(repository=str(repo), digest=digest, collected=True))
@@ -284,26 +288,9 @@ class GarbageCollector:
         report.stale_uploads += self.expire_uploads()
 
     def expire_uploads(self, at: float | None = None) -> int:
-        """Remove upload sessions abandoned at time `at` (default now), with their staged bytes:
-        idle for `upload_idle_ttl` (no claim or append since; a claim still held means a chunk is
-        being written, which is not idle), or older than `upload_ttl`. Returns how many went."""
-        u = s.upload_sessions.c
-        ts = now() if at is None else at
-        # Every claim and release of an append refreshes updated_at.
-        writing = sa.and_(u.claimed_until.is_not(None), u.claimed_until > ts)
-        idle = sa.and_(u.updated_at < ts - self.upload_idle_ttl, sa.not_(writing))
-        abandoned = sa.or_(idle, u.created_at < ts - self.upload_ttl)
-        removed = 0
-        with self.db.read() as conn:
-            stale = list(conn.execute(sa.select(u.id).where(abandoned)).scalars())
-        for upload_id in stale:
-            leases.heartbeat()
-            with self.db.write() as conn:
-                gone = conn.execute(sa.delete(s.upload_sessions).where(u.id == upload_id, abandoned)).rowcount
-            if gone:
-                self.store.delete_upload(upload_id)
-                removed += 1
-        return removed
+        """Remove upload sessions abandoned at time `at` (default now), with their staged bytes (the
+        rule is the owner's: `UploadService.expire_abandoned`). Returns how many went."""
+        return self.uploads.expire_abandoned(self.upload_idle_ttl, self.upload_ttl, at)
 
 
 class _Plan:

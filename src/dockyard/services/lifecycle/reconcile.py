@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
-
-from dockyard.db import schema as s
-from dockyard.db.engine import Database, now
-from dockyard.services.registry.links import lock_blob
-from dockyard.storage.base import BlobStore
+from dockyard.db.engine import now
+from dockyard.services.registry.blobs import BlobService
 
 
 @dataclass
@@ -22,18 +18,16 @@ class ReconcileReport:
 
 
 class Reconciler:
-    def __init__(self, db: Database, store: BlobStore, min_age: float = 3600.0) -> None:
-        self.db = db
-        self.store = store
+    def __init__(self, blobs: BlobService, min_age: float = 3600.0) -> None:
+        self.blobs = blobs  # the registry's blob rows are asked of their owner
+        self.store = blobs.store
         self.min_age = min_age
 
     def run(self, dry_run: bool = False) -> ReconcileReport:
         report = ReconcileReport()
         for digest in self.store.list_digests():
             report.checked += 1
-            with self.db.read() as conn:
-                known = conn.execute(sa.select(s.blobs.c.digest).where(s.blobs.c.digest == digest)).first()
-            if known is not None:
+            if self.blobs.recorded(digest):
                 continue
             written = self.store.modified_at(digest)
             if written is None:
@@ -43,11 +37,8 @@ class Reconciler:
                 report.young += 1
                 continue
             size = self.store.stat(digest) or 0
-            if not dry_run:
-                with self.db.write() as conn:  # under the (absent) row's lock: a late record wins
-                    if lock_blob(self.db, conn, digest) is not None:
-                        continue
-                    self.store.delete(digest)
+            if not dry_run and not self.blobs.delete_unrecorded(digest):
+                continue  # recorded meanwhile: a late upload won
             report.orphans.append(digest)
             report.bytes += size
         return report

@@ -22,7 +22,8 @@ from dockyard.services.audit import Actor, AuditLog, acting_as
 from dockyard.services.errors import InvalidInput, ManifestUnknown
 from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.tag_rules import immutable_rule
-from dockyard.services.projects import ProjectService, in_project
+from dockyard.services.projects import ProjectService
+from dockyard.services.registry.catalog import CatalogService
 from dockyard.services.registry.manifests import ManifestService
 
 RETENTION = Actor("system:retention", "system")
@@ -56,10 +57,11 @@ class Removal:
 
 
 class RetentionService:
-    def __init__(self, db: Database, manifests: ManifestService, audit: AuditLog) -> None:
+    def __init__(self, db: Database, manifests: ManifestService, audit: AuditLog, catalog: CatalogService) -> None:
         self.db = db
-        self.manifests = manifests
+        self.manifests = manifests  # removals go through the API's delete path
         self.audit = audit
+        self.catalog = catalog
 
     def set_policy(self, project: str, policy: RetentionPolicy, enabled: bool = True) -> None:
         policy.check()
@@ -98,28 +100,22 @@ class RetentionService:
             policy = found[0]
         removals: list[Removal] = []
         self.audit.flush()  # this process's queued pull events count as pulls
-        r, t, m = s.repositories.c, s.tags.c, s.manifests.c
         cutoff = now() - policy.keep_days * 86400 if policy.keep_days is not None else None
+        catalog = self.catalog  # owns the registry's tables: the plan reads them through it
         with self.db.read() as conn:
-            repos = conn.execute(sa.select(r.id, r.name).where(in_project(r.name, project)).order_by(r.name)).all()
-            for repo_id, repo in repos:
-                tags = conn.execute(
-                    sa.select(t.name, t.updated_at, m.digest)
-                    .select_from(s.tags.join(s.manifests, m.id == t.manifest_id))
-                    .where(t.repository_id == repo_id)
-                    .order_by(t.updated_at.desc(), t.name)
-                ).all()
+            for repo_id, repo in catalog.project_repositories(conn, project):
+                tags = catalog.tags_by_recency(conn, repo_id)
                 pulled: dict[str, float] = {}
                 if cutoff is not None:  # the audit log owns the pull history
                     pulled = self.audit.last_pulls(conn, repo, cutoff)
                 if policy.has_keep_rule:
-                    for rank, (tag, pushed, digest) in enumerate(tags):
-                        if self._kept(conn, policy, repo, tag, rank, pushed, pulled, cutoff):
+                    for rank, tag in enumerate(tags):
+                        if self._kept(conn, policy, repo, tag.name, rank, tag.updated_at, pulled, cutoff):
                             continue
-                        removals.append(Removal(repo, tag, digest, "not kept by any rule"))
+                        removals.append(Removal(repo, tag.name, tag.digest, "not kept by any rule"))
                 if policy.remove_untagged:
                     removals.extend(
-                        self._untagged(conn, repo_id, repo, {x.tag for x in removals if x.repository == repo})
+                        Removal(repo, None, digest, "untagged") for digest in catalog.unheld_manifests(conn, repo_id)
                     )
         return removals
 
@@ -141,26 +137,6 @@ class RetentionService:
         if any(fnmatch.fnmatchcase(tag, p) for p in policy.keep_patterns):
             return True
         return immutable_rule(conn, repo, tag) is not None
-
-    @staticmethod
-    def _untagged(conn: sa.Connection, repo_id: int, repo: str, removed_tags: set[str | None]) -> list[Removal]:
-        m, t, mc = s.manifests.c, s.tags.c, s.manifest_children.c
-        parent = s.manifests.alias("parent")
-        rows = conn.execute(
-            sa.select(m.digest, m.subject_digest).where(
-                m.repository_id == repo_id,
-                ~sa.exists().where(t.manifest_id == m.id),
-                ~sa.exists()
-                .select_from(s.manifest_children.join(parent, parent.c.id == mc.manifest_id))
-                .where(parent.c.repository_id == repo_id, mc.child_digest == m.digest),
-            )
-        ).all()
-        present = set(conn.execute(sa.select(m.digest).where(m.repository_id == repo_id)).scalars())
-        return [
-            Removal(repo, None, digest, "untagged")
-            for digest, subject in rows
-            if not (subject and subject in present)  # a referrer stays with its subject
-        ]
 
     def run(self, project: str, dry_run: bool = False, policy: RetentionPolicy | None = None) -> list[Removal]:
         planned = self.plan(project, policy)

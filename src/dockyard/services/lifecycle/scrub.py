@@ -11,14 +11,11 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
 from prometheus_client import Counter
 
-from dockyard.db import schema as s
-from dockyard.db.engine import Database
 from dockyard.services.audit import FAILURE, Actor, AuditLog, acting_as
 from dockyard.services.lifecycle import leases
-from dockyard.storage.base import BlobStore
+from dockyard.services.registry.blobs import BlobService
 
 SCRUBBER = Actor("system:scrub", "system")
 PROBLEMS = Counter("dockyard_scrub_problems", "Blobs the scrub found missing or altered", ["problem"])
@@ -44,35 +41,24 @@ class ScrubReport:
 
 
 class Scrubber:
-    def __init__(self, db: Database, store: BlobStore, audit: AuditLog) -> None:
-        self.db = db
-        self.store = store
+    def __init__(self, blobs: BlobService, audit: AuditLog) -> None:
+        self.blobs = blobs  # the registry's blob rows are read through their owner
+        self.store = blobs.store
         self.audit = audit
 
     def run(self, rate_bytes_per_second: float | None = None, batch: int = 500) -> ScrubReport:
         report = ScrubReport()
         started = time.monotonic()
-        after = ""
         with acting_as(SCRUBBER):
-            while True:
-                with self.db.read() as conn:
-                    rows = conn.execute(
-                        sa.select(s.blobs.c.digest, s.blobs.c.size)
-                        .where(s.blobs.c.digest > after, s.blobs.c.status == "ok")
-                        .order_by(s.blobs.c.digest)
-                        .limit(batch)
-                    ).all()
-                if not rows:
-                    break
-                for digest, size in rows:
+            for blobs in self.blobs.stored(batch):
+                for blob in blobs:
                     leases.heartbeat()  # a scrub runs for hours: keep its lease while it progresses
-                    self._check(digest, int(size), report)
+                    self._check(blob.digest, blob.size, report)
                     if rate_bytes_per_second:
                         # Sleep off any lead over the allowed rate, so pulls keep the disk.
                         ahead = report.bytes / rate_bytes_per_second - (time.monotonic() - started)
                         if ahead > 0:
                             time.sleep(ahead)
-                after = rows[-1].digest
         report.seconds = time.monotonic() - started
         return report
 

@@ -10,12 +10,19 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.errors import BlobUnknown, BlobUploadInvalid, NameInvalid
-from dockyard.services.events import BlobDeleted, BlobMounted, Listeners, RegistryListener
-from dockyard.services.registry.links import link_blob, unlink_blob
+from dockyard.services.events import BlobDeleted, BlobMounted, RegistryListener
+from dockyard.services.registry.gc_queue import with_gc_bookkeeping
+from dockyard.services.registry.links import link_blob, lock_blob, unlink_blob
 from dockyard.services.registry.quota import check_quota
 from dockyard.services.registry.repositories import ensure_repository
 from dockyard.services.registry.validation import check_digest, check_name
 from dockyard.storage.base import BlobStore
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlob:
+    digest: str
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +40,8 @@ class BlobService:
         self.db = db
         self.store = store
         self.grace = grace
-        self.events = events or Listeners()  # told of deletes and mounts, in their transactions
+        # Told of deletes and mounts in their transactions: the collector's queue, then `events`.
+        self.events = with_gc_bookkeeping(db, grace, events)
 
     def _linked_size(self, name: str, digest: str) -> int | None:
         q = (
@@ -97,3 +105,38 @@ class BlobService:
         except BlobUploadInvalid:
             return None  # collected meanwhile: the client uploads instead
         return size
+
+    # -- for the scrub and the reconcile: every stored blob, and bytes no row records -----------------
+
+    def stored(self, batch: int = 500) -> Iterator[list[StoredBlob]]:
+        """Every blob the registry holds (status ok), in digest order, one batch per short read
+        transaction: a walk of hours holds no snapshot, and blobs added meanwhile ahead of the
+        cursor are seen."""
+        b = s.blobs.c
+        after = ""
+        while True:
+            with self.db.read() as conn:
+                rows = conn.execute(
+                    sa.select(b.digest, b.size)
+                    .where(b.digest > after, b.status == "ok")
+                    .order_by(b.digest)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            yield [StoredBlob(str(digest), int(size)) for digest, size in rows]
+            after = rows[-1].digest
+
+    def recorded(self, digest: str) -> bool:
+        """Whether the database has a row for the blob (in any status)."""
+        with self.db.read() as conn:
+            return conn.execute(sa.select(s.blobs.c.digest).where(s.blobs.c.digest == digest)).first() is not None
+
+    def delete_unrecorded(self, digest: str) -> bool:
+        """Delete stored bytes no blob row records, under the (absent) row's lock, so an upload that
+        records them meanwhile wins. Returns whether they were deleted."""
+        with self.db.write() as conn:
+            if lock_blob(self.db, conn, digest) is not None:
+                return False
+            self.store.delete(digest)
+        return True

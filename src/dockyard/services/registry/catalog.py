@@ -26,6 +26,13 @@ class Page:
         return self.items[-1] if self.items else None
 
 
+@dataclass(frozen=True, slots=True)
+class TagRow:
+    name: str
+    updated_at: float  # when the tag was last pushed or moved
+    digest: str  # the manifest it points at
+
+
 class CatalogService:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -114,3 +121,43 @@ class CatalogService:
                     tags = conn.execute(sa.select(t.name).where(t.manifest_id == row.id).order_by(t.name)).scalars()
                     where[row.image].append({"repository": row.name, "tags": list(tags)})
         return where
+
+    # -- reads for retention: its plan is one read transaction over several of them, so they take
+    # the caller's connection (the statements are retention's, run by the tables' owner) ----------
+
+    @staticmethod
+    def project_repositories(conn: sa.Connection, project: str) -> list[tuple[int, str]]:
+        """(id, name) of every repository in the project, by name."""
+        r = s.repositories.c
+        stmt = sa.select(r.id, r.name).where(in_project(r.name, project)).order_by(r.name)
+        return [(int(repo_id), str(name)) for repo_id, name in conn.execute(stmt)]
+
+    @staticmethod
+    def tags_by_recency(conn: sa.Connection, repo_id: int) -> list[TagRow]:
+        """The repository's tags, most recently pushed first (ties by name), with their manifests."""
+        t, m = s.tags.c, s.manifests.c
+        rows = conn.execute(
+            sa.select(t.name, t.updated_at, m.digest)
+            .select_from(s.tags.join(s.manifests, m.id == t.manifest_id))
+            .where(t.repository_id == repo_id)
+            .order_by(t.updated_at.desc(), t.name)
+        )
+        return [TagRow(str(name), float(at), str(digest)) for name, at, digest in rows]
+
+    @staticmethod
+    def unheld_manifests(conn: sa.Connection, repo_id: int) -> list[str]:
+        """Digests of the repository's manifests that no tag, no index of the repository and no
+        subject still present holds (a referrer stays with its subject)."""
+        m, t, mc = s.manifests.c, s.tags.c, s.manifest_children.c
+        parent = s.manifests.alias("parent")
+        rows = conn.execute(
+            sa.select(m.digest, m.subject_digest).where(
+                m.repository_id == repo_id,
+                ~sa.exists().where(t.manifest_id == m.id),
+                ~sa.exists()
+                .select_from(s.manifest_children.join(parent, parent.c.id == mc.manifest_id))
+                .where(parent.c.repository_id == repo_id, mc.child_digest == m.digest),
+            )
+        ).all()
+        present = set(conn.execute(sa.select(m.digest).where(m.repository_id == repo_id)).scalars())
+        return [str(digest) for digest, subject in rows if not (subject and subject in present)]

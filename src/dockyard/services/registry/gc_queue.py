@@ -6,7 +6,7 @@ from sqlalchemy.engine import Connection
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
-from dockyard.services.events.listener import Listener
+from dockyard.services.events.listener import Listener, Listeners, RegistryListener
 from dockyard.services.events.model import BlobDeleted, ChangeEvent, ManifestPushed, TagDeleted, TagMoved
 from dockyard.services.registry.repositories import repository_id
 
@@ -48,3 +48,12 @@ class GcBookkeeping(Listener):
         repo_id = repository_id(conn, repository)
         if repo_id is not None:
             enqueue_gc(self.db, conn, "manifest", repo_id, digest, self.grace)
+
+
+def with_gc_bookkeeping(db: Database, grace: float, events: RegistryListener | None) -> Listeners:
+    """What a registry service (and the collector) tells of its changes: its own garbage-collection
+    bookkeeping first, always, then the listeners it was given. The bookkeeping is part of the
+    registry's deletion protocol, not an option of the wiring: a service built without listeners
+    (a test, a bench, a tool) still queues what its changes make garbage, as `link_blob` and
+    `delete_manifest_rows` always have."""
+    return Listeners(GcBookkeeping(db, grace), *([events] if events is not None else []))

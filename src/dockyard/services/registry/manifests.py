@@ -22,7 +22,6 @@ from dockyard.services.errors import (
     TooLarge,
 )
 from dockyard.services.events import (
-    Listeners,
     ManifestDeleted,
     ManifestPulled,
     ManifestPushed,
@@ -31,6 +30,7 @@ from dockyard.services.events import (
     TagMoved,
 )
 from dockyard.services.lifecycle.tag_rules import refuse_if_immutable
+from dockyard.services.registry.gc_queue import with_gc_bookkeeping
 from dockyard.services.registry.manifest_rows import delete_manifest_rows
 from dockyard.services.registry.repositories import ensure_repository
 from dockyard.services.registry.validation import check_digest, check_name, check_tag
@@ -65,12 +65,13 @@ class ManifestService:
         db: Database,
         max_bytes: int = 4 * 1024 * 1024,
         events: RegistryListener | None = None,
+        grace: float = 3600.0,
     ) -> None:
         self.db = db
         self.max_bytes = max_bytes
-        # Told of pushes, tag moves and deletes in their transactions (audit, scans, the collector's
-        # queue, the outbox), and of pulls after the read.
-        self.events = events or Listeners()
+        # Told of pushes, tag moves and deletes in their transactions (the collector's queue, always;
+        # then the listeners given: audit, scans, the outbox), and of pulls after the read.
+        self.events = with_gc_bookkeeping(db, grace, events)
         m, t, r = s.manifests.c, s.tags.c, s.repositories.c
         cols = (m.digest, m.media_type, m.content)
         # Prepared once: GET by tag is the hottest read in the registry.

@@ -30,6 +30,7 @@ from dockyard.services.errors import (
     TooManyRequests,
 )
 from dockyard.services.events import BlobPushed, Listeners, RegistryListener
+from dockyard.services.lifecycle import leases
 from dockyard.services.projects import ProjectService
 from dockyard.services.registry.links import link_blob, lock_blob
 from dockyard.services.registry.quota import check_quota
@@ -60,6 +61,28 @@ class UploadService:
         self.events = events or Listeners()  # told of each committed upload, in its transaction
         self.grace = grace  # how long an uploaded blob may wait for a manifest before it is garbage
         self.max_sessions_per_owner = max_sessions_per_owner  # 0: no cap
+
+    def expire_abandoned(self, idle_ttl: float, ttl: float, at: float | None = None) -> int:
+        """Remove the sessions abandoned at time `at` (default now), with their staged bytes: idle for
+        `idle_ttl` (no claim or append since; a claim still held means a chunk is being written,
+        which is not idle), or older than `ttl`. Returns how many went."""
+        u = s.upload_sessions.c
+        ts = now() if at is None else at
+        # Every claim and release of an append refreshes updated_at.
+        writing = sa.and_(u.claimed_until.is_not(None), u.claimed_until > ts)
+        idle = sa.and_(u.updated_at < ts - idle_ttl, sa.not_(writing))
+        abandoned = sa.or_(idle, u.created_at < ts - ttl)
+        removed = 0
+        with self.db.read() as conn:
+            stale = list(conn.execute(sa.select(u.id).where(abandoned)).scalars())
+        for upload_id in stale:
+            leases.heartbeat()  # the collector's duty runs this: keep its lease
+            with self.db.write() as conn:
+                gone = conn.execute(sa.delete(s.upload_sessions).where(u.id == upload_id, abandoned)).rowcount
+            if gone:
+                self.store.delete_upload(upload_id)
+                removed += 1
+        return removed
 
     def start(self, name: str, owner: str | None = None) -> str:
         """Open a session for `owner` (the caller's identity; None: internal, not capped)."""
