@@ -94,14 +94,17 @@ class Database:
             with conn.begin():
                 yield conn
 
+    def insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+        """INSERT in the engine's dialect, for its ON CONFLICT clauses."""
+        return (sqlite.insert if self.is_sqlite else postgresql.insert)(table)
+
     def insert_ignore(self, table: sa.Table, **values: Any) -> Any:
         """INSERT … ON CONFLICT DO NOTHING in the engine's dialect."""
-        ins = (postgresql.insert if not self.is_sqlite else sqlite.insert)(table).values(**values)
-        return ins.on_conflict_do_nothing()
+        return self.insert(table).values(**values).on_conflict_do_nothing()
 
     def upsert(self, table: sa.Table, keys: list[str], **values: Any) -> sa.sql.Executable:
         """INSERT … ON CONFLICT (keys) DO UPDATE SET the other columns."""
-        ins = (postgresql.insert if not self.is_sqlite else sqlite.insert)(table).values(**values)
+        ins = self.insert(table).values(**values)
         updates = {k: ins.excluded[k] for k in values if k not in keys}
         return ins.on_conflict_do_update(index_elements=keys, set_=updates)
 

@@ -80,7 +80,7 @@ class LoginGuard:
         self.settings = settings or GuardSettings()
 
     def _insert(self) -> postgresql.Insert | sqlite.Insert:
-        return (postgresql.insert if not self.db.is_sqlite else sqlite.insert)(s.login_failures)
+        return self.db.insert(s.login_failures)
 
     def check(self, keys: LoginKeys) -> None:
         """Refuse at once while the address, or this account from this address, is locked out.

@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
@@ -59,9 +58,7 @@ def acquire(db: Database, name: str, holder: str, ttl: float) -> bool:
     for a free lease cannot both win (a read-then-write would let them, on PostgreSQL).
     """
     t = now()
-    ins = (sqlite.insert if db.is_sqlite else postgresql.insert)(s.leases).values(
-        name=name, holder=holder, expires_at=t + ttl
-    )
+    ins = db.insert(s.leases).values(name=name, holder=holder, expires_at=t + ttl)
     stmt = ins.on_conflict_do_update(
         index_elements=["name"],
         set_={"holder": ins.excluded.holder, "expires_at": ins.excluded.expires_at},

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
@@ -177,7 +176,7 @@ class WorkQueue:
             "attempts": 0,
             "created_at": t,
         }
-        ins = (sqlite.insert if self.db.is_sqlite else postgresql.insert)(_t).values(**values)
+        ins = self.db.insert(_t).values(**values)
         if key is None:
             conn.execute(ins)
             return True
