@@ -81,6 +81,20 @@ class Settings(BaseSettings):
         "the client address in the audit log and login limits.",
     )
 
+    # --- background duties and replicas ------------------------------------------------------
+    background_duties: bool = Field(
+        True,
+        description="`dockyard serve` also runs the background duties (collector, retention, scrub, scans, "
+        "vulnerability-database updates); false: it only serves, and `dockyard worker` runs them.",
+    )
+    duty_lease_seconds: float | None = Field(
+        None,
+        ge=2,
+        le=86400,
+        description="How long a duty's lease lasts unrenewed, i.e. how soon another replica takes over a "
+        "duty whose holder died; default ten minutes, or two of the duty's intervals if longer.",
+    )
+
     # --- lifecycle ------------------------------------------------------------------------------
     gc_grace_seconds: float = Field(
         3600,

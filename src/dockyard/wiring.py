@@ -193,7 +193,7 @@ def build_services(
             settings.upload_ttl_seconds,
             settings.gc_pace,
             upload_idle_ttl=settings.upload_idle_ttl_seconds,
-            lease_ttl=leases.ttl_for(settings.gc_interval_seconds),
+            lease_ttl=leases.ttl_for(settings.gc_interval_seconds, settings.duty_lease_seconds),
             events=events,
             uploads=uploads,
         ),
@@ -258,7 +258,8 @@ def maintenance(services: Services) -> Maintenance:
     s = services.settings
     return Maintenance(
         services.db,
-        [
+        lease_seconds=s.duty_lease_seconds,
+        duties=[
             Duty(GC_DUTY, s.gc_interval_seconds, services.collector.run),
             Duty(
                 "retention",

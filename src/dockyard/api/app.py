@@ -63,10 +63,13 @@ def _lifespan(services: Services) -> Callable[[Starlette], AbstractAsyncContextM
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services.audit.start()
-        duties = maintenance(services)
-        duties.start()
+        # background_duties = false: this replica only serves; `dockyard worker` runs the duties.
+        duties = maintenance(services) if services.settings.background_duties else None
+        if duties is not None:
+            duties.start()
         yield
-        duties.stop()
+        if duties is not None:
+            duties.stop()
         services.close()
 
     return lifespan

@@ -19,6 +19,7 @@ from dockyard.commands import (
     tokens,
     users,
     vulndb,
+    worker,
 )
 from dockyard.commands.common import with_services
 
@@ -37,3 +38,4 @@ def register(app: typer.Typer) -> None:
     app.command("scanner-adapter")(scanner_adapter.scanner_adapter_command)
     app.command("scan")(scan.scan_command)
     app.add_typer(vulndb.app, name="vulndb")
+    app.command("worker")(worker.worker_command)

@@ -27,9 +27,11 @@ from dockyard.services.errors import Conflict
 DEFAULT_TTL = 600.0
 
 
-def ttl_for(interval: float) -> float:
-    """A duty's lease: ten minutes, or two of its intervals if longer; renewed while the run progresses."""
-    return max(DEFAULT_TTL, interval * 2)
+def ttl_for(interval: float, setting: float | None = None) -> float:
+    """A duty's lease: the `duty_lease_seconds` setting, else ten minutes or two of its intervals if
+    longer; renewed while the run progresses. It is also how long a dead holder's duty waits for
+    another replica."""
+    return setting if setting is not None else max(DEFAULT_TTL, interval * 2)
 
 
 def holder_name(kind: str) -> str:

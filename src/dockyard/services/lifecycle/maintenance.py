@@ -105,8 +105,16 @@ def _finished(db: Database, name: str, summary: object, error: str | None) -> No
 
 
 class Maintenance:
-    def __init__(self, db: Database, duties: list[Duty], tick: float = 1.0, renew_every: float | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        duties: list[Duty],
+        tick: float = 1.0,
+        renew_every: float | None = None,
+        lease_seconds: float | None = None,
+    ) -> None:
         self.db = db
+        self.lease_seconds = lease_seconds  # None: leases.ttl_for's default per duty
         self.duties = [d for d in duties if d.interval > 0 or d.on_request]
         self.tick = tick
         self.renew_every = renew_every  # None: a quarter of the lease's time
@@ -156,7 +164,9 @@ class Maintenance:
                     _log.error("maintenance failed", duty=duty.name, exc_info=exc)
                 continue
             try:
-                lease = leases.Lease(self.db, duty.name, self.holder, leases.ttl_for(duty.interval), self.renew_every)
+                lease = leases.Lease(
+                    self.db, duty.name, self.holder, leases.ttl_for(duty.interval, self.lease_seconds), self.renew_every
+                )
                 if not lease.acquire():
                     continue
                 try:
@@ -172,14 +182,19 @@ class Maintenance:
                 _log.error("maintenance failed", duty=duty.name, exc_info=exc)  # type, message, stack
 
     def _run(self, duty: Duty) -> None:
+        # Debug lines bracketing each run with its holder: with their timestamps they show which
+        # process ran what when (the replica test checks no exclusive duty's runs overlap).
+        _log.debug("duty started", duty=duty.name, holder=self.holder)
         if duty.on_request:
             _started(self.db, duty.name)
         try:
             result = duty.action()
         except BaseException as exc:
+            _log.debug("duty ended", duty=duty.name, holder=self.holder, error=type(exc).__name__)
             if duty.on_request:
                 _finished(self.db, duty.name, None, str(exc) or type(exc).__name__)
             raise
+        _log.debug("duty ended", duty=duty.name, holder=self.holder)
         summary = result.as_dict() if hasattr(result, "as_dict") else result
         if duty.on_request:
             _finished(self.db, duty.name, summary, None)

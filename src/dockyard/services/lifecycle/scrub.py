@@ -18,6 +18,7 @@ from dockyard.services.lifecycle import leases
 from dockyard.services.registry.blobs import BlobService
 
 SCRUBBER = Actor("system:scrub", "system")
+SLEEP_SLICE = 0.5  # seconds: below a quarter of the shortest lease (duty_lease_seconds >= 2)
 PROBLEMS = Counter("dockyard_scrub_problems", "Blobs the scrub found missing or altered", ["problem"])
 SCRUBBED = Counter("dockyard_scrub_bytes", "Bytes re-read and verified by the scrub")
 
@@ -55,10 +56,12 @@ class Scrubber:
                     leases.heartbeat()  # a scrub runs for hours: keep its lease while it progresses
                     self._check(blob.digest, blob.size, report)
                     if rate_bytes_per_second:
-                        # Sleep off any lead over the allowed rate, so pulls keep the disk.
-                        ahead = report.bytes / rate_bytes_per_second - (time.monotonic() - started)
-                        if ahead > 0:
-                            time.sleep(ahead)
+                        # Sleep off any lead over the allowed rate, so pulls keep the disk; in slices
+                        # with a heartbeat between, as a sleep after a large blob can outlast the lease
+                        # (another replica would take the scrub while this one still runs it).
+                        while (ahead := report.bytes / rate_bytes_per_second - (time.monotonic() - started)) > 0:
+                            time.sleep(min(ahead, SLEEP_SLICE))
+                            leases.heartbeat()
         report.seconds = time.monotonic() - started
         return report
 
