@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         None, description="Authorization header value sent to the scanner adapter (e.g. 'Bearer …')."
     )
     scanner_enabled: bool = Field(
-        True, description="This replica works the scan queue (one replica at a time does, holding a lease)."
+        True, description="This replica works the scan queue (each queued image is claimed by one process at a time)."
     )
 
     # --- projects and access -------------------------------------------------------------------

@@ -42,6 +42,27 @@ def did_work(summary: object) -> bool:
     return bool(summary)  # None, 0, False, an empty list: nothing
 
 
+class Stopped(leases.LeaseLost):
+    """The maintenance loop is stopping (the server or worker shuts down): the run ends at its next step."""
+
+
+class _Stopping(leases.Renewable):
+    """Held beside a run's lease: heartbeat() raises Stopped once the loop is asked to stop, so a long
+    run (a scrub takes hours) does not hold up a shutdown; work taken from the queue goes back there,
+    as for a lost lease."""
+
+    renew_every = 0.0  # looked at on every heartbeat: it is only an Event
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+
+    def _renew(self) -> bool:
+        return not self._stop.is_set()
+
+    def _lost(self) -> Exception:
+        return Stopped("the maintenance loop is stopping")
+
+
 @dataclass
 class Duty:
     name: str
@@ -120,6 +141,7 @@ class Maintenance:
         self.renew_every = renew_every  # None: a quarter of the lease's time
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._stop = threading.Event()
+        self._stopping = _Stopping(self._stop)
         self._thread: threading.Thread | None = None
         self._requests_failing = False
 
@@ -153,6 +175,8 @@ class Maintenance:
                     _log.error("maintenance failed", duty="requests", error=str(exc))
                 self._requests_failing = True
         for duty in self.duties:
+            if self._stop.is_set():
+                return
             scheduled = duty.interval > 0 and time.monotonic() - duty.last >= duty.interval
             if not scheduled and duty.name not in requested:
                 continue
@@ -160,6 +184,8 @@ class Maintenance:
             if not duty.exclusive:
                 try:
                     self._run(duty)
+                except Stopped:
+                    _log.info("maintenance stopped", duty=duty.name)
                 except Exception as exc:
                     _log.error("maintenance failed", duty=duty.name, exc_info=exc)
                 continue
@@ -176,6 +202,8 @@ class Maintenance:
                             self._run(duty)
                 finally:
                     lease.release()
+            except Stopped:  # shutting down: the lease is released, another replica may go on
+                _log.info("maintenance stopped", duty=duty.name)
             except leases.LeaseLost:  # another process runs it now: ours stopped at its last step
                 _log.warning("maintenance lease lost", duty=duty.name)
             except Exception as exc:  # a failed run is logged and retried at the next interval
@@ -188,7 +216,8 @@ class Maintenance:
         if duty.on_request:
             _started(self.db, duty.name)
         try:
-            result = duty.action()
+            with leases.running(self._stopping):
+                result = duty.action()
         except BaseException as exc:
             _log.debug("duty ended", duty=duty.name, holder=self.holder, error=type(exc).__name__)
             if duty.on_request:
