@@ -55,3 +55,14 @@ def test_a_worker_runs_the_duties_that_a_serve_with_background_duties_off_leaves
         assert {"vulndb", "gc"} <= set(duty_runs(log))
         assert duty_runs(server.log) == []
         assert '"worker stopping"' in log.read_text()
+
+
+def test_a_worker_that_cannot_reach_its_database_says_so_and_exits(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DOCKYARD_DATA_DIR": str(tmp_path),
+        "DOCKYARD_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1:1/x",
+    }
+    done = subprocess.run([str(DOCKYARD), "worker"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert '"startup failed"' in done.stderr and "Traceback" not in done.stderr

@@ -7,6 +7,8 @@ import signal
 import threading
 from types import FrameType
 
+import typer
+
 from dockyard.commands.common import settings_or_exit
 from dockyard.logs import configure, get_logger
 from dockyard.wiring import build_services, maintenance, prepare_database
@@ -28,7 +30,11 @@ def worker_command() -> None:
     signal.signal(signal.SIGINT, on_signal)
     services = build_services(settings)
     try:
-        prepare_database(services)  # a worker may start first: it migrates as a server would
+        try:
+            prepare_database(services)  # a worker may start first: it migrates as a server would
+        except Exception as exc:  # said in one line, as `serve` does: usually the database is away
+            log.error("startup failed", database=settings.database_url_for_logs, error=f"{type(exc).__name__}: {exc}")
+            raise typer.Exit(1) from None
         services.audit.start()
         duties = maintenance(services)
         log.info(
