@@ -227,6 +227,8 @@ def start_dockyard(work: Path, workers: int) -> Target:
         "DOCKYARD_ADMIN_PASSWORD": password,
         "DOCKYARD_LOG_LEVEL": "warning",
         "DOCKYARD_SCANNER_ENABLED": "false",
+        # An hour, like the reference's tokens: a slow fill on a busy machine outlives the 5-minute default.
+        "DOCKYARD_TOKEN_TTL_SECONDS": "3600",
     }
     if TLS_FILES:
         env |= {"DOCKYARD_TLS_CERT_FILE": str(TLS_FILES[0]), "DOCKYARD_TLS_KEY_FILE": str(TLS_FILES[1])}
