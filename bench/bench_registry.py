@@ -47,6 +47,20 @@ MiB = 1024 * 1024
 BLOB_SIZE = 256 * MiB
 CHUNK = 16 * MiB
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+# "https" with --tls: both registries serve HTTPS with a certificate from a CA made for the run, which
+# httpx (SSL_CERT_FILE) and curl (CURL_CA_BUNDLE) trust; wrk does not verify certificates.
+SCHEME = "http"
+TLS_FILES: tuple[Path, Path] | None = None  # (certificate, key) with --tls
+
+
+def enable_tls(work: Path) -> None:
+    global SCHEME, TLS_FILES
+    sys.path.insert(0, str(ROOT))
+    from tests.support.tls import make_tls_files
+
+    ca, cert, key = make_tls_files(work)
+    os.environ["SSL_CERT_FILE"] = os.environ["CURL_CA_BUNDLE"] = str(ca)
+    SCHEME, TLS_FILES = "https", (cert, key)
 
 
 def free_port() -> int:
@@ -166,10 +180,10 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:{port}
+  addr: 127.0.0.1:{port}{reference_tls()}
 auth:
   token:
-    realm: http://127.0.0.1:{port}/token
+    realm: {SCHEME}://127.0.0.1:{port}/token
     service: reference
     issuer: bench
     rootcertbundle: {work / "ref-cert.pem"}
@@ -200,8 +214,8 @@ auth:
 
     log = open(work / "ref.log", "wb")  # noqa: SIM115 - lives as long as the process
     proc = subprocess.Popen(["docker-registry", "serve", str(work / "ref-config.yml")], stdout=log, stderr=log)
-    wait_http(f"http://127.0.0.1:{port}/v2/", proc, lambda s: s == 401)
-    return Target("reference", f"http://127.0.0.1:{port}", proc, token_for)
+    wait_http(f"{SCHEME}://127.0.0.1:{port}/v2/", proc, lambda s: s == 401)
+    return Target("reference", f"{SCHEME}://127.0.0.1:{port}", proc, token_for)
 
 
 def start_dockyard(work: Path, workers: int) -> Target:
@@ -213,7 +227,11 @@ def start_dockyard(work: Path, workers: int) -> Target:
         "DOCKYARD_ADMIN_PASSWORD": password,
         "DOCKYARD_LOG_LEVEL": "warning",
         "DOCKYARD_SCANNER_ENABLED": "false",
+        # An hour, like the reference's tokens: a slow fill on a busy machine outlives the 5-minute default.
+        "DOCKYARD_TOKEN_TTL_SECONDS": "3600",
     }
+    if TLS_FILES:
+        env |= {"DOCKYARD_TLS_CERT_FILE": str(TLS_FILES[0]), "DOCKYARD_TLS_KEY_FILE": str(TLS_FILES[1])}
     log = open(work / "dockyard.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
@@ -230,7 +248,7 @@ def start_dockyard(work: Path, workers: int) -> Target:
         stdout=log,
         stderr=log,
     )
-    base = f"http://127.0.0.1:{port}"
+    base = f"{SCHEME}://127.0.0.1:{port}"
     wait_http(f"{base}/readyz", proc, lambda s: s == 200)
 
     def token_for(scopes: list[str]) -> str:
@@ -241,6 +259,12 @@ def start_dockyard(work: Path, workers: int) -> Target:
         return str(r.json()["token"])
 
     return Target("dockyard", base, proc, token_for)
+
+
+def reference_tls() -> str:
+    if not TLS_FILES:
+        return ""
+    return f"\n  tls:\n    certificate: {TLS_FILES[0]}\n    key: {TLS_FILES[1]}"
 
 
 def start_nginx(work: Path, blob: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -482,6 +506,8 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
         chunks = [os.urandom(CHUNK) for _ in range(BLOB_SIZE // CHUNK)]
         blob.write_bytes(b"".join(chunks))
         digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
+        if args.tls:
+            enable_tls(work)
 
         dockyard = start_dockyard(work, args.workers)
         procs.append(dockyard.proc)
@@ -643,6 +669,7 @@ def main() -> None:
         help="run only these groups of rows",
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--tls", action="store_true", help="both registries over HTTPS (nginx stays plain HTTP)")
     args = parser.parse_args()
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block stops the servers and removes the work folder.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -656,6 +683,7 @@ def main() -> None:
     rows = run_bench(args)
     print(
         f"\nDockyard ({args.workers} workers) vs reference registry (docker-registry) vs nginx, "
+        f"{'over HTTPS, ' if args.tls else ''}"
         f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs\n"
     )
     print(render(rows))

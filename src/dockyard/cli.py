@@ -15,6 +15,7 @@ import typer
 from dockyard.commands import register
 from dockyard.commands.common import settings_or_exit
 from dockyard.config import CONFIG_FILE_ENV, ConfigError, Settings
+from dockyard.tls import TlsFiles, TlsFilesError
 
 app = typer.Typer(
     help="Dockyard: a private container image registry.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -53,6 +54,13 @@ def serve(
     if problem:
         log.error("cannot listen", address=f"{settings.host}:{settings.port}", error=problem)
         raise typer.Exit(1)
+    tls = tls_files(settings)
+    if tls is not None:
+        try:
+            tls.check()
+        except TlsFilesError as exc:
+            log.error("cannot serve HTTPS", error=str(exc))
+            raise typer.Exit(1) from None
     first_start(settings)
 
     metrics_dir = settings.data_dir.resolve() / ".metrics"
@@ -61,7 +69,8 @@ def serve(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     log.info(
         "starting",
-        url=f"http://{settings.host}:{settings.port}",
+        url=f"{'https' if tls else 'http'}://{settings.host}:{settings.port}",
+        client_certificates="required" if tls and tls.client_ca else None,
         database=settings.database_url_for_logs,
         storage=str(settings.resolved_storage_path),
         workers=settings.workers,
@@ -95,6 +104,15 @@ def first_start(settings: Settings) -> None:
         )
 
 
+def tls_files(settings: Settings) -> TlsFiles | None:
+    """The TLS files as absolute paths (the launcher and its workers may not share this working folder's
+    idea of relative ones), or None for plain HTTP."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    ca = settings.tls_client_ca_file
+    return TlsFiles(settings.tls_cert_file.resolve(), settings.tls_key_file.resolve(), ca.resolve() if ca else None)
+
+
 def _address_in_use(host: str, port: int) -> str | None:
     """Why `host:port` cannot be listened on, or None. The servers bind with SO_REUSEPORT (granian: one
     socket per worker), which would let a second `serve` share the port -- and the traffic -- with the
@@ -122,6 +140,17 @@ def _run_server(settings: Settings) -> None:
     os.environ["DOCKYARD_SERVER"] = settings.server
     os.environ["DOCKYARD_LOG_LEVEL"] = settings.log_level
     os.environ["DOCKYARD_HTTP_HEADER_READ_TIMEOUT_SECONDS"] = str(settings.http_header_read_timeout_seconds)
+    tls = tls_files(settings)
+    for name, path in (
+        ("DOCKYARD_TLS_CERT_FILE", tls and tls.cert),
+        ("DOCKYARD_TLS_KEY_FILE", tls and tls.key),
+        ("DOCKYARD_TLS_CLIENT_CA_FILE", tls and tls.client_ca),
+    ):
+        if path:
+            os.environ[name] = str(path)
+        else:
+            os.environ.pop(name, None)
+    os.environ["DOCKYARD_TLS_RELOAD_INTERVAL_SECONDS"] = str(settings.tls_reload_interval_seconds)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "dockyard.launch"])

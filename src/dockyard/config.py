@@ -78,7 +78,24 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Reverse proxies (addresses or CIDR networks) whose X-Forwarded-For is believed, for "
-        "the client address in the audit log and login limits.",
+        "the client address in the audit log and login limits, and whose X-Forwarded-Proto and "
+        "X-Forwarded-Host name the external URL (the token realm, OIDC redirects) unless `public_url` is set.",
+    )
+
+    # --- TLS ---------------------------------------------------------------------------------------
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate (chain) to serve HTTPS with; with `tls_key_file`. Default: plain HTTP."
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of `tls_cert_file` (unencrypted).")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="PEM CA certificates: when set, every client must present a certificate one of them "
+        "signed to complete the TLS handshake (registry authentication still applies on top).",
+    )
+    tls_reload_interval_seconds: Interval = Field(
+        5,
+        description="How often the TLS files are checked for change; a changed, loadable set replaces the "
+        "workers gracefully (as SIGHUP does). 0: only on SIGHUP.",
     )
 
     # --- background duties and replicas ------------------------------------------------------
@@ -241,6 +258,10 @@ class Settings(BaseSettings):
             raise ValueError("ldap_user_base is required when ldap_url is set")
         if self.oidc_issuer and not (self.oidc_client_id and self.oidc_client_secret):
             raise ValueError("oidc_client_id and oidc_client_secret are required when oidc_issuer is set")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file are set together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
         return self
 
     @field_validator("trusted_proxies")

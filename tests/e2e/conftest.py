@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,10 +42,11 @@ class Server:
     password: str
     log: Path
     pid: int = 0  # of the `dockyard serve` process (the server's supervisor once it has exec'd)
+    verify: ssl.SSLContext | None = None  # set for a server that serves HTTPS: trusts its CA
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.verify else 'http'}://{self.host}"
 
     @property
     def creds(self) -> str:
@@ -52,7 +54,10 @@ class Server:
 
     def token(self, scope: str) -> str:
         r = httpx.get(
-            f"{self.url}/token", params={"service": "dockyard", "scope": scope}, auth=(self.username, self.password)
+            f"{self.url}/token",
+            params={"service": "dockyard", "scope": scope},
+            auth=(self.username, self.password),
+            verify=self.verify or True,
         )
         r.raise_for_status()
         return str(r.json()["token"])
@@ -68,7 +73,12 @@ def require_tool(name: str) -> str:
 
 @contextlib.contextmanager
 def process(
-    args: list[str], env: dict[str, str], log: Path, ready_url: str, headers: dict[str, str] | None = None
+    args: list[str],
+    env: dict[str, str],
+    log: Path,
+    ready_url: str,
+    headers: dict[str, str] | None = None,
+    verify: ssl.SSLContext | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `args` (its output into `log`) until it answers 200 at `ready_url` (within a minute); stopped
     on leaving, killed when it does not stop within 20 s."""
@@ -78,7 +88,7 @@ def process(
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(ready_url, headers=headers, timeout=2).status_code == 200:
+                if httpx.get(ready_url, headers=headers, timeout=2, verify=verify or True).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -102,9 +112,11 @@ def running_server(
     extra_env: dict[str, str] | None = None,
     workers: int | None = None,
     pg_password: str | None = None,
+    verify: ssl.SSLContext | None = None,
 ) -> Iterator[Server]:
     """`dockyard serve` on a free port: SQLite with one worker, or PostgreSQL with two (unless `workers`
-    says otherwise). `pg_password` goes into the database URL (the test server ignores it: trust auth)."""
+    says otherwise). `pg_password` goes into the database URL (the test server ignores it: trust auth).
+    `verify`: the server serves HTTPS (DOCKYARD_TLS_* in `extra_env`) and this context trusts it."""
     password = secrets.token_urlsafe(12)
     port = free_port()
     # No vulnerability sources unless a test names some: an empty database is updated at first start,
@@ -124,8 +136,9 @@ def running_server(
     log = data / "server.log"
     data.mkdir(parents=True, exist_ok=True)
     try:
-        with process(args, env, log, f"http://127.0.0.1:{port}/readyz") as proc:
-            yield Server(f"127.0.0.1:{port}", "admin", password, log, proc.pid)
+        scheme = "https" if verify else "http"
+        with process(args, env, log, f"{scheme}://127.0.0.1:{port}/readyz", verify=verify) as proc:
+            yield Server(f"127.0.0.1:{port}", "admin", password, log, proc.pid, verify)
     finally:
         if admin_engine is not None:
             drop_pg_database(env["DOCKYARD_DATABASE_URL"], admin_engine)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import re
 from dataclasses import dataclass, replace
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from dockyard.config import Settings
 from dockyard.services.audit import DENIED, Actor, set_actor
 from dockyard.services.auth.identity import ANONYMOUS, REGISTRY_TOKEN, Identity
 from dockyard.services.auth.provisioning import request_access
@@ -37,8 +39,34 @@ class InsufficientScope(Denied):
 
 
 def realm(request: Request, services: Services) -> str:
-    base = services.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
-    return base.rstrip("/") + "/token"
+    return external_base(request, services.settings) + "/token"
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+def external_base(request: Request, settings: Settings) -> str:
+    """The URL clients reach this server at, for links they follow elsewhere (the token realm, OIDC's
+    redirect): `public_url`; else, from a trusted proxy (`trusted_proxies`), the first X-Forwarded-Proto
+    and X-Forwarded-Host (what the proxy nearest the client saw); else the request's own scheme and Host.
+    Anyone else's X-Forwarded-* is ignored: it would let a caller point the realm at another server.
+    Location headers need none of this: they are paths, which clients resolve against the URL they used."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    scheme, host = request.url.scheme, request.url.netloc
+    peer = request.client.host if request.client else None
+    if peer is not None and _in(peer, settings.trusted_proxy_networks):
+        proto = _first(request.headers.get("x-forwarded-proto")).lower()
+        if proto in ("http", "https"):
+            scheme = proto
+        forwarded_host = _first(request.headers.get("x-forwarded-host"))
+        if _HOST.match(forwarded_host):
+            host = forwarded_host
+    return f"{scheme}://{host}"
+
+
+def _first(header: str | None) -> str:
+    return (header or "").split(",")[0].strip()
 
 
 def _challenge(request: Request, services: Services, scope: Scope | None, error: str | None = None) -> dict[str, str]:

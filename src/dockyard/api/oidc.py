@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dockyard.api.auth import client_ip
+from dockyard.api.auth import client_ip, external_base
 from dockyard.api.management.app import problem
 from dockyard.api.management.deps import SESSION_COOKIE
 from dockyard.config import secret
@@ -44,8 +44,7 @@ def routes(services: Services) -> list[BaseRoute]:
     )
 
     def redirect_uri(request: Request) -> str:
-        base = s.public_url or f"{request.url.scheme}://{request.url.netloc}"
-        return base.rstrip("/") + "/auth/oidc/callback"
+        return external_base(request, s) + "/auth/oidc/callback"
 
     async def login(request: Request) -> Response:
         try:
