@@ -47,6 +47,7 @@ MiB = 1024 * 1024
 BLOB_SIZE = 256 * MiB
 CHUNK = 16 * MiB
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/dockyard_bench"
 
 
 def free_port() -> int:
@@ -204,7 +205,21 @@ auth:
     return Target("reference", f"http://127.0.0.1:{port}", proc, token_for)
 
 
-def start_dockyard(work: Path, workers: int) -> Target:
+def fresh_postgres_database(url: str) -> str:
+    """Drop and create the database `url` names (through the server's `postgres` database), so every
+    run starts empty as the SQLite one does; returns `url`."""
+    from sqlalchemy import create_engine, make_url
+
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    admin.dispose()
+    return url
+
+
+def start_dockyard(work: Path, workers: int, database_url: str | None = None) -> Target:
     port = free_port()
     password = secrets.token_urlsafe(12)
     # No background scanning: the reference registry does none, and these rows time the registry alone.
@@ -213,7 +228,11 @@ def start_dockyard(work: Path, workers: int) -> Target:
         "DOCKYARD_ADMIN_PASSWORD": password,
         "DOCKYARD_LOG_LEVEL": "warning",
         "DOCKYARD_SCANNER_ENABLED": "false",
+        # The tokens live an hour, as the reference's do: a fill on a busy machine outlasts the default 5 min.
+        "DOCKYARD_TOKEN_TTL_SECONDS": "3600",
     }
+    if database_url:
+        env["DOCKYARD_DATABASE_URL"] = fresh_postgres_database(database_url)
     log = open(work / "dockyard.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
@@ -353,10 +372,10 @@ def download(url: str, streams: int, headers: dict[str, str]) -> float:
     return streams * BLOB_SIZE / MiB / (time.perf_counter() - start)
 
 
-def wrk_rps(url: str, headers: dict[str, str], seconds: int) -> float:
+def wrk_rps(url: str, headers: dict[str, str], seconds: int, extra: tuple[str, ...] = ()) -> float:
     hdr = [x for k, v in headers.items() for x in ("-H", f"{k}: {v}")]
     out = subprocess.run(
-        ["wrk", "-t2", "-c32", f"-d{seconds}s", *hdr, url], check=True, capture_output=True, text=True
+        ["wrk", "-t2", "-c32", f"-d{seconds}s", *extra, *hdr, url], check=True, capture_output=True, text=True
     ).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"wrk saw errors:\n{out}")
@@ -483,7 +502,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
         blob.write_bytes(b"".join(chunks))
         digest = "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest()
 
-        dockyard = start_dockyard(work, args.workers)
+        dockyard = start_dockyard(work, args.workers, args.postgres)
         procs.append(dockyard.proc)
         reference = start_reference(work)
         procs.append(reference.proc)
@@ -527,6 +546,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
             rows.append(Row(f"blob download, {streams} stream{'s' if streams > 1 else ''}", "MB/s", values))
 
         config = b'{"architecture":"amd64","os":"linux"}'
+        manifest_digest: dict[str, str] = {}
         for t in targets if want("manifest") else ():
             cfg = put_config(t, "hot/app", config)
             r = httpx.put(
@@ -535,22 +555,22 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                 headers={**t.auth("repository:hot/app:pull,push"), "Content-Type": OCI_MANIFEST},
             )
             assert r.status_code == 201, r.text
-        if want("manifest"):
-            rows.append(
-                Row(
-                    "manifest GET by tag (wrk, 32 conns)",
-                    "req/s",
-                    alternate(
-                        targets,
-                        reps,
-                        lambda t, _i: wrk_rps(
-                            f"{t.base}/v2/hot/app/manifests/latest",
-                            {**t.auth("repository:hot/app:pull"), "Accept": OCI_MANIFEST},
-                            args.wrk_seconds,
-                        ),
-                    ),
-                )
-            )
+            manifest_digest[t.name] = r.headers["docker-content-digest"]
+        head = work / "head.lua"
+        head.write_text('wrk.method = "HEAD"\n')
+        hot_rows = [
+            ("manifest GET by tag (wrk, 32 conns)", lambda t: "manifests/latest", ()),
+            ("manifest GET by digest (wrk, 32 conns)", lambda t: f"manifests/{manifest_digest[t.name]}", ()),
+            ("blob HEAD (wrk, 32 conns)", lambda t: f"blobs/{digest}", ("-s", str(head))),
+        ]
+        for label, path, extra in hot_rows if want("manifest") else ():
+            repo = "up/mono0" if path(targets[0]).startswith("blobs/") else "hot/app"
+
+            def hot(t: Target, _i: int, repo: str = repo, path=path, extra=extra) -> float:  # type: ignore[no-untyped-def]
+                headers = {**t.auth(f"repository:{repo}:pull"), "Accept": OCI_MANIFEST}
+                return wrk_rps(f"{t.base}/v2/{repo}/{path(t)}", headers, args.wrk_seconds, extra)
+
+            rows.append(Row(label, "req/s", alternate(targets, reps, hot)))
 
         for count in (1000, args.many_tags) if want("tags") else ():
             log(f"{count} tags")
@@ -643,6 +663,13 @@ def main() -> None:
         help="run only these groups of rows",
     )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument(
+        "--postgres",
+        nargs="?",
+        const=POSTGRES_DEFAULT,
+        metavar="URL",
+        help=f"run Dockyard on PostgreSQL: this database is dropped and created again (default {POSTGRES_DEFAULT})",
+    )
     args = parser.parse_args()
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block stops the servers and removes the work folder.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -654,8 +681,9 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (scripts/system-deps.sh installs it)")
     rows = run_bench(args)
+    database = "PostgreSQL" if args.postgres else "SQLite"
     print(
-        f"\nDockyard ({args.workers} workers) vs reference registry (docker-registry) vs nginx, "
+        f"\nDockyard ({args.workers} workers, {database}) vs reference registry (docker-registry) vs nginx, "
         f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs\n"
     )
     print(render(rows))
