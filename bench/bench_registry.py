@@ -655,6 +655,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="Dockyard worker processes (default 2 = cores)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions per measurement (default 3, quick 3)")
     parser.add_argument("--repos", type=int, default=10_000, help="repositories for the _catalog row")
+    parser.add_argument("--many-tags", type=int, help="tags of the second tag-list row (default 100,000; quick 10,000)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument(
         "--only",
@@ -674,7 +675,7 @@ def main() -> None:
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block stops the servers and removes the work folder.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
-    args.many_tags = 10_000 if args.quick else 100_000
+    args.many_tags = args.many_tags or (10_000 if args.quick else 100_000)
     args.reps = args.reps or 3
     args.wrk_seconds = 5 if args.quick else 10
     for tool in ("docker-registry", "nginx", "wrk", "curl"):
