@@ -61,3 +61,12 @@ def test_caches_stay_within_their_bounds() -> None:
     assert sum(content.get(k) is not None for k in [f"d{i}" for i in range(5)] + [f"e{i}" for i in range(5)]) == 10
     content.put("f", bytes(10))
     assert content.get("d0") is None and content.get("f") is not None
+
+
+def test_the_stamp_file_waits_for_the_data_folder(tmp_path: Path) -> None:
+    # `serve` makes its Database before it creates the data folder: the stamp must not need it yet.
+    stamp = stamp_for(f"sqlite:///{tmp_path / 'new' / 'dockyard.db'}")
+    (tmp_path / "new").mkdir()
+    before = stamp.current()
+    stamp.bump()
+    assert stamp.current() != before

@@ -57,35 +57,46 @@ class ChangeStamp:
 
 
 class SharedFileStamp(ChangeStamp):
-    """A counter in a file every process on this host maps (SQLite: the processes sharing the file)."""
+    """A counter in a file every process on this host maps (SQLite: the processes sharing the file).
+    Opened on first use: a Database is made before `serve` creates the data folder."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < _COUNTER.size:
-                os.ftruncate(fd, _COUNTER.size)  # zeros: a valid counter
-            self._map = mmap.mmap(fd, _COUNTER.size)
-        finally:
-            os.close(fd)
         self._path = path
+        self._map: mmap.mmap | None = None
+
+    def _mapped(self) -> mmap.mmap:
+        if self._map is None:
+            with self._lock:
+                if self._map is None:
+                    fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                    try:
+                        if os.fstat(fd).st_size < _COUNTER.size:
+                            os.ftruncate(fd, _COUNTER.size)  # zeros: a valid counter
+                        self._map = mmap.mmap(fd, _COUNTER.size)
+                    finally:
+                        os.close(fd)
+        return self._map
 
     def current(self) -> int | None:
-        value: int = _COUNTER.unpack_from(self._map)[0]
+        value: int = _COUNTER.unpack_from(self._mapped())[0]
         return value
 
     def bump(self) -> None:
+        mapped = self._mapped()
         # The read-modify-write is under an exclusive lock on the file: processes bump one at a time.
         with self._lock, open(self._path, "rb") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                _COUNTER.pack_into(self._map, 0, (_COUNTER.unpack_from(self._map)[0] + 1) % 2**64)
+                _COUNTER.pack_into(mapped, 0, (_COUNTER.unpack_from(mapped)[0] + 1) % 2**64)
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._map.close()
+        if self._map is not None:
+            with contextlib.suppress(Exception):
+                self._map.close()
+            self._map = None
 
 
 class NotifyStamp(ChangeStamp):
