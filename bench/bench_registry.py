@@ -556,12 +556,9 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
             )
             assert r.status_code == 201, r.text
             manifest_digest[t.name] = r.headers["docker-content-digest"]
-        head = work / "head.lua"
-        head.write_text('wrk.method = "HEAD"\n')
         hot_rows = [
             ("manifest GET by tag (wrk, 32 conns)", lambda t: "manifests/latest", ()),
             ("manifest GET by digest (wrk, 32 conns)", lambda t: f"manifests/{manifest_digest[t.name]}", ()),
-            ("blob HEAD (wrk, 32 conns)", lambda t: f"blobs/{digest}", ("-s", str(head))),
         ]
         for label, path, extra in hot_rows if want("manifest") else ():
             repo = "up/mono0" if path(targets[0]).startswith("blobs/") else "hot/app"
