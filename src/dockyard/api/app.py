@@ -88,12 +88,12 @@ def create_app(services: Services | None = None) -> Starlette:
             get_logger("dockyard.api").critical("worker failed to start", exc_info=True)
             raise SystemExit(3) from None
     routes = [
+        *distribution_routes,  # first: the registry's routes are the hot ones, matched in order
         Route("/healthz", health.healthz, methods=["GET"]),
         Route("/readyz", health.readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/token", token.get_token, methods=["GET"]),
         Route("/token", token.post_token, methods=["POST"]),
-        *distribution_routes,
         *oidc.routes(services),
         _Mount("/api/v1", create_management_app(services)),
     ]

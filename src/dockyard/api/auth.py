@@ -7,6 +7,7 @@ import binascii
 import ipaddress
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from dockyard.services.audit import DENIED, Actor, set_actor
 from dockyard.services.auth.identity import ANONYMOUS, REGISTRY_TOKEN, Identity
 from dockyard.services.auth.provisioning import request_access
 from dockyard.services.auth.scopes import Scope
-from dockyard.services.auth.tokens import InvalidToken, TokenClaims
+from dockyard.services.auth.tokens import InvalidToken, TokenClaims, UnknownKey
 from dockyard.services.errors import Denied, Unauthorized
 from dockyard.wiring import Services
 
@@ -112,9 +113,14 @@ def _in(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Netw
     return any(ip in net for net in networks)
 
 
+@lru_cache(maxsize=1024)
+def _actor(identity: Identity, source_ip: str | None, user_agent: str | None) -> Actor:
+    return Actor.of(identity, source_ip, user_agent)  # the same few callers, request after request
+
+
 def _act(request: Request, identity: Identity) -> Identity:
     """Record who acts for the rest of this request (audit events name them)."""
-    set_actor(Actor.of(identity, client_ip(request), request.headers.get("user-agent")))
+    set_actor(_actor(identity, client_ip(request), request.headers.get("user-agent")))
     return identity
 
 
@@ -152,34 +158,67 @@ class _BadToken(Exception):
     """A bearer token that does not verify, or whose account may no longer act."""
 
 
-def _resolve(request: Request, services: Services) -> Caller:
-    """Authenticate the request's credentials (blocking: runs in a worker thread)."""
-    header = request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        try:
-            claims = services.tokens.verify(header[7:].strip())
-        except InvalidToken as exc:
-            raise _BadToken(str(exc)) from None
-        identity = ANONYMOUS
-        if claims.subject:
-            current = services.authenticator.current(claims.subject, claims.uid, claims.credential)
-            if current is None:
-                raise _BadToken("the account this token was issued to may no longer sign in")
-            identity = replace(current, method=REGISTRY_TOKEN)
-        return Caller(identity, claims)
-    return Caller(basic_identity(request, services))
+def _claims(token: str, services: Services) -> TokenClaims:
+    try:
+        return services.tokens.verify(token)
+    except InvalidToken as exc:
+        raise _BadToken(str(exc)) from None
+
+
+@lru_cache(maxsize=1024)
+def _token_holder(identity: Identity) -> Identity:
+    return replace(identity, method=REGISTRY_TOKEN)
+
+
+def _holder(claims: TokenClaims, identity: Identity | None) -> Caller:
+    if not claims.subject:
+        return Caller(ANONYMOUS, claims)
+    if identity is None:
+        raise _BadToken("the account this token was issued to may no longer sign in")
+    return Caller(_token_holder(identity), claims)
+
+
+def _bearer_blocking(token: str, services: Services) -> Caller:
+    """The bearer token's caller where blocking is fine: keys and accounts read from the database."""
+    claims = _claims(token, services)
+    current = None
+    if claims.subject:
+        current = services.authenticator.current(claims.subject, claims.uid, claims.credential)
+    return _holder(claims, current)
+
+
+async def _bearer(token: str, services: Services) -> Caller:
+    """A bearer token is checked on the event loop: its signature (once per token, then remembered)
+    and its holder's standing (remembered for `account_check_seconds`) are CPU and memory. Only what
+    needs the database (a key another replica made, an account not checked lately) goes to a thread."""
+    try:
+        claims = services.tokens.verify(token, load_keys=False)
+    except UnknownKey:
+        return await run_in_threadpool(_bearer_blocking, token, services)
+    except InvalidToken as exc:
+        raise _BadToken(str(exc)) from None
+    if not claims.subject:
+        return _holder(claims, None)
+    known, current = services.authenticator.current_if_known(claims.subject, claims.uid, claims.credential)
+    if not known:
+        return await run_in_threadpool(_bearer_blocking, token, services)
+    return _holder(claims, current)
 
 
 async def resolve(request: Request, services: Services) -> Caller:
-    """The request's caller, authenticated at most once per request and never on the event loop
-    (argon2, an LDAP bind and database queries all block); later checks reuse it."""
+    """The request's caller, authenticated at most once per request; later checks reuse it. Basic
+    credentials (argon2, an LDAP bind, database queries) are checked in a worker thread, never on the
+    event loop; bearer tokens mostly on it (`_bearer`)."""
     cached = getattr(request.state, "dockyard_caller", None)
     if isinstance(cached, Caller):
         return cached
-    if request.headers.get("authorization"):
-        caller = await run_in_threadpool(_resolve, request, services)
-    else:
+    header = request.headers.get("authorization")
+    if not header:
         caller = Caller(ANONYMOUS)
+    elif header[:7].lower() == "bearer ":
+        caller = await _bearer(header[7:].strip(), services)
+    else:
+        caller = Caller(await run_in_threadpool(basic_identity, request, services))
     request.state.dockyard_caller = caller
     _act(request, caller.identity)
     return caller

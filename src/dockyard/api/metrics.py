@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -90,12 +91,20 @@ class MetricsMiddleware:
         finally:
             route = _route_label(scope)
             method = scope["method"]
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(time.perf_counter() - start)
+            requests, latency = _series(method, route, status)
+            requests.inc()
+            latency.observe(time.perf_counter() - start)
             if bytes_in:
                 BYTES_IN.labels(route).inc(bytes_in)
             if bytes_out and method != "HEAD":
                 BYTES_OUT.labels(route).inc(bytes_out)
+
+
+@lru_cache(maxsize=4096)
+def _series(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+    """The children of one label set (`labels()` looks them up under a lock on every call). Bounded:
+    methods, route patterns and statuses are few."""
+    return REQUESTS.labels(method, route, str(status)), LATENCY.labels(method, route)
 
 
 def _route_label(scope: Scope) -> str:

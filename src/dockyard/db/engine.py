@@ -13,6 +13,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from dockyard.db.changes import ChangeStamp, stamp_for
 from dockyard.services.errors import InvalidInput
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -61,6 +62,8 @@ class Database:
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: Engine = sa.create_engine(url, **kwargs)
+        # Moves after every committed write (of any process, see db/changes.py): read caches check it.
+        self.changes: ChangeStamp = stamp_for(url)
         event.listen(self.engine, "before_cursor_execute", _refuse_unstorable)
         if self.is_sqlite:
             self._configure_sqlite(self.engine)
@@ -89,10 +92,13 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(dockyard_write=True)
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(dockyard_write=True)
+                with conn.begin():
+                    yield conn
+        finally:  # after the commit (a rollback bumps too: harmless), so no reader caches the old state
+            self.changes.bump()
 
     def insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         """INSERT in the engine's dialect, for its ON CONFLICT clauses."""
@@ -133,4 +139,5 @@ class Database:
                     conn.commit()
 
     def dispose(self) -> None:
+        self.changes.close()
         self.engine.dispose()

@@ -130,6 +130,7 @@ class AuditLog:
         self._max_buffer = max_buffer
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a full batch is waiting
 
     # --- writing ------------------------------------------------------------------------------
     @staticmethod
@@ -151,19 +152,23 @@ class AuditLog:
             "result": fields.get("result", SUCCESS),
             "detail": json.dumps(detail, sort_keys=True) if detail is not None else None,
         }
+        return row
+
+    @staticmethod
+    def _storable(row: dict[str, Any]) -> dict[str, Any]:
         # An event records what a caller sent (a user name tried at login): a NUL in it must not make
         # the row unstorable (the database refuses NUL) and so stall every queued event behind it.
         return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
     def record(self, conn: sa.Connection, action: str, **fields: Unpack[EventFields]) -> None:
         """Write one event in the caller's transaction: it commits or rolls back with the change."""
-        conn.execute(sa.insert(s.audit_events).values(self._row(action, **fields)))
+        conn.execute(sa.insert(s.audit_events).values(self._storable(self._row(action, **fields))))
 
     def record_many(self, conn: sa.Connection, action: str, events: list[dict[str, Any]]) -> None:
         """Write several events of one action in the caller's transaction, in one statement; each
         dict holds `record`'s keyword arguments."""
         if events:
-            conn.execute(sa.insert(s.audit_events), [self._row(action, **e) for e in events])
+            conn.execute(sa.insert(s.audit_events), [self._storable(self._row(action, **e)) for e in events])
 
     def record_now(self, action: str, **fields: Unpack[EventFields]) -> None:
         """Write one event in a transaction of its own (logins, refusals: there is no change to join)."""
@@ -171,14 +176,19 @@ class AuditLog:
             self.record(conn, action, **fields)
 
     def record_access(self, action: str, **fields: Unpack[AccessFields]) -> None:
-        """Queue a read event (a pull); a background thread writes queued events in batches."""
-        row = self._row(action, **fields)
+        """Queue a read event (a pull); a background thread writes queued events in batches. A full
+        batch wakes it (the pull does not wait for the write); only a backlog of ten batches, when
+        writing cannot keep up, is written by the caller itself, so memory stays bounded."""
+        row = self._row(action, **fields)  # made storable when written, off the request's path
         with self._lock:
             self._buffer.append(row)
-            full = len(self._buffer) >= self._max_buffer
-        self.start()
-        if full:
-            self.flush()
+            queued = len(self._buffer)
+        if self._flusher is None:
+            self.start()
+        if queued >= self._max_buffer:
+            self._wake.set()
+            if queued >= 10 * self._max_buffer:
+                self.flush()
 
     def start(self) -> None:
         """Start the background thread that writes queued events and applies the retention period."""
@@ -188,7 +198,11 @@ class AuditLog:
                 self._flusher.start()
 
     def _background(self) -> None:
-        while not self._stop.wait(self._flush_interval):
+        while not self._stop.is_set():
+            self._wake.wait(self._flush_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.flush()
                 if self.retention_seconds and time.monotonic() - self._last_prune >= self._prune_interval:
@@ -209,7 +223,7 @@ class AuditLog:
                 return
             try:
                 with self.db.write() as conn:
-                    conn.execute(sa.insert(s.audit_events), rows)
+                    conn.execute(sa.insert(s.audit_events), [self._storable(row) for row in rows])
             except Exception:
                 with self._lock:  # keep them for the next attempt, oldest first
                     self._buffer[:0] = rows
@@ -217,6 +231,7 @@ class AuditLog:
 
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         with suppress(Exception):
             self.flush()
 

@@ -19,17 +19,19 @@ def _resource(path: str, **by_method: Endpoint) -> list[Route]:
     return [Route(path, endpoint, methods=[method]) for method, endpoint in by_method.items()]
 
 
+# Routes are tried in order and a pull is mostly manifest GETs, so those come first. No path matches
+# two of these patterns except an upload's and a blob's, which keep their order.
 routes = [
-    *_resource("/v2/", GET=listing.base),
-    *_resource("/v2/_catalog", GET=listing.catalog),
-    *_resource("/v2/{name:path}/tags/list", GET=listing.list_tags),
-    *_resource("/v2/{name:path}/referrers/{digest}", GET=listing.referrers),
     *_resource(
         "/v2/{name:path}/manifests/{reference}",
         GET=manifests.get_manifest,
         PUT=manifests.put_manifest,
         DELETE=manifests.delete_manifest,
     ),
+    *_resource("/v2/", GET=listing.base),
+    *_resource("/v2/_catalog", GET=listing.catalog),
+    *_resource("/v2/{name:path}/tags/list", GET=listing.list_tags),
+    *_resource("/v2/{name:path}/referrers/{digest}", GET=listing.referrers),
     *_resource("/v2/{name:path}/blobs/uploads/", POST=uploads.start_upload),
     *_resource(
         "/v2/{name:path}/blobs/uploads/{uuid}",

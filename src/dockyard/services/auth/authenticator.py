@@ -230,6 +230,18 @@ class Authenticator:
             return None
         return self.liveness.get_or_load((uid, credential), lambda: self._current(subject, uid, credential))
 
+    def current_if_known(
+        self, subject: str, uid: str | None, credential: str | None = None
+    ) -> tuple[bool, Identity | None]:
+        """`current` from memory only, without blocking: (False, None) when the database would have to
+        be asked (then call `current` where blocking is fine)."""
+        if subject == SCANNER_SUBJECT:
+            return True, SCANNER
+        if not subject or not uid:
+            return True, None
+        known, identity = self.liveness.peek((uid, credential))
+        return (True, identity) if known else (False, None)  # type: ignore[return-value]
+
     def _current(self, subject: str, uid: str, credential: str | None) -> Identity | None:
         if subject.startswith(ROBOT_NAME_PREFIX):
             robot = self.robots.login_record(subject, uid)

@@ -23,6 +23,13 @@ class LivenessCache:
         self._items: dict[tuple[str, str | None], tuple[float, object]] = {}
         self._lock = threading.Lock()
 
+    def peek(self, key: tuple[str, str | None]) -> tuple[bool, object]:
+        """(True, answer) when an answer is remembered and fresh, else (False, None): memory only."""
+        item = self._items.get(key)
+        if item is not None and item[0] > time.monotonic():
+            return True, item[1]
+        return False, None
+
     def get_or_load(self, key: tuple[str, str | None], load: Callable[[], T]) -> T:
         if self.ttl <= 0:
             return load()

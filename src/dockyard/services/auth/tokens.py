@@ -34,6 +34,11 @@ class InvalidToken(Exception):
     """The token is malformed, forged, expired or not meant for this service."""
 
 
+class UnknownKey(InvalidToken):
+    """Signed with a key this process has not loaded (`verify(..., load_keys=False)`): ask again with
+    loading allowed, where a database read may block."""
+
+
 @dataclass(frozen=True, slots=True)
 class IssuedToken:
     token: str
@@ -132,13 +137,15 @@ class TokenService:
         issued_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued))
         return IssuedToken(token, lifetime, issued_at)
 
-    def verify(self, token: str) -> TokenClaims:
+    def verify(self, token: str, load_keys: bool = True) -> TokenClaims:
+        """The token's claims, or InvalidToken. Pure CPU unless the token names a key not loaded yet;
+        with `load_keys=False` that raises UnknownKey instead of reading the keys (non-blocking callers)."""
         cached = self._cache.get(token)
         if cached is not None:
             if cached.expires_at > time.time():
                 return cached
             raise InvalidToken("token expired")
-        claims = self._decode(token)
+        claims = self._decode(token, load_keys)
         with self._lock:
             if len(self._cache) > 10000:
                 now_ts = time.time()
@@ -146,7 +153,7 @@ class TokenService:
             self._cache[token] = claims
         return claims
 
-    def _decode(self, token: str) -> TokenClaims:
+    def _decode(self, token: str, load_keys: bool = True) -> TokenClaims:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -155,6 +162,8 @@ class TokenService:
         if header.get("alg") != ALGORITHM or not isinstance(kid, str):
             raise InvalidToken("token not signed by this registry")
         if kid not in self._keys:
+            if not load_keys:
+                raise UnknownKey("token signed with a key not loaded yet")
             self._load_keys()  # a key created by another replica since we started
         key = self._keys.get(kid)
         if key is None:

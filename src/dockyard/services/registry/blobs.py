@@ -14,6 +14,7 @@ from dockyard.services.events import BlobDeleted, BlobMounted, RegistryListener
 from dockyard.services.registry.gc_queue import with_gc_bookkeeping
 from dockyard.services.registry.links import link_blob, lock_blob, unlink_blob
 from dockyard.services.registry.quota import check_quota
+from dockyard.services.registry.read_cache import StampedCache
 from dockyard.services.registry.repositories import ensure_repository
 from dockyard.services.registry.validation import check_digest, check_name
 from dockyard.storage.base import BlobStore
@@ -42,6 +43,8 @@ class BlobService:
         self.grace = grace
         # Told of deletes and mounts in their transactions: the collector's queue, then `events`.
         self.events = with_gc_bookkeeping(db, grace, events)
+        # (repository, digest) -> size of a linked blob, while the database has not changed.
+        self._linked: StampedCache[tuple[str, str], int] = StampedCache(db.changes)
 
     def _linked_size(self, name: str, digest: str) -> int | None:
         q = (
@@ -55,9 +58,14 @@ class BlobService:
 
     def info(self, name: str, digest: str) -> BlobInfo:
         """The blob as repository `name` sees it; BlobUnknown unless linked there and stored."""
-        check_name(name)
-        check_digest(digest)
-        size = self._linked_size(name, digest)
+        size = self._linked.get((name, digest))  # only valid names and digests are stored
+        if size is None:
+            check_name(name)
+            check_digest(digest)
+            stamp = self._linked.stamp()
+            size = self._linked_size(name, digest)
+            if size is not None:
+                self._linked.put(stamp, (name, digest), size)
         # The bytes are checked too, so a client told "exists" can rely on it (and one whose blob
         # vanished from storage is asked to upload it again instead of pushing a dangling manifest).
         if size is None or self.store.stat(digest) is None:

@@ -12,6 +12,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.errors import NameUnknown
 from dockyard.services.projects import in_project
+from dockyard.services.registry.read_cache import StampedCache
 from dockyard.services.registry.repositories import byte_order, repository_id
 from dockyard.services.registry.validation import check_name
 
@@ -33,9 +34,14 @@ class TagRow:
     digest: str  # the manifest it points at
 
 
+# Tag lists up to this long are remembered (while the database has not changed); longer ones are read.
+CACHED_TAGS = 10_000
+
+
 class CatalogService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._tag_pages: StampedCache[tuple[str, int | None, str | None], Page] = StampedCache(db.changes, 256)
 
     def _page(
         self, conn: sa.Connection, q: sa.Select[tuple[str]], col: sa.ColumnElement[str], n: int | None, last: str | None
@@ -53,13 +59,21 @@ class CatalogService:
         return Page(items[:n] if more else items, more)
 
     def tags(self, name: str, n: int | None = None, last: str | None = None) -> Page:
+        key = (name, n, last)
+        page = self._tag_pages.get(key)
+        if page is not None:
+            return page
         check_name(name)
+        stamp = self._tag_pages.stamp()
         with self.db.read() as conn:
             repo_id = repository_id(conn, name)
             if repo_id is None:
                 raise NameUnknown("repository name not known to registry", {"name": name})
             q = sa.select(s.tags.c.name).where(s.tags.c.repository_id == repo_id)
-            return self._page(conn, q, s.tags.c.name, n, last)
+            page = self._page(conn, q, s.tags.c.name, n, last)
+        if len(page.items) <= CACHED_TAGS:
+            self._tag_pages.put(stamp, key, page)
+        return page
 
     def repositories(self, n: int | None = None, last: str | None = None) -> Page:
         with self.db.read() as conn:

@@ -32,6 +32,7 @@ from dockyard.services.events import (
 from dockyard.services.lifecycle.tag_rules import refuse_if_immutable
 from dockyard.services.registry.gc_queue import with_gc_bookkeeping
 from dockyard.services.registry.manifest_rows import delete_manifest_rows
+from dockyard.services.registry.read_cache import ContentCache, StampedCache
 from dockyard.services.registry.repositories import ensure_repository
 from dockyard.services.registry.validation import check_digest, check_name, check_tag
 
@@ -69,6 +70,10 @@ class ManifestService:
     ) -> None:
         self.db = db
         self.max_bytes = max_bytes
+        # GET by tag or digest from memory: (repository, reference) -> (digest, media type) while the
+        # database has not changed, and the bytes by digest (immutable).
+        self._resolved: StampedCache[tuple[str, str], tuple[str, str]] = StampedCache(db.changes)
+        self._content = ContentCache()
         # Told of pushes, tag moves and deletes in their transactions (the collector's queue, always;
         # then the listeners given: audit, scans, the outbox), and of pulls after the read.
         self.events = with_gc_bookkeeping(db, grace, events)
@@ -88,6 +93,11 @@ class ManifestService:
 
     # --- pull -------------------------------------------------------------------------------
     def get(self, name: str, reference: str) -> StoredManifest:
+        hit = self._resolved.get((name, reference))  # only valid names and references are stored
+        if hit is not None:
+            content = self._content.get(hit[0])
+            if content is not None:
+                return StoredManifest(hit[0], hit[1], content)
         check_name(name)
         if is_digest(reference):
             check_digest(reference)
@@ -95,11 +105,15 @@ class ManifestService:
         else:
             _existing_tag(name, reference)
             query = self._by_tag
+        stamp = self._resolved.stamp()  # before the read: a change committed after it moves the stamp
         with self.db.engine.connect() as conn:
             row = conn.execute(query, {"name": name, "ref": reference}).first()
         if row is None:
             raise ManifestUnknown("manifest unknown", {"name": name, "reference": reference})
-        return StoredManifest(row.digest, row.media_type, bytes(row.content))
+        found = StoredManifest(row.digest, row.media_type, bytes(row.content))
+        self._content.put(found.digest, found.content)
+        self._resolved.put(stamp, (name, reference), (found.digest, found.media_type))
+        return found
 
     def pulled(self, name: str, reference: str, digest: str) -> None:
         """Tell the listeners a manifest was served (GET, once the pull gate let it through). No

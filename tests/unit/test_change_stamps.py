@@ -1,0 +1,72 @@
+"""Change stamps (db/changes.py): what the read caches trust before they answer from memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dockyard.db.changes import ChangeStamp, NotifyStamp, SharedFileStamp, stamp_for
+from dockyard.services.registry.read_cache import ContentCache, StampedCache
+
+
+def test_processes_sharing_a_sqlite_file_see_each_others_bumps(tmp_path: Path) -> None:
+    # Two mappings of one file, as two worker processes have.
+    one, two = SharedFileStamp(tmp_path / "db-changes"), SharedFileStamp(tmp_path / "db-changes")
+    before = two.current()
+    one.bump()
+    assert two.current() != before
+    assert one.current() == two.current()
+
+
+def test_the_stamp_suits_the_database() -> None:
+    assert isinstance(stamp_for("postgresql+psycopg://u@h/db"), NotifyStamp)
+    assert type(stamp_for("sqlite:///:memory:")) is ChangeStamp
+
+
+def test_without_notifications_nothing_is_cached() -> None:
+    stamp = NotifyStamp("postgresql://127.0.0.1:1/nothing?connect_timeout=1")  # nobody listens there
+    try:
+        assert not stamp.wait_listening(5)
+        cache: StampedCache[str, str] = StampedCache(stamp)
+        cache.put(cache.stamp(), "k", "v")
+        assert cache.get("k") is None
+    finally:
+        stamp.close()
+
+
+def test_an_answer_read_before_a_change_is_never_served_after_it() -> None:
+    stamp = ChangeStamp()
+    cache: StampedCache[str, str] = StampedCache(stamp)
+    taken = cache.stamp()
+    stamp.bump()  # a write committed while the answer was being read
+    cache.put(taken, "k", "old")
+    assert cache.get("k") is None
+    cache.put(cache.stamp(), "k", "new")
+    assert cache.get("k") == "new"
+    stamp.bump()
+    assert cache.get("k") is None
+
+
+def test_caches_stay_within_their_bounds() -> None:
+    cache: StampedCache[int, int] = StampedCache(ChangeStamp(), capacity=3)
+    for i in range(5):
+        cache.put(cache.stamp(), i, i)
+    assert [cache.get(i) for i in range(5)] == [None, None, 2, 3, 4]
+    content = ContentCache(max_bytes=100)
+    for i in range(5):
+        content.put(f"d{i}", bytes(10 * [i]))
+    content.put("big", bytes(11))  # over a tenth of the bound: not kept
+    assert content.get("big") is None
+    for i in range(5):
+        content.put(f"e{i}", bytes(10))
+    assert sum(content.get(k) is not None for k in [f"d{i}" for i in range(5)] + [f"e{i}" for i in range(5)]) == 10
+    content.put("f", bytes(10))
+    assert content.get("d0") is None and content.get("f") is not None
+
+
+def test_the_stamp_file_waits_for_the_data_folder(tmp_path: Path) -> None:
+    # `serve` makes its Database before it creates the data folder: the stamp must not need it yet.
+    stamp = stamp_for(f"sqlite:///{tmp_path / 'new' / 'dockyard.db'}")
+    (tmp_path / "new").mkdir()
+    before = stamp.current()
+    stamp.bump()
+    assert stamp.current() != before
