@@ -63,7 +63,7 @@ def serve(
         "starting",
         url=f"http://{settings.host}:{settings.port}",
         database=settings.database_url_for_logs,
-        storage=str(settings.resolved_storage_path),
+        storage=settings.storage_url or str(settings.resolved_storage_path),
         workers=settings.workers,
         server=settings.server,
     )
