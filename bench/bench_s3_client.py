@@ -23,8 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dockyard.storage.hashing import resumable, resume  # noqa: E402
-from tests.support.s3 import start_s3  # noqa: E402
+from tests.support.s3 import start_s3
+
+from dockyard.storage.hashing import resumable, resume
 
 
 def timed(fn: Callable[[], object]) -> float:
