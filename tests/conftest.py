@@ -19,6 +19,7 @@ from dockyard.db import schema
 from dockyard.db.engine import Database
 
 if TYPE_CHECKING:
+    from tests.support.s3 import S3Server
     from tests.support.slapd import SlapdServer
 
 PG_URL = os.environ.get("DOCKYARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -91,3 +92,20 @@ def slapd() -> Iterator[SlapdServer]:
         missing(reason)
     with SlapdServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto_server) on loopback for the whole session; each test
+    takes its own bucket with `s3_server.new_bucket()`."""
+    from tests.support.s3 import launch_s3, s3_available
+
+    reason = s3_available()
+    if reason:
+        missing(reason)
+    try:
+        server = launch_s3()
+    except RuntimeError as exc:
+        missing(str(exc))
+    yield server
+    server.stop()

@@ -72,7 +72,7 @@ def serve(
         url=f"{'https' if tls else 'http'}://{settings.host}:{settings.port}",
         client_certificates="required" if tls and tls.client_ca else None,
         database=settings.database_url_for_logs,
-        storage=str(settings.resolved_storage_path),
+        storage=settings.storage_url or str(settings.resolved_storage_path),
         workers=settings.workers,
         server=settings.server,
     )

@@ -39,7 +39,22 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; default sqlite:///<data_dir>/dockyard.db. "
         "PostgreSQL: postgresql+psycopg://user@host/db (secret: it may hold a password).",
     )
-    storage_path: Path | None = Field(None, description="Blob folder; default <data_dir>/storage.")
+    storage_path: Path | None = Field(
+        None, description="Blob folder; default <data_dir>/storage (used when storage_url is not set)."
+    )
+    storage_url: str | None = Field(
+        None,
+        pattern=r"^(file://.+|s3://[^/]+(/.*)?)$",
+        description="Where blobs live: file:///path or s3://bucket/optional/prefix; default file://<storage_path>.",
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint for non-AWS servers (MinIO, Ceph, ...).")
+    s3_region: str | None = Field(None, description="S3 region; default: the AWS chain's (AWS_REGION, profile).")
+    storage_redirect: bool = Field(
+        False, description="Answer blob GETs with 307 to a presigned storage URL (S3 only) instead of streaming."
+    )
+    storage_redirect_expiry_seconds: int = Field(
+        1200, ge=10, le=7 * 86400, description="Lifetime of the presigned URLs blob GETs redirect to."
+    )
     public_url: str | None = Field(
         None,
         description="External base URL (e.g. https://registry.example.com) used in the token realm; "

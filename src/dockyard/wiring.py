@@ -37,7 +37,7 @@ from dockyard.services.scanning.listener import ScanningListener
 from dockyard.services.scanning.policy import PullGate
 from dockyard.services.scanning.scanner import ScanService
 from dockyard.storage.base import BlobStore
-from dockyard.storage.filesystem import FilesystemBlobStore
+from dockyard.storage.factory import open_store
 
 
 @dataclass
@@ -134,7 +134,7 @@ def build_services(
     """`http`: the outbound HTTP client (default: `http_client()`; tests inject one on a MockTransport)."""
     db = db or Database(settings.resolved_database_url)
     http = http if http is not None else http_client()
-    store = store or FilesystemBlobStore(settings.resolved_storage_path, fsync=settings.fsync)
+    store = store or open_store(settings)
     audit = AuditLog(db, retention_seconds=settings.audit_retention_days * 86400)
     liveness = LivenessCache(ttl=settings.account_check_seconds)
     catalog = CatalogService(db)

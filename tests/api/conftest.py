@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,9 +104,23 @@ def make_settings(tmp_path: Path, database: Database) -> Settings:
     )
 
 
+# DOCKYARD_TEST_STORAGE=s3 runs every API test on the S3 driver (a moto_server bucket per test).
+STORAGE = os.environ.get("DOCKYARD_TEST_STORAGE", "filesystem")
+
+
 @pytest.fixture
-def services(tmp_path: Path, database: Database) -> Iterator[Services]:
-    svc = build_services(make_settings(tmp_path, database), db=database)
+def services(request: pytest.FixtureRequest, tmp_path: Path, database: Database) -> Iterator[Services]:
+    settings = make_settings(tmp_path, database)
+    if STORAGE == "s3":
+        s3 = request.getfixturevalue("s3_server")
+        env = s3.env(s3.new_bucket(), "registry")
+        settings = settings.model_copy(
+            update={"storage_url": env["DOCKYARD_STORAGE_URL"], "s3_endpoint_url": s3.endpoint_url}
+        )
+        mp = request.getfixturevalue("monkeypatch")
+        for key, value in env.items():  # the credentials, for boto3's standard chain
+            mp.setenv(key, value)
+    svc = build_services(settings, db=database)
     prepare(svc)
     yield svc
 

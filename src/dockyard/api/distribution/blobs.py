@@ -63,10 +63,11 @@ async def get_blob(request: Request) -> Response:
     if request.method == "HEAD":
         headers["Content-Length"] = str(info.size)
         return Response(status_code=200, headers=headers, media_type="application/octet-stream")
-    byte_range = parse_range(request.headers.get("range"), info.size)
+    byte_range = parse_range(request.headers.get("range"), info.size)  # a bad range is ours to refuse (416)
+    if info.redirect_url:
+        # The client repeats its Range header to the storage URL, which answers 206 itself.
+        return RedirectResponse(info.redirect_url, status_code=307, headers=headers)
     if byte_range is None:
-        if info.redirect_url:
-            return RedirectResponse(info.redirect_url, status_code=307, headers=headers)
         if info.local_path:
             # Zero-copy: the server sends the file itself (ASGI pathsend / sendfile).
             return _WholeFile(info.local_path, media_type="application/octet-stream", headers=headers, stat_result=None)

@@ -22,7 +22,7 @@ from dockyard.services.audit import Actor, AuditLog, acting_as
 from dockyard.services.events import BlobDeleted, ManifestDeleted, RegistryListener
 from dockyard.services.lifecycle import leases
 from dockyard.services.registry.gc_queue import enqueue_gc, with_gc_bookkeeping
-from dockyard.services.registry.links import lock_blob, unlink_blob
+from dockyard.services.registry.links import REMOVING, lock_blob, remove_bytes, unlink_blob
 from dockyard.services.registry.manifest_rows import delete_manifest_rows
 from dockyard.services.registry.uploads import UploadService
 from dockyard.storage.base import BlobStore
@@ -260,22 +260,25 @@ class GarbageCollector:
             referenced = conn.execute(
                 sa.select(s.manifest_blobs.c.manifest_id).where(s.manifest_blobs.c.digest == digest).limit(1)
             ).first()
-            if linked is not None or referenced is not None:
+            if blob.status != REMOVING and (linked is not None or referenced is not None):
                 if blob.status != "ok":
                     conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="ok"))
                 report.kept += 1
                 return self._settle(conn, item)
-            conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="deleting"))
-        # Phase 2: remove the bytes, then the row, still holding the lock: a push that took the blob
-        # back in between has set it to `ok`, and one that arrives now waits for this transaction and
-        # then finds no row (and, checking storage under the lock, no bytes) and uploads again.
+            if blob.status != REMOVING:
+                conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="deleting"))
+        # Phase 2: still marked (a push in between took it back: `ok`) → `removing`, which no push
+        # takes back; then the bytes go outside any transaction (a storage round trip must not hold
+        # the write lock), then the row (links.remove_bytes). A push that links meanwhile is refused,
+        # one that linked just before finds the bytes missing afterwards and uploads again.
         with self.db.write() as conn:
             blob = lock_blob(self.db, conn, digest)
-            if blob is None or blob.status != "deleting":
+            if blob is None or blob.status not in ("deleting", REMOVING):
                 report.kept += 1
                 return self._settle(conn, item)
-            self.store.delete(digest)
-            conn.execute(sa.delete(s.blobs).where(b.digest == digest))
+            conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status=REMOVING))
+        remove_bytes(self.db, self.store, digest, int(blob.size))
+        with self.db.write() as conn:
             self.audit.record(conn, "gc.blob", digest=digest, detail={"size": int(blob.size)})
             self._settle(conn, item)
         report.blobs.append(digest)

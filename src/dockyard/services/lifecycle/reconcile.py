@@ -37,7 +37,7 @@ class Reconciler:
                 report.young += 1
                 continue
             size = self.store.stat(digest) or 0
-            if not dry_run and not self.blobs.delete_unrecorded(digest):
+            if not dry_run and not self.blobs.delete_unrecorded(digest, size):
                 continue  # recorded meanwhile: a late upload won
             report.orphans.append(digest)
             report.bytes += size

@@ -12,7 +12,7 @@ from dockyard.db.engine import Database
 from dockyard.services.errors import BlobUnknown, BlobUploadInvalid, NameInvalid
 from dockyard.services.events import BlobDeleted, BlobMounted, RegistryListener
 from dockyard.services.registry.gc_queue import with_gc_bookkeeping
-from dockyard.services.registry.links import link_blob, lock_blob, unlink_blob
+from dockyard.services.registry.links import confirm_stored, link_blob, remove_bytes, unlink_blob
 from dockyard.services.registry.quota import check_quota
 from dockyard.services.registry.read_cache import StampedCache
 from dockyard.services.registry.repositories import ensure_repository
@@ -108,8 +108,9 @@ class BlobService:
             with self.db.write() as conn:
                 repo_id = ensure_repository(self.db, conn, name)
                 check_quota(self.db, conn, repo_id, digest, size)
-                link_blob(self.db, self.store, conn, repo_id, digest, size, self.grace)
+                linked = link_blob(self.db, conn, repo_id, digest, size, self.grace)
                 self.events.changed(conn, BlobMounted(repository=name, digest=digest, size=size, source=source))
+            confirm_stored(self.db, self.store, repo_id, digest, linked)
         except BlobUploadInvalid:
             return None  # collected meanwhile: the client uploads instead
         return size
@@ -140,11 +141,8 @@ class BlobService:
         with self.db.read() as conn:
             return conn.execute(sa.select(s.blobs.c.digest).where(s.blobs.c.digest == digest)).first() is not None
 
-    def delete_unrecorded(self, digest: str) -> bool:
-        """Delete stored bytes no blob row records, under the (absent) row's lock, so an upload that
-        records them meanwhile wins. Returns whether they were deleted."""
-        with self.db.write() as conn:
-            if lock_blob(self.db, conn, digest) is not None:
-                return False
-            self.store.delete(digest)
-        return True
+    def delete_unrecorded(self, digest: str, size: int = 0) -> bool:
+        """Delete stored bytes no blob row records (`links.remove_bytes`: a `removing` row first, so an
+        upload that records them meanwhile wins or is told to upload again; the storage call outside
+        any transaction). Returns whether they were deleted."""
+        return remove_bytes(self.db, self.store, digest, size, unrecorded=True)

@@ -2,6 +2,13 @@
 
 Every link change runs under the blob's row lock (`lock_blob`), the lock the collector takes too, and
 keeps usage right in the same transaction (`quota.account_link`). See docs/garbage-collection.md.
+
+No storage call happens inside a write transaction (on S3 each is a network round trip, and on SQLite
+the transaction is the one writer lock). So bytes are removed in three steps: a transaction sets the
+row to `removing` (which no push takes back), the bytes go outside any transaction, and a second
+transaction deletes the row (`remove_bytes`). A push links in its transaction and checks the bytes
+after it committed (`confirm_stored`): bytes removed before its link are found missing there, and
+its link is undone; bytes cannot be removed after it, since the row is linked and `ok` by then.
 """
 
 from __future__ import annotations
@@ -29,9 +36,12 @@ def lock_blob(db: Database, conn: Connection, digest: str, shared: bool = False)
     return conn.execute(stmt).first()
 
 
+REMOVING = "removing"
+COLLECTED = "the blob's bytes were garbage-collected while this push was in progress: upload the blob again"
+
+
 def link_blob(
     db: Database,
-    store: BlobStore,
     conn: Connection,
     repo_id: int,
     digest: str,
@@ -48,13 +58,10 @@ def link_blob(
     if row is None:
         conn.execute(db.insert_ignore(s.blobs, digest=digest, size=size, created_at=now(), status="ok"))
         lock_blob(db, conn, digest)
-    elif row.status != "ok":
+    elif row.status == REMOVING:  # its bytes are being deleted right now
+        raise BlobUploadInvalid(COLLECTED, {"digest": digest})
+    elif row.status != "ok":  # marked only: the bytes are still there, take it back
         conn.execute(sa.update(s.blobs).where(s.blobs.c.digest == digest).values(status="ok"))
-    if store.stat(digest) is None:
-        raise BlobUploadInvalid(
-            "the blob's bytes were garbage-collected while this push was in progress: upload the blob again",
-            {"digest": digest},
-        )
     inserted = conn.execute(
         db.insert_ignore(s.repository_blobs, repository_id=repo_id, digest=digest, created_at=now()).returning(
             s.repository_blobs.c.digest
@@ -80,4 +87,35 @@ def unlink_blob(db: Database, conn: Connection, repo_id: int, digest: str) -> bo
     if not gone:
         return False
     account_link(db, conn, repo_id, digest, row.size if row is not None else 0, -1)
+    return True
+
+
+def confirm_stored(db: Database, store: BlobStore, repo_id: int, digest: str, linked: bool) -> None:
+    """After a link committed: the bytes must be there. When they were removed before the link (a
+    collection or reconcile in the push's gap), undo the link (`linked`: it was new) and ask the client
+    to upload again."""
+    if store.stat(digest) is not None:
+        return
+    with db.write() as conn:
+        if linked:
+            unlink_blob(db, conn, repo_id, digest)
+        enqueue_gc(db, conn, "blob", 0, digest, 0)  # the row without bytes goes with the next collection
+    raise BlobUploadInvalid(COLLECTED, {"digest": digest})
+
+
+def remove_bytes(db: Database, store: BlobStore, digest: str, size: int, unrecorded: bool = False) -> bool:
+    """Delete a blob's bytes and row, the storage call outside any transaction. The row must be
+    `removing` already, or (`unrecorded`) absent: then a `removing` row is written first, so an upload
+    that records the bytes meanwhile waits or is told to upload again. Returns whether bytes went."""
+    if unrecorded:
+        with db.write() as conn:
+            if lock_blob(db, conn, digest) is not None:
+                return False  # recorded meanwhile: a late upload won
+            conn.execute(db.insert_ignore(s.blobs, digest=digest, size=size, created_at=now(), status=REMOVING))
+            enqueue_gc(db, conn, "blob", 0, digest, 0)  # finished by the collector should this process die
+    store.delete(digest)
+    with db.write() as conn:
+        row = lock_blob(db, conn, digest)
+        if row is not None and row.status == REMOVING:
+            conn.execute(sa.delete(s.blobs).where(s.blobs.c.digest == digest))
     return True

@@ -32,7 +32,7 @@ from dockyard.services.errors import (
 from dockyard.services.events import BlobPushed, Listeners, RegistryListener
 from dockyard.services.lifecycle import leases
 from dockyard.services.projects import ProjectService
-from dockyard.services.registry.links import link_blob, lock_blob
+from dockyard.services.registry.links import confirm_stored, link_blob, lock_blob, remove_bytes
 from dockyard.services.registry.quota import check_quota
 from dockyard.services.registry.repositories import ensure_repository
 from dockyard.services.registry.validation import check_digest, check_name
@@ -294,17 +294,20 @@ class UploadService:
             with self.db.write() as conn:
                 # The session row first: claims lock it before the project row, so this order cannot deadlock.
                 conn.execute(sa.delete(s.upload_sessions).where(s.upload_sessions.c.id == upload_id))
-                link_blob(self.db, self.store, conn, repo_id, digest, size, self.grace)
+                linked = link_blob(self.db, conn, repo_id, digest, size, self.grace)
                 self.events.changed(conn, BlobPushed(repository=name, digest=digest, size=size))
         except BaseException as exc:
             # The staged bytes are gone (committed): the session must not stay behind, counting
             # against the quota. Lost a race for the last of the quota after the bytes were moved
-            # into place: remove them again unless another push owns them by now.
+            # into place: remove them again unless another push owns them by now (outside the
+            # transaction: no storage call holds the write lock).
             with self.db.write() as conn:
-                if isinstance(exc, QuotaExceeded) and lock_blob(self.db, conn, digest) is None:
-                    self.store.delete(digest)
+                orphan = isinstance(exc, QuotaExceeded) and lock_blob(self.db, conn, digest) is None
                 conn.execute(sa.delete(s.upload_sessions).where(s.upload_sessions.c.id == upload_id))
+            if orphan:
+                remove_bytes(self.db, self.store, digest, size, unrecorded=True)
             raise
+        confirm_stored(self.db, self.store, repo_id, digest, linked)
         return size
 
     def monolithic(self, name: str, digest: str, chunks: Iterable[bytes], owner: str | None = None) -> int:

@@ -10,11 +10,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dockyard.storage.base import BlobStore, DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
 from dockyard.storage.filesystem import FilesystemBlobStore
 from dockyard.storage.memory import MemoryBlobStore
+from dockyard.storage.s3 import PART_SIZE, S3BlobStore
+from tests.support.s3 import S3Server
 
 DRIVERS: dict[str, Callable[[Path], BlobStore]] = {
     "filesystem": lambda p: FilesystemBlobStore(p),
@@ -22,8 +25,11 @@ DRIVERS: dict[str, Callable[[Path], BlobStore]] = {
 }
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=[*sorted(DRIVERS), "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "s3":  # a real S3-compatible server process, a bucket per test
+        s3: S3Server = request.getfixturevalue("s3_server")
+        return s3.store(s3.new_bucket(), prefix="registry", redirect_expiry=60)  # type: ignore[no-any-return]
     return DRIVERS[request.param](tmp_path)
 
 
@@ -217,6 +223,107 @@ def test_committing_a_stored_digest_never_rewrites_it(store: BlobStore) -> None:
         after = os.stat(path)  # type: ignore[arg-type]
         assert (after.st_ino, after.st_dev, after.st_nlink) == (before.st_ino, before.st_dev, 1)
     assert list(store.list_digests()) == [sha(data)]
+
+
+# --- capabilities: a local path on the filesystem only, redirect URLs on S3 only -----------------------
+def test_local_path_and_redirect_per_driver(store: BlobStore) -> None:
+    data = b"capabilities"
+    store.put(sha(data), [data])
+    path, url = store.local_path(sha(data)), store.redirect_url(sha(data))
+    if isinstance(store, FilesystemBlobStore):
+        assert path is not None and Path(path).read_bytes() == data
+        assert url is None
+    elif isinstance(store, S3BlobStore):
+        assert path is None and url is not None
+        assert httpx.get(url).content == data  # the presigned URL serves the blob, ranges too
+        assert httpx.get(url, headers={"Range": "bytes=2-5"}).content == data[2:6]
+    else:
+        assert path is None and url is None
+
+
+def test_ranges(store: BlobStore) -> None:
+    data = bytes(range(256)) * 64
+    store.put(sha(data), [data])
+    for start, end in [(0, None), (0, 1), (100, 200), (len(data) - 1, None), (5, len(data))]:
+        assert b"".join(store.open_range(sha(data), start, end)) == data[start:end]
+
+
+# --- S3: multipart uploads, any replica, nothing left behind ---------------------------------------
+def _bucket_leftovers(store: S3BlobStore) -> tuple[list[str], list[str]]:
+    c = store.client
+    objects = [o["Key"] for o in c.list_objects_v2(Bucket=store.bucket).get("Contents", [])]
+    uploads = [u["Key"] for u in c.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])]
+    return objects, uploads
+
+
+def _s3_pair(s3_server: S3Server) -> tuple[S3BlobStore, S3BlobStore]:
+    """Two replicas: two stores (two clients, two caches) on one bucket."""
+    bucket = s3_server.new_bucket()
+    return s3_server.store(bucket), s3_server.store(bucket)
+
+
+def test_s3_chunks_alternate_between_replicas(s3_server: S3Server) -> None:
+    a, b = _s3_pair(s3_server)
+    data = os.urandom(PART_SIZE * 2 + 12345)
+    batches = [data[i : i + 4 * 1024 * 1024] for i in range(0, len(data), 4 * 1024 * 1024)]  # the HTTP batches
+    a.create_upload("u")
+    offset = 0
+    for i, batch in enumerate(batches):
+        offset = (a if i % 2 else b).append_upload("u", offset, [batch])
+    assert offset == len(data) == b.upload_size("u")
+    _, uploads = _bucket_leftovers(a)
+    assert uploads  # the parts went up as a multipart upload
+    assert a.stat(sha(data)) is None
+    assert b.commit_upload("u", sha(data)) == len(data)
+    assert b"".join(a.open_range(sha(data))) == data
+    objects, uploads = _bucket_leftovers(a)
+    assert objects == [a._key(sha(data))] and uploads == []
+
+
+def test_s3_mismatch_and_abort_leave_nothing(s3_server: S3Server) -> None:
+    a, b = _s3_pair(s3_server)
+    data = os.urandom(PART_SIZE + 100)
+    a.create_upload("bad")
+    a.append_upload("bad", 0, [data])
+    with pytest.raises(DigestMismatch):
+        b.commit_upload("bad", sha(b"other"))
+    a.create_upload("gone")
+    a.append_upload("gone", 0, [data])
+    b.delete_upload("gone")
+    with pytest.raises(UploadNotFound):
+        a.append_upload("gone", len(data), [b"x"])
+    assert _bucket_leftovers(a) == ([], [])
+
+
+def test_s3_sha512_is_recomputed_from_the_bucket(s3_server: S3Server) -> None:
+    a, b = _s3_pair(s3_server)
+    data = os.urandom(PART_SIZE + 7)
+    digest = "sha512:" + hashlib.sha512(data).hexdigest()
+    a.create_upload("u")
+    a.append_upload("u", 0, [data])
+    assert b.commit_upload("u", digest) == len(data)
+    assert b"".join(b.open_range(digest)) == data
+    assert _bucket_leftovers(a)[1] == []
+
+
+def test_s3_a_failed_append_keeps_the_saved_state(s3_server: S3Server) -> None:
+    a, b = _s3_pair(s3_server)
+    good = os.urandom(PART_SIZE - 10)
+
+    def broken() -> Iterator[bytes]:
+        yield os.urandom(PART_SIZE)  # a part goes up, then the client goes away
+        raise OSError("client went away")
+
+    a.create_upload("u")
+    a.append_upload("u", 0, [good])
+    with pytest.raises(OSError):
+        a.append_upload("u", len(good), broken())
+    assert b.upload_size("u") == len(good)
+    rest = os.urandom(PART_SIZE + 3)
+    b.append_upload("u", len(good), [rest])
+    assert a.commit_upload("u", sha(good + rest)) == len(good + rest)
+    assert b"".join(b.open_range(sha(good + rest))) == good + rest
+    assert _bucket_leftovers(a)[1] == []
 
 
 # Separate processes (another worker or replica on the same storage): the filesystem driver only.
