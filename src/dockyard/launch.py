@@ -8,8 +8,18 @@ The supervisor replaces a worker that dies (crash, OOM kill) instead of shutting
 from __future__ import annotations
 
 import os
+import sys
 
-from dockyard.logs import configure, logging_config
+# What only command-line programs use, kept out of the server's processes (the supervisor and the
+# workers it forks or spawns, which run this module first): with click, rich and pygments installed
+# (Dockyard's CLI needs them) httpx imports its own CLI and structlog its rich tracebacks, about 9 MiB
+# per process that the server never calls. A None entry makes such an import fail, which both handle
+# (structlog falls back to plain tracebacks; the log renders exceptions as dicts anyway).
+# tests/unit/test_lazy_imports.py checks a worker's modules.
+for _unused in ("httpx._main", "rich"):
+    sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
+
+from dockyard.logs import configure, logging_config  # noqa: E402 - after the entries above
 
 TARGET = "dockyard.api.app:create_app"
 
