@@ -99,21 +99,28 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], ok: Callable[[int], bool]
         raise
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants (KiB)."""
-    total = 0
+def tree_status(pid: int) -> dict[int, tuple[int, int]]:
+    """(VmRSS, VmHWM) in KiB of a process and each of its descendants, by pid."""
+    found: dict[int, tuple[int, int]] = {}
     todo = [pid]
     while todo:
         p = todo.pop()
         try:
             status = Path(f"/proc/{p}/status").read_text()
-            total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            found[p] = (rss, hwm)
             for task in Path(f"/proc/{p}/task").iterdir():
                 children = (task / "children").read_text().split()
                 todo.extend(int(c) for c in children)
         except (FileNotFoundError, ProcessLookupError, AttributeError):
             continue
-    return total
+    return found
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants (KiB)."""
+    return sum(rss for rss, _ in tree_status(pid).values())
 
 
 @dataclass
@@ -125,6 +132,11 @@ class Target:
     proc: subprocess.Popen[bytes]
     token_for: Callable[[list[str]], str]
     peak_rss_kib: int = 0
+    # Per process (pid): the largest VmRSS sampled, and the last VmHWM read (the kernel's own peak).
+    process_peak_kib: dict[int, int] = field(default_factory=dict)
+    process_hwm_kib: dict[int, int] = field(default_factory=dict)
+    # The tree's sampled peak during each group of rows (uploads, downloads, ...).
+    phase_peak_kib: dict[str, int] = field(default_factory=dict)
     tokens: dict[tuple[str, ...], str] = field(default_factory=dict)
 
     def token(self, *scopes: str) -> str:
@@ -142,11 +154,35 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.targets = targets
         self.stop = threading.Event()
+        self.phase = "start"
 
     def run(self) -> None:
         while not self.stop.wait(0.1):
             for t in self.targets:
-                t.peak_rss_kib = max(t.peak_rss_kib, tree_rss_kib(t.proc.pid))
+                found = tree_status(t.proc.pid)
+                total = sum(rss for rss, _ in found.values())
+                t.peak_rss_kib = max(t.peak_rss_kib, total)
+                t.phase_peak_kib[self.phase] = max(t.phase_peak_kib.get(self.phase, 0), total)
+                for pid, (rss, hwm) in found.items():
+                    t.process_peak_kib[pid] = max(t.process_peak_kib.get(pid, 0), rss)
+                    t.process_hwm_kib[pid] = hwm
+
+
+def memory_breakdown(targets: list[Target]) -> str:
+    """Per process and per group of rows, for bench/README.md's memory section."""
+    lines = []
+    for t in targets:
+        root = t.proc.pid
+        parts = ", ".join(
+            f"{'root' if pid == root else pid}: peak {t.process_peak_kib[pid] / 1024:.0f} / HWM {hwm / 1024:.0f}"
+            for pid, hwm in sorted(t.process_hwm_kib.items())
+        )
+        hwm_sum = sum(t.process_hwm_kib.values()) / 1024
+        lines.append(f"{t.name}: sampled tree peak {t.peak_rss_kib / 1024:.0f} MiB, sum of VmHWM {hwm_sum:.0f} MiB")
+        lines.append(f"  processes (MiB): {parts}")
+        phases = ", ".join(f"{k} {v / 1024:.0f}" for k, v in t.phase_peak_kib.items())
+        lines.append(f"  tree peak by group (MiB): {phases}")
+    return "\n".join(lines)
 
 
 # --- the reference registry with token auth ---------------------------------------------------
@@ -540,7 +576,10 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
         rows: list[Row] = []
         reps = args.reps
 
-        log = lambda msg: print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+        def log(msg: str) -> None:
+            sampler.phase = msg
+            print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
         want = lambda group: not args.only or group in args.only  # noqa: E731
         if want("uploads"):
             log("uploads")
@@ -562,6 +601,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
             for t in targets:
                 upload_monolithic(t, "up/mono0", blob, digest)
 
+        log("downloads")
         for streams in (1, 8) if want("downloads") else ():
 
             def dl(t: Target, _i: int, streams: int = streams) -> float:
@@ -572,6 +612,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
             rows.append(Row(f"blob download, {streams} stream{'s' if streams > 1 else ''}", "MB/s", values))
 
         config = b'{"architecture":"amd64","os":"linux"}'
+        log("manifest")
         manifest_digest: dict[str, str] = {}
         for t in targets if want("manifest") else ():
             cfg = put_config(t, "hot/app", config)
@@ -610,6 +651,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                 rows.append(latency_row(f"tags/list, {count:,} tags (full list)", targets, reps, list_tags))
 
         if want("catalog"):
+            log("catalog")
             fill = {t.name: fill_repositories(t, args.repos) for t in targets}
             rows.append(Row(f"cross-repo mount while filling {args.repos:,} repositories", "req/s", fill))
 
@@ -630,6 +672,7 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
             )
         sampler.stop.set()
         sampler.join()
+        print(memory_breakdown(targets), file=sys.stderr)
         rows.append(
             Row(
                 "peak RSS, whole process tree",

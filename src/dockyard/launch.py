@@ -12,10 +12,20 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 
-from dockyard.logs import configure, get_logger, logging_config
-from dockyard.tls import FileWatcher, TlsFiles, TlsFilesError
+# What only command-line programs use, kept out of the server's processes (the supervisor and the
+# workers it forks or spawns, which run this module first): with click, rich and pygments installed
+# (Dockyard's CLI needs them) httpx imports its own CLI and structlog its rich tracebacks, about 9 MiB
+# per process that the server never calls. A None entry makes such an import fail, which both handle
+# (structlog falls back to plain tracebacks; the log renders exceptions as dicts anyway).
+# tests/unit/test_lazy_imports.py checks a worker's modules.
+for _unused in ("httpx._main", "rich"):
+    sys.modules.setdefault(_unused, None)  # type: ignore[arg-type]
+
+from dockyard.logs import configure, get_logger, logging_config  # noqa: E402 - after the entries above
+from dockyard.tls import FileWatcher, TlsFiles, TlsFilesError  # noqa: E402
 
 TARGET = "dockyard.api.app:create_app"
 

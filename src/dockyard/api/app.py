@@ -12,14 +12,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dockyard.api import health, oidc, token
 from dockyard.api.distribution.routes import routes as distribution_routes
 from dockyard.api.errors import allowed_methods, error_body, registry_error_handler
-from dockyard.api.management.app import create_management_app, problem
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
 from dockyard.api.middleware import BodyTimeout, ErrorBoundary
+from dockyard.api.problem import problem
 from dockyard.config import load_settings
 from dockyard.logs import configure, get_logger
 from dockyard.services.errors import RegistryError
@@ -45,6 +45,22 @@ class _Mount(Mount):
     def __init__(self, path: str, app: ASGIApp) -> None:
         super().__init__(path, app=app)
         self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
+class _Management:
+    """The management API (FastAPI, its models and OpenAPI), built on its first request: a worker that
+    only serves /v2/ never imports it (about 10 MiB per worker; tests/unit/test_lazy_imports.py)."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:  # no await before the assignment: one event loop builds it once
+            from dockyard.api.management.app import create_management_app
+
+            self.app = create_management_app(self.services)
+        await self.app(scope, receive, send)
 
 
 def _internal_error() -> Response:
@@ -95,7 +111,7 @@ def create_app(services: Services | None = None) -> Starlette:
         Route("/token", token.get_token, methods=["GET"]),
         Route("/token", token.post_token, methods=["POST"]),
         *oidc.routes(services),
-        _Mount("/api/v1", create_management_app(services)),
+        _Mount("/api/v1", _Management(services)),
     ]
     app = Starlette(
         routes=routes,

@@ -21,6 +21,9 @@ from dockyard.services.auth.tokens import InvalidToken, TokenClaims, UnknownKey
 from dockyard.services.errors import Denied, Unauthorized
 from dockyard.wiring import Services
 
+# The browser login's cookie (set by the OIDC callback, read by the management API).
+SESSION_COOKIE = "dockyard_session"
+
 
 class Challenge(Unauthorized):
     """401 with the WWW-Authenticate header that sends clients to the token endpoint."""

@@ -11,9 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from dockyard.api.auth import client_ip, external_base
-from dockyard.api.management.app import problem
-from dockyard.api.management.deps import SESSION_COOKIE
+from dockyard.api.auth import SESSION_COOKIE, client_ip, external_base
+from dockyard.api.problem import problem
 from dockyard.config import secret
 from dockyard.services.audit import FAILURE, Actor, acting_as
 from dockyard.services.auth.identity import Identity

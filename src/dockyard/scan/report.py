@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from cyclonedx.model import Property, XsUri
@@ -38,13 +38,13 @@ from cyclonedx.schema import OutputFormat, SchemaVersion
 from cyclonedx.spdx import fixup_id as spdx_fixup_id
 from license_expression import get_spdx_licensing
 from packageurl import PackageURL
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from dockyard import __version__
 from dockyard.scan.matcher import package_to_stored
 from dockyard.scan.model import Distro, Finding, Package, ScanResult, severity_rank
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 TOOL_NAME = "dockyard"
 NOASSERTION = "NOASSERTION"
@@ -112,6 +112,10 @@ def _valid_spdx_expression(value: str) -> str | None:
 
 def render_table(result: ScanResult, console_width: int | None = None, inventory_only: bool = False) -> str:
     """A plain-text table for a terminal: findings by severity, or with `inventory_only` the package list."""
+    # rich is for the command line only: a server rendering an SBOM does not load it.
+    from rich.console import Console
+    from rich.table import Table
+
     width = console_width or shutil.get_terminal_size((120, 24)).columns
     out = io.StringIO()
     console = Console(file=out, width=width, color_system=None, highlight=False, emoji=False, soft_wrap=False)
@@ -149,6 +153,8 @@ def render_table(result: ScanResult, console_width: int | None = None, inventory
 
 
 def _add_row(table: Table, *cells: str) -> None:
+    from rich.text import Text
+
     # Text, not str: rich would read "[...]" in a licence or version as console markup and drop it.
     table.add_row(*(Text(c) for c in cells))
 

@@ -5,6 +5,13 @@ so services record events without knowing about HTTP. Events of changes are writ
 `record(conn, …)` inside the transaction of the change; pulls, which change nothing and are by far
 the most frequent, are buffered and written in batches (`record_access`) so a pull costs no extra
 write transaction.
+
+The buffer is bounded, and never drops an event: at `max_buffer` queued events the caller writes the
+batch itself, and while the database refuses writes the events stay queued, up to `max_pending`
+(about 1.5 KiB each). Past that, `record_access` writes before queueing and lets the database's error
+reach its caller: the pull (or refusal) it would record fails rather than go unrecorded, and memory
+stays bounded (at most 2 x `max_pending` rows: a failed batch is put back ahead of what arrived
+meanwhile) however long the database is away.
 """
 
 from __future__ import annotations
@@ -117,6 +124,7 @@ class AuditLog:
         flush_interval: float = 1.0,
         max_buffer: int = 1000,
         retention_seconds: float = 0.0,
+        max_pending: int = 10_000,
         prune_interval: float = 3600.0,
     ) -> None:
         self.db = db
@@ -128,6 +136,7 @@ class AuditLog:
         self._flushing = threading.Lock()
         self._flush_interval = flush_interval
         self._max_buffer = max_buffer
+        self._max_pending = max(max_pending, max_buffer)
         self._flusher: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()  # a full batch is waiting
@@ -177,18 +186,22 @@ class AuditLog:
 
     def record_access(self, action: str, **fields: Unpack[AccessFields]) -> None:
         """Queue a read event (a pull); a background thread writes queued events in batches. A full
-        batch wakes it (the pull does not wait for the write); only a backlog of ten batches, when
-        writing cannot keep up, is written by the caller itself, so memory stays bounded."""
+        batch wakes it (the pull does not wait for the write). At most `max_pending` events wait: past
+        that (writing cannot keep up, or the database refuses) the caller writes first, and if the
+        database still refuses, its error is the caller's and the event was not queued, so memory
+        stays bounded and nothing is dropped silently."""
         row = self._row(action, **fields)  # made storable when written, off the request's path
-        with self._lock:
-            self._buffer.append(row)
-            queued = len(self._buffer)
+        while True:
+            with self._lock:
+                if len(self._buffer) < self._max_pending:
+                    self._buffer.append(row)
+                    queued = len(self._buffer)
+                    break
+            self.flush()
         if self._flusher is None:
             self.start()
         if queued >= self._max_buffer:
             self._wake.set()
-            if queued >= 10 * self._max_buffer:
-                self.flush()
 
     def start(self) -> None:
         """Start the background thread that writes queued events and applies the retention period."""
@@ -228,6 +241,11 @@ class AuditLog:
                 with self._lock:  # keep them for the next attempt, oldest first
                     self._buffer[:0] = rows
                 raise
+
+    def pending(self) -> int:
+        """Events queued and not yet written."""
+        with self._lock:
+            return len(self._buffer)
 
     def close(self) -> None:
         self._stop.set()

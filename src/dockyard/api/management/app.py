@@ -7,14 +7,15 @@ from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from dockyard.api.errors import allowed_methods, status_for
 from dockyard.api.management import audit, lifecycle, projects, robots, scanning, users
-from dockyard.api.management.models import PROBLEM, problems
+from dockyard.api.management.models import problems
 from dockyard.api.middleware import ErrorBoundary
+from dockyard.api.problem import problem
 from dockyard.services.auth.permissions import MATRIX, Role
 from dockyard.services.errors import RegistryError, TooManyRequests, Unauthorized
 from dockyard.wiring import Services
@@ -24,11 +25,6 @@ from dockyard.wiring import Services
 # login attempts (429). Operations that create or delete add 409.
 COMMON_ERRORS = problems(400, 401, 403, 404, 422, 429)
 CONFLICT = problems(409)
-
-
-def problem(status: int, title: str, detail: str, code: str, headers: dict[str, str] | None = None) -> Response:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, "code": code}
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:

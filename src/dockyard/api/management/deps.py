@@ -8,15 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from dockyard.api.auth import basic_identity, client_ip
+from dockyard.api.auth import SESSION_COOKIE, basic_identity, client_ip
 from dockyard.services.audit import Actor, set_actor
 from dockyard.services.auth.identity import ANONYMOUS, SESSION, Identity
 from dockyard.services.auth.permissions import Permission, SystemPermission
 from dockyard.services.auth.tokens import InvalidToken
 from dockyard.services.errors import Denied, NotFound, Unauthorized
 from dockyard.wiring import Services
-
-SESSION_COOKIE = "dockyard_session"
 
 
 def get_services(request: Request) -> Services:

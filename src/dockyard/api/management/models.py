@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from dockyard.api.problem import PROBLEM
 from dockyard.services.auth.robots import ROBOT_NAME_PATTERN
 from dockyard.services.auth.users import MAX_PASSWORD, MIN_PASSWORD, USERNAME_PATTERN
 from dockyard.services.projects import PROJECT_NAME_PATTERN
@@ -14,7 +15,6 @@ from dockyard.services.text import LABEL_PATTERN
 
 RoleName = Literal["guest", "developer", "maintainer", "admin"]
 RobotAction = Literal["pull", "push", "delete"]
-PROBLEM = "application/problem+json"
 
 # Every number in a body is bounded by what the database stores (BIGINT, finite floats).
 INT64 = 2**63 - 1

@@ -1,15 +1,18 @@
 """LDAP / Active Directory login: find the user with a service bind, bind as the user with the
 password given, and read the groups the user belongs to (groupOfNames/groupOfUniqueNames members,
-or AD's memberOf)."""
+or AD's memberOf).
+
+ldap3 (about 5 MiB and 130 modules) is imported when a provider is made, so a server without LDAP
+never loads it."""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import ldap3
-from ldap3.core.exceptions import LDAPException
-from ldap3.utils.conv import escape_filter_chars
+if TYPE_CHECKING:
+    import ldap3
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,8 @@ class LdapUnavailable(Exception):
 
 class LdapProvider:
     def __init__(self, settings: LdapSettings) -> None:
+        import ldap3
+
         self.settings = settings
         tls = None
         if settings.url.startswith("ldaps://") or settings.start_tls:
@@ -53,6 +58,8 @@ class LdapProvider:
         self._server = ldap3.Server(settings.url, tls=tls, connect_timeout=settings.timeout, get_info=ldap3.NONE)
 
     def _connect(self, user: str | None, password: str | None) -> ldap3.Connection:
+        import ldap3
+
         conn = ldap3.Connection(
             self._server,
             user=user,
@@ -68,6 +75,9 @@ class LdapProvider:
 
     def authenticate(self, username: str, password: str) -> LdapUser | None:
         """The user, if the directory accepts this password; None for unknown users or wrong passwords."""
+        from ldap3.core.exceptions import LDAPException
+        from ldap3.utils.conv import escape_filter_chars
+
         if not password:  # an empty password would be an anonymous ("unauthenticated") bind that succeeds
             return None
         cfg = self.settings
@@ -102,6 +112,8 @@ class LdapProvider:
         return LdapUser(username, dn, email, groups)
 
     def _groups(self, conn: ldap3.Connection, dn: str, entry: ldap3.Entry) -> list[str]:
+        from ldap3.utils.conv import escape_filter_chars
+
         cfg = self.settings
         names: set[str] = set()
         if cfg.group_base:

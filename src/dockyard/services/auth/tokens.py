@@ -64,6 +64,12 @@ def _key_id(public_der: bytes) -> str:
     return ":".join(b32[i : i + 4] for i in range(0, len(b32), 4))
 
 
+# Verified tokens remembered per process: about 1.5 KiB each (the token and its claims), so at most
+# ~6 MiB. Past the cap, expired entries go first, then the oldest half: a client whose token was
+# dropped pays one signature check again.
+CACHE_ENTRIES = 4096
+
+
 class TokenService:
     def __init__(self, db: Database, issuer: str, service: str, ttl: int) -> None:
         self.db = db
@@ -147,9 +153,12 @@ class TokenService:
             raise InvalidToken("token expired")
         claims = self._decode(token, load_keys)
         with self._lock:
-            if len(self._cache) > 10000:
+            if len(self._cache) >= CACHE_ENTRIES:
                 now_ts = time.time()
-                self._cache = {k: v for k, v in self._cache.items() if v.expires_at > now_ts}
+                live = [(k, v) for k, v in self._cache.items() if v.expires_at > now_ts]
+                if len(live) >= CACHE_ENTRIES // 2:
+                    live = live[len(live) - CACHE_ENTRIES // 2 :]  # insertion order: keep the newest half
+                self._cache = dict(live)
             self._cache[token] = claims
         return claims
 
