@@ -30,9 +30,9 @@ class Recording(Pacer):
     def _sleep(self, seconds: float) -> None:
         self.pauses.append(seconds)
 
-    def observe(self, obs: Observation) -> None:
+    def observe(self, obs: Observation, pause: bool = True) -> None:
         self.seen.append(obs)
-        super().observe(obs)
+        super().observe(obs, pause)
         if obs.lock_timeout:
             self.gave_way.set()
 
@@ -91,6 +91,14 @@ def test_a_lock_wait_given_up_is_contention() -> None:
     pacer.observe(quiet())
     pacer.observe(Observation("blob", wait=0.0001, busy=0.05, items=0, lock_timeout=True))
     assert pacer.duty == 0.5 and pacer.contended == 1
+
+
+def test_a_pause_put_off_is_taken_with_the_next_one() -> None:
+    pacer = Recording(fixed=0.5)
+    pacer.observe(Observation("blob", wait=0.0, busy=0.25, items=5), pause=False)  # marked: sweep first
+    assert pacer.pauses == []
+    pacer.observe(Observation("sweep", wait=0.0, busy=0.5, items=5))
+    assert pacer.pauses == pytest.approx([0.75])
 
 
 def test_pace_bounds_are_checked() -> None:

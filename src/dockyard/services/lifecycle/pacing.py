@@ -66,6 +66,7 @@ class Pacer:
         self.best_cost: dict[str, float] = {}
         self.contended = 0  # observations that found contention, for the report and the tests
         self.slept = 0.0
+        self.owed = 0.0  # sleep not yet taken
 
     @property
     def fixed(self) -> bool:
@@ -87,16 +88,18 @@ class Pacer:
             self.best_cost[obs.kind] = cost if best is None else min(best, cost)
         return found
 
-    def observe(self, obs: Observation) -> None:
+    def observe(self, obs: Observation, pause: bool = True) -> None:
         """Adjust the duty to one transaction, then sleep so that the collector is busy at most `duty`
-        of the time: a transaction of `t` seconds (waiting included) is followed by t * (1/duty - 1)."""
+        of the time: a transaction of `t` seconds (waiting included) is followed by t * (1/duty - 1).
+        With `pause` false the sleep is owed and taken at the next pause (a mark is swept at once)."""
         if not self.fixed:
             if self.contention(obs):
                 self.contended += 1
                 self.duty = max(self.floor, self.duty / 2)
             else:
                 self.duty = min(self.ceiling, self.duty + self.step)
-        pause = (obs.wait + obs.busy) * (1 / self.duty - 1)
-        if pause > 0:
-            self.slept += pause
-            self.sleep(pause)
+        self.owed += (obs.wait + obs.busy) * (1 / self.duty - 1)
+        if pause and self.owed > 0:
+            self.slept += self.owed
+            self.sleep(self.owed)
+            self.owed = 0.0
