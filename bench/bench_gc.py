@@ -13,8 +13,12 @@ read-only or stopped. Usage:
 
     .venv/bin/python bench/bench_gc.py                 # 10,000 manifests over 1,000 repositories
     .venv/bin/python bench/bench_gc.py --quick         # 2,000 over 200
-    .venv/bin/python bench/bench_gc.py --quick --postgres postgresql+psycopg://postgres@127.0.0.1/bench_gc
-                                                       # an empty PostgreSQL database instead of SQLite
+    .venv/bin/python bench/bench_gc.py --quick --postgres    # PostgreSQL instead of SQLite: the bench
+                                                       # creates (and drops) its own database, bench_gc
+    .venv/bin/python bench/bench_gc.py --quick --postgres postgresql+psycopg://postgres@host/postgres \
+        --pg-database wt_x_bench                       # another server, another database name
+
+`--storage` names the blob store (STORAGES: only the filesystem for now; a new store is one entry).
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -41,6 +46,11 @@ from bench_registry import DOCKYARD, free_port, stop_process, wait_http, wrk_rps
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 PASSWORD = "bench-password"
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+# Blob stores the bench can run on: the Settings fields each needs, given the bench's work folder.
+STORAGES: dict[str, Callable[[Path], dict[str, str]]] = {
+    "filesystem": lambda work: {"storage_path": str(work / "data" / "storage")},
+}
 
 
 def sha(data: bytes) -> str:
@@ -60,12 +70,38 @@ def manifest(config: bytes, layers: Sequence[bytes]) -> bytes:
     return json.dumps(doc).encode()
 
 
-def fill(data_dir: Path, manifests: int, repos: int, database_url: str | None) -> list[tuple[str, str]]:
+@contextmanager
+def own_database(admin_url: str, name: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one run (dropped afterwards); yields its URL."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield str(sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        with engine.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        engine.dispose()
+
+
+def fill(
+    data_dir: Path, manifests: int, repos: int, database_url: str | None, storage: dict[str, str]
+) -> list[tuple[str, str]]:
     """Write the history straight through the services (fast, no HTTP); returns (repo, tag) pairs."""
     from dockyard.config import Settings
     from dockyard.wiring import build_services, prepare
 
-    svc = build_services(Settings(data_dir=data_dir, database_url=database_url, admin_password=PASSWORD, fsync=False))
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        admin_password=PASSWORD,
+        fsync=False,
+        **storage,  # type: ignore[arg-type]
+    )
+    svc = build_services(settings)
     prepare(svc)
     rnd = random.Random(1)
     pool = [os.urandom(64 * 1024) for _ in range(50)]
@@ -160,8 +196,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seconds", type=int, default=0)
-    ap.add_argument("--pace", type=float, default=None, help="the collector's gc_pace (default: its own)")
-    ap.add_argument("--postgres", help="database URL of an empty PostgreSQL database (default: SQLite)")
+    ap.add_argument("--pace", type=float, default=None, help="fix the collector's gc_pace (default: measured)")
+    ap.add_argument(
+        "--postgres",
+        nargs="?",
+        const=PG_ADMIN,
+        help=f"PostgreSQL instead of SQLite, through this server URL ({PG_ADMIN})",
+    )
+    ap.add_argument("--pg-database", default="bench_gc", help="the database the bench creates and drops")
+    ap.add_argument("--storage", choices=sorted(STORAGES), default="filesystem")
     ap.add_argument("--manifests", type=int, help="history size (overrides --quick)")
     ap.add_argument("--repos", type=int, help="repositories (overrides --quick)")
     args = ap.parse_args()
@@ -170,87 +213,97 @@ def main() -> None:
     seconds = args.seconds or (5 if args.quick else 10)
     work = Path(tempfile.mkdtemp(prefix="bench-gc-"))
     try:
-        data = work / "data"
-        t0 = time.monotonic()
-        tags = fill(data, manifests, repos, args.postgres)
-        engine = "PostgreSQL" if args.postgres else "SQLite"
-        took = time.monotonic() - t0
-        print(f"{engine}: filled {manifests:,} manifests over {repos:,} repositories in {took:.0f} s")
-        port = free_port()
-        env = {
-            **os.environ,
-            "DOCKYARD_ADMIN_PASSWORD": PASSWORD,
-            "DOCKYARD_LOG_LEVEL": "warning",
-            "DOCKYARD_GC_INTERVAL_SECONDS": "0",
-            "DOCKYARD_GC_GRACE_SECONDS": "0",
-            "DOCKYARD_FSYNC": "false",
-            "DOCKYARD_SCANNER_ENABLED": "false",  # the fill queued 10,000 scans: not what this measures
-        }
         if args.postgres:
-            env["DOCKYARD_DATABASE_URL"] = args.postgres
-        log = open(work / "server.log", "wb")  # noqa: SIM115
-        server = subprocess.Popen(
-            [str(DOCKYARD), "serve", "--port", str(port), "--data-dir", str(data), "--workers", "2"],
-            env=env, stdout=log, stderr=log,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_http(f"{base}/readyz", server, lambda s: s == 200)
-            repo, tag = tags[-1]
-            scopes = [("scope", f"repository:{repo}:pull")]
-            scopes += [("scope", f"repository:p0/load{n}:pull,push") for n in range(4)]
-            token = httpx.get(
-                f"{base}/token", params=[("service", "dockyard"), *scopes], auth=("admin", PASSWORD)
-            ).json()["token"]
-            pull_headers = {"Authorization": f"Bearer {token}", "Accept": OCI_MANIFEST}
-            pusher = Pusher(base, token)
-            idle_pull = wrk_rps(f"{base}/v2/{repo}/manifests/{tag}", pull_headers, seconds)
-            idle_push = pusher.measure(seconds)
-            print(f"idle: {idle_pull:,.0f} pulls/s, {idle_push:,.1f} pushes/s")
-
-            # Delete half the history (every other tag), as a user would, through the API.
-            t0 = time.monotonic()
-            with httpx.Client(base_url=base, auth=("admin", PASSWORD), timeout=60) as http:
-                for r, t in tags[: len(tags) - 1 : 2]:
-                    http.delete(f"/v2/{r}/manifests/{t}").raise_for_status()
-            print(f"deleted {len(tags) // 2:,} tags in {time.monotonic() - t0:.0f} s")
-
-            gc_env = {**env, "DOCKYARD_DATA_DIR": str(data)}
-            if args.pace is not None:
-                gc_env["DOCKYARD_GC_PACE"] = str(args.pace)
-            start = time.monotonic()
-            queue_before = queued(data, args.postgres)
-            gc = subprocess.Popen(
-                [str(DOCKYARD), "gc"], env=gc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-            # Measure once it is collecting, not while the new process imports and opens the database
-            # (a collector inside the server has no start-up; this one does, once).
-            while queued(data, args.postgres) >= queue_before and gc.poll() is None:
-                time.sleep(0.1)
-            print(f"collector started removing after {time.monotonic() - start:.1f} s")
-            busy_pull = wrk_rps(f"{base}/v2/{repo}/manifests/{tag}", pull_headers, seconds)
-            busy_push = pusher.measure(seconds) if gc.poll() is None else float("nan")
-            out, _ = gc.communicate()
-            gc_seconds = time.monotonic() - start
-            print(out.strip().splitlines()[0])
-            print(f"collection took {gc_seconds:.1f} s")
-            print()
-            print("| measurement | idle | while collecting | ratio |")
-            print("|---|---:|---:|---:|")
-            rows = [
-                ("manifest GET by tag (wrk, 32 conns), req/s", idle_pull, busy_pull, ",.0f"),
-                ("push (2 blobs + manifest, 4 threads), images/s", idle_push, busy_push, ",.1f"),
-            ]
-            for label, idle, busy, fmt in rows:
-                print(f"| {label} | {idle:{fmt}} | {busy:{fmt}} | {busy / idle:.2f} |")
-            if gc.poll() is not None and gc_seconds < 2 * seconds:
-                print(
-                    "note: the collection finished before the second measurement ended; the ratios cover part idle time"
-                )
-        finally:
-            stop_process(server)
+            with own_database(args.postgres, args.pg_database) as url:
+                run(args, work, manifests, repos, seconds, url)
+        else:
+            run(args, work, manifests, repos, seconds, None)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path, manifests: int, repos: int, seconds: int, db_url: str | None) -> None:
+    data = work / "data"
+    t0 = time.monotonic()
+    storage = STORAGES[args.storage](work)
+    tags = fill(data, manifests, repos, db_url, storage)
+    engine = "PostgreSQL" if db_url else "SQLite"
+    took = time.monotonic() - t0
+    print(
+        f"{engine}, {args.storage} storage: filled {manifests:,} manifests over {repos:,} repositories in {took:.0f} s"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "DOCKYARD_ADMIN_PASSWORD": PASSWORD,
+        "DOCKYARD_LOG_LEVEL": "warning",
+        "DOCKYARD_GC_INTERVAL_SECONDS": "0",
+        "DOCKYARD_GC_GRACE_SECONDS": "0",
+        "DOCKYARD_FSYNC": "false",
+        "DOCKYARD_SCANNER_ENABLED": "false",  # the fill queued 10,000 scans: not what this measures
+        **{f"DOCKYARD_{key.upper()}": value for key, value in storage.items()},
+    }
+    if db_url:
+        env["DOCKYARD_DATABASE_URL"] = db_url
+    log = open(work / "server.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen(
+        [str(DOCKYARD), "serve", "--port", str(port), "--data-dir", str(data), "--workers", "2"],
+        env=env, stdout=log, stderr=log,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{base}/readyz", server, lambda s: s == 200, timeout=300)  # a shared machine starts slowly
+        repo, tag = tags[-1]
+        scopes = [("scope", f"repository:{repo}:pull")]
+        scopes += [("scope", f"repository:p0/load{n}:pull,push") for n in range(4)]
+        token = httpx.get(f"{base}/token", params=[("service", "dockyard"), *scopes], auth=("admin", PASSWORD)).json()[
+            "token"
+        ]
+        pull_headers = {"Authorization": f"Bearer {token}", "Accept": OCI_MANIFEST}
+        pusher = Pusher(base, token)
+        idle_pull = wrk_rps(f"{base}/v2/{repo}/manifests/{tag}", pull_headers, seconds)
+        idle_push = pusher.measure(seconds)
+        print(f"idle: {idle_pull:,.0f} pulls/s, {idle_push:,.1f} pushes/s")
+
+        # Delete half the history (every other tag), as a user would, through the API.
+        t0 = time.monotonic()
+        with httpx.Client(base_url=base, auth=("admin", PASSWORD), timeout=60) as http:
+            for r, t in tags[: len(tags) - 1 : 2]:
+                http.delete(f"/v2/{r}/manifests/{t}").raise_for_status()
+        print(f"deleted {len(tags) // 2:,} tags in {time.monotonic() - t0:.0f} s")
+
+        gc_env = {**env, "DOCKYARD_DATA_DIR": str(data)}
+        if args.pace is not None:
+            gc_env["DOCKYARD_GC_PACE"] = str(args.pace)
+        start = time.monotonic()
+        queue_before = queued(data, db_url)
+        gc = subprocess.Popen(
+            [str(DOCKYARD), "gc"], env=gc_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        # Measure once it is collecting, not while the new process imports and opens the database
+        # (a collector inside the server has no start-up; this one does, once).
+        while queued(data, db_url) >= queue_before and gc.poll() is None:
+            time.sleep(0.1)
+        print(f"collector started removing after {time.monotonic() - start:.1f} s")
+        busy_pull = wrk_rps(f"{base}/v2/{repo}/manifests/{tag}", pull_headers, seconds)
+        busy_push = pusher.measure(seconds) if gc.poll() is None else float("nan")
+        out, _ = gc.communicate()
+        gc_seconds = time.monotonic() - start
+        print(out.strip().splitlines()[0])
+        print(f"collection took {gc_seconds:.1f} s")
+        print()
+        print("| measurement | idle | while collecting | ratio |")
+        print("|---|---:|---:|---:|")
+        rows = [
+            ("manifest GET by tag (wrk, 32 conns), req/s", idle_pull, busy_pull, ",.0f"),
+            ("push (2 blobs + manifest, 4 threads), images/s", idle_push, busy_push, ",.1f"),
+        ]
+        for label, idle, busy, fmt in rows:
+            print(f"| {label} | {idle:{fmt}} | {busy:{fmt}} | {busy / idle:.2f} |")
+        if gc.poll() is not None and gc_seconds < 2 * seconds:
+            print("note: the collection finished before the second measurement ended; the ratios cover part idle time")
+    finally:
+        stop_process(server)
 
 
 if __name__ == "__main__":

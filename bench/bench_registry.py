@@ -82,9 +82,9 @@ def stop_process(p: subprocess.Popen[bytes]) -> None:
         p.wait(timeout=20)
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], ok: Callable[[int], bool]) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], ok: Callable[[int], bool], timeout: float = 180) -> None:
     """Wait until `url` answers a status `ok` accepts; stop the process if it never does."""
-    deadline = time.monotonic() + 180  # a busy machine (the suite beside it) starts slowly
+    deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:

@@ -141,8 +141,9 @@ class Settings(BaseSettings):
         None,
         gt=0,
         le=1,
-        description="Largest fraction of the time the collector may be busy (it sleeps the rest), so pushes "
-        "and pulls keep their throughput; default 0.1 on SQLite, unpaced on PostgreSQL.",
+        description="Fixes the fraction of the time the collector may be busy (it sleeps the rest; 1: never "
+        "pauses). Unset (default), the collector paces itself by measured contention: it backs off while its "
+        "own transactions wait longer or run slower than its best, and speeds up while they do not.",
     )
     upload_ttl_seconds: float = Field(86400, gt=0, description="Upload sessions older than this are abandoned.")
     upload_idle_ttl_seconds: float = Field(

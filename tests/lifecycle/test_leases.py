@@ -85,13 +85,17 @@ def test_a_long_run_renews_its_lease_between_steps(svc: Services) -> None:
 
 def test_the_collector_stops_when_its_lease_is_lost(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
     digests = [image(svc, "team/a", [f"layer {i}".encode()], None) for i in range(3)]  # untagged: garbage
-    collect_manifest = svc.collector._manifest
+    collect_batch = svc.collector._batch
+    svc.collector.batch_size = 1  # one candidate per transaction: the heartbeat runs between transactions
 
-    def then_lose_the_lease(item: Any, report: Any) -> None:
-        collect_manifest(item, report)
-        _take_over(svc, "gc")  # e.g. this process stalled past the TTL and another replica took over
+    def then_lose_the_lease(items: Any, report: Any) -> int:
+        collected = len(report.manifests)
+        taken = collect_batch(items, report)
+        if len(report.manifests) > collected:  # the first manifest went
+            _take_over(svc, "gc")  # e.g. this process stalled past the TTL and another replica took over
+        return taken
 
-    monkeypatch.setattr(svc.collector, "_manifest", then_lose_the_lease)
+    monkeypatch.setattr(svc.collector, "_batch", then_lose_the_lease)
     Maintenance(svc.db, [Duty("gc", 0.001, svc.collector.run)], renew_every=0).run_due()
     with svc.db.read() as conn:
         left = set(conn.execute(sa.select(s.manifests.c.digest)).scalars())

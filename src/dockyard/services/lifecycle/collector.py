@@ -9,7 +9,6 @@ concurrent pushes are written down in docs/garbage-collection.md.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +20,9 @@ from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
 from dockyard.services.events import BlobDeleted, ManifestDeleted, RegistryListener
 from dockyard.services.lifecycle import leases
+from dockyard.services.lifecycle.pacing import Observation, Pacer
 from dockyard.services.registry.gc_queue import enqueue_gc, with_gc_bookkeeping
-from dockyard.services.registry.links import REMOVING, lock_blob, remove_bytes, unlink_blob
+from dockyard.services.registry.links import REMOVING, lock_blob, unlink_blob
 from dockyard.services.registry.manifest_rows import delete_manifest_rows
 from dockyard.services.registry.uploads import UploadService
 from dockyard.storage.base import BlobStore
@@ -30,6 +30,10 @@ from dockyard.storage.base import BlobStore
 COLLECTOR = Actor("system:gc", "system")
 DUTY = "gc"  # the maintenance duty, and its lease
 DELETED_BYTES = Counter("dockyard_gc_deleted_bytes", "Bytes of blobs removed from storage by the collector")
+# A batch transaction on PostgreSQL gives up a lock wait after this long (then takes its candidates one
+# at a time), well before PostgreSQL's deadlock check (1 s) could pick a push as the victim of a cycle.
+LOCK_TIMEOUT_MS = 50
+_GAVE_WAY = {"55P03", "40P01"}  # lock_not_available, deadlock_detected
 DELETED = Counter("dockyard_gc_deleted", "Objects removed by the collector", ["kind"])
 
 
@@ -68,6 +72,9 @@ class GarbageCollector:
         lease_ttl: float = leases.DEFAULT_TTL,
         events: RegistryListener | None = None,
         uploads: UploadService | None = None,
+        pacer: Pacer | None = None,
+        budget: float = 0.01,
+        batch_size: int = 50,
     ) -> None:
         self.db = db
         self.uploads = uploads or UploadService(db, store, grace)  # owner of the upload sessions
@@ -81,11 +88,13 @@ class GarbageCollector:
         self.upload_ttl = upload_ttl  # a session's whole life
         self.upload_idle_ttl = upload_ttl if upload_idle_ttl is None else upload_idle_ttl  # since its last append
         self.lease_ttl = lease_ttl
-        # SQLite has one writer at a time, and a waiting writer backs off in growing sleeps: a
-        # collector that takes the lock back at once starves pushes. With `pace` it holds the
-        # database for at most that fraction of the time and sleeps the rest. 0.1 measured (bench_gc,
-        # 2 cores): pulls 0.95 and pushes 0.87 of idle while collecting; 0.3 gave 0.58 and 0.78.
-        self.pace = pace if pace is not None else (0.1 if db.is_sqlite else None)
+        # Paced by measured contention (`pacing`), unless `pace` fixes the duty (1: never pause).
+        # SQLite's ceiling leaves half the time free: a waiting writer there backs off in growing
+        # sleeps rather than queueing, so a collector that took the lock back at once would starve
+        # pushes without ever waiting itself, and so without ever measuring them.
+        self.pacer = pacer or Pacer(ceiling=0.5 if db.is_sqlite else 1.0, fixed=pace)
+        self.budget = budget  # seconds of work per write transaction: no lock is held much longer
+        self.batch_size = batch_size
 
     # --- entry points ------------------------------------------------------------------------
     def run(self, dry_run: bool = False, limit: int = 100_000) -> GcReport:
@@ -150,22 +159,103 @@ class GarbageCollector:
             batch = [item for item in batch if item.id not in seen]
             if not batch:
                 return
-            busy = 0.0
-            for item in batch:
+            while batch and done < limit:
                 leases.heartbeat()  # renews the lease of a long run; stops one whose lease was lost
-                seen.add(item.id)
-                started = time.monotonic()
-                if item.kind == "manifest":
-                    self._manifest(item, report)
-                elif item.kind == "link":
-                    self._link(item, report)
-                else:
-                    self._blob(item, report)
-                done += 1
-                busy += time.monotonic() - started
-                if self.pace and busy >= 0.01:
-                    time.sleep(busy * (1 / self.pace - 1))
-                    busy = 0.0
+                taken = self._batch(batch[: min(self.batch_size, limit - done)], report)
+                seen.update(item.id for item in batch[:taken])
+                batch = batch[taken:]
+                done += taken
+
+    def _batch(self, items: list[Any], report: GcReport) -> int:
+        """Decide about a run of candidates in one write transaction, for as long as `budget` allows
+        (fewer commits than one transaction each, and no lock held longer than the budget); then sweep
+        the blobs it marked. Returns how many candidates it took.
+
+        On PostgreSQL the transaction gives up any lock wait after LOCK_TIMEOUT (it holds the locks of
+        several candidates, so waiting for a push could close a cycle): it rolls back, and what it was
+        deciding is taken again one candidate per transaction, waiting for locks as a push does.
+        """
+        clock = self.pacer.clock
+        done, marked = GcReport(), []
+        taken = 0
+        asked = started = clock()
+        try:
+            with self.db.write() as conn:
+                if not self.db.is_sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+                started = clock()  # SQLite has waited for the write lock by now; PostgreSQL for a round trip
+                for item in items:
+                    taken += 1
+                    if self._decide(conn, item, done):
+                        marked.append(item)
+                    if clock() - started >= self.budget:
+                        break
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in _GAVE_WAY:
+                raise
+            self.pacer.observe(Observation(str(items[0].kind), started - asked, clock() - started, 0, True))
+            for item in items[:taken]:
+                self._alone(item, report)
+            return taken
+        # The marked blobs are swept before the pause: `deleting` blobs answer 404 meanwhile.
+        self.pacer.observe(Observation(str(items[0].kind), started - asked, clock() - started, taken), not marked)
+        _merge(report, done)
+        self._sweep(marked, report)
+        return taken
+
+    def _alone(self, item: Any, report: GcReport) -> None:
+        """One candidate in its own transaction, waiting for any lock it needs."""
+        done = GcReport()
+        with self.db.write() as conn:
+            marked = self._decide(conn, item, done)
+        _merge(report, done)
+        if marked:
+            self._sweep([item], report, alone=True)
+
+    def _decide(self, conn: sa.Connection, item: Any, done: GcReport) -> bool:
+        """Settle one candidate in `conn`; True for a blob marked for the sweep."""
+        if item.kind == "manifest":
+            self._manifest(conn, item, done)
+        elif item.kind == "link":
+            self._link(conn, item, done)
+        else:
+            return self._mark(conn, item, done)
+        return False
+
+    def _sweep(self, marked: list[Any], report: GcReport, alone: bool = False) -> None:
+        """Phase 2 for blobs whose mark has committed, several per transaction within the budget."""
+        clock = self.pacer.clock
+        while marked:
+            done, taken = GcReport(), 0
+            asked = started = clock()
+            try:
+                with self.db.write() as conn:
+                    if not self.db.is_sqlite and not alone:
+                        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+                    started = clock()
+                    removing: list[tuple[Any, int]] = []
+                    for item in marked:
+                        taken += 1
+                        size = self._remove(conn, item, done)
+                        if size is not None:
+                            removing.append((item, size))
+                        if clock() - started >= self.budget:
+                            break
+            except sa.exc.OperationalError as exc:
+                # Rolled back: nothing was removed yet (bytes go only after the commit); those blobs
+                # stay `deleting` and are finished one at a time.
+                if alone or getattr(exc.orig, "sqlstate", None) not in _GAVE_WAY:
+                    raise
+                self.pacer.observe(Observation("sweep", started - asked, clock() - started, 0, True))
+                for item in marked[:taken]:
+                    self._sweep([item], report, alone=True)
+                marked = marked[taken:]
+                continue
+            if not alone:
+                self.pacer.observe(Observation("sweep", started - asked, clock() - started, taken))
+            _merge(report, done)
+            self._finish(removing, report)
+            marked = marked[taken:]
 
     def _settle(self, conn: sa.Connection, item: Any, defer_until: float | None = None) -> None:
         """Drop the queue entry, unless it was queued again meanwhile (then it stays for its new time)."""
@@ -177,33 +267,29 @@ class GarbageCollector:
         else:
             conn.execute(sa.delete(s.gc_queue).where(q.id == item.id, q.due_at == item.due_at))
 
-    def _manifest(self, item: Any, report: GcReport) -> None:
+    def _manifest(self, conn: sa.Connection, item: Any, report: GcReport) -> None:
         m = s.manifests.c
-        with self.db.write() as conn:
-            stmt = sa.select(m.id, m.created_at, m.subject_digest).where(
-                m.repository_id == item.repository_id, m.digest == item.digest
-            )
-            if not self.db.is_sqlite:
-                stmt = stmt.with_for_update()  # pushes share-lock a manifest they reuse or index
-            row = conn.execute(stmt).first()
-            if row is None:
-                return self._settle(conn, item)
-            if row.created_at > now() - self.grace:
-                report.deferred += 1
-                return self._settle(conn, item, row.created_at + self.grace)
-            if self._manifest_in_use(conn, int(item.repository_id), str(item.digest), row):
-                report.kept += 1
-                return self._settle(conn, item)
-            repo = conn.execute(
-                sa.select(s.repositories.c.name).where(s.repositories.c.id == item.repository_id)
-            ).scalar()
-            tags = delete_manifest_rows(self.db, conn, int(item.repository_id), int(row.id), str(item.digest))
-            self.events.changed(
-                conn, ManifestDeleted(repository=str(repo), digest=str(item.digest), tags=tags, collected=True)
-            )
-            self._settle(conn, item)
+        stmt = sa.select(m.id, m.created_at, m.subject_digest).where(
+            m.repository_id == item.repository_id, m.digest == item.digest
+        )
+        if not self.db.is_sqlite:
+            stmt = stmt.with_for_update()  # pushes share-lock a manifest they reuse or index
+        row = conn.execute(stmt).first()
+        if row is None:
+            return self._settle(conn, item)
+        if row.created_at > now() - self.grace:
+            report.deferred += 1
+            return self._settle(conn, item, row.created_at + self.grace)
+        if self._manifest_in_use(conn, int(item.repository_id), str(item.digest), row):
+            report.kept += 1
+            return self._settle(conn, item)
+        repo = conn.execute(sa.select(s.repositories.c.name).where(s.repositories.c.id == item.repository_id)).scalar()
+        tags = delete_manifest_rows(self.db, conn, int(item.repository_id), int(row.id), str(item.digest))
+        self.events.changed(
+            conn, ManifestDeleted(repository=str(repo), digest=str(item.digest), tags=tags, collected=True)
+        )
+        self._settle(conn, item)
         report.manifests.append((str(repo), str(item.digest)))
-        DELETED.labels("manifest").inc()
 
     def _manifest_in_use(self, conn: sa.Connection, repo_id: int, digest: str, row: Any) -> bool:
         m = s.manifests.c
@@ -218,73 +304,87 @@ class GarbageCollector:
             return subject is not None
         return False
 
-    def _link(self, item: Any, report: GcReport) -> None:
+    def _link(self, conn: sa.Connection, item: Any, report: GcReport) -> None:
         rb = s.repository_blobs.c
         digest, repo_id = str(item.digest), int(item.repository_id)
-        with self.db.write() as conn:
-            lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
-            link = conn.execute(
-                sa.select(rb.created_at).where(rb.repository_id == repo_id, rb.digest == digest)
-            ).first()
-            if link is None:
-                return self._settle(conn, item)
-            if link.created_at > now() - self.grace:
-                report.deferred += 1
-                return self._settle(conn, item, link.created_at + self.grace)
-            if _referenced(conn, s.manifest_blobs, s.manifest_blobs.c.digest, repo_id, digest):
-                report.kept += 1
-                return self._settle(conn, item)
-            unlink_blob(self.db, conn, repo_id, digest)  # the registry's unlink: the link and usage
-            repo = conn.execute(sa.select(s.repositories.c.name).where(s.repositories.c.id == repo_id)).scalar()
-            # Its listener queues the blob, which may have lost its last link.
-            self.events.changed(conn, BlobDeleted(repository=str(repo), digest=digest, collected=True))
-            self._settle(conn, item)
+        lock_blob(self.db, conn, digest)  # manifest pushes share-lock the blobs they reference
+        link = conn.execute(sa.select(rb.created_at).where(rb.repository_id == repo_id, rb.digest == digest)).first()
+        if link is None:
+            return self._settle(conn, item)
+        if link.created_at > now() - self.grace:
+            report.deferred += 1
+            return self._settle(conn, item, link.created_at + self.grace)
+        if _referenced(conn, s.manifest_blobs, s.manifest_blobs.c.digest, repo_id, digest):
+            report.kept += 1
+            return self._settle(conn, item)
+        unlink_blob(self.db, conn, repo_id, digest)  # the registry's unlink: the link and usage
+        repo = conn.execute(sa.select(s.repositories.c.name).where(s.repositories.c.id == repo_id)).scalar()
+        # Its listener queues the blob, which may have lost its last link.
+        self.events.changed(conn, BlobDeleted(repository=str(repo), digest=digest, collected=True))
+        self._settle(conn, item)
         report.links.append((str(repo), digest))
-        DELETED.labels("link").inc()
 
-    def _blob(self, item: Any, report: GcReport) -> None:
+    def _mark(self, conn: sa.Connection, item: Any, report: GcReport) -> bool:
+        """Phase 1 of removing a blob: under the row lock, with no link and no manifest reference
+        anywhere, set it `deleting`. True when marked: the sweep runs after this transaction commits."""
         b = s.blobs.c
         digest = str(item.digest)
-        # Phase 1: mark. Under the row lock, with no link and no manifest reference anywhere.
-        with self.db.write() as conn:
-            blob = lock_blob(self.db, conn, digest)
-            if blob is None:
-                return self._settle(conn, item)
-            created = conn.execute(sa.select(b.created_at).where(b.digest == digest)).scalar_one()
-            if created > now() - self.grace:
-                report.deferred += 1
-                return self._settle(conn, item, created + self.grace)
-            linked = conn.execute(
-                sa.select(s.repository_blobs.c.repository_id).where(s.repository_blobs.c.digest == digest).limit(1)
-            ).first()
-            referenced = conn.execute(
-                sa.select(s.manifest_blobs.c.manifest_id).where(s.manifest_blobs.c.digest == digest).limit(1)
-            ).first()
-            if blob.status != REMOVING and (linked is not None or referenced is not None):
-                if blob.status != "ok":
-                    conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="ok"))
-                report.kept += 1
-                return self._settle(conn, item)
-            if blob.status != REMOVING:
-                conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="deleting"))
-        # Phase 2: still marked (a push in between took it back: `ok`) → `removing`, which no push
-        # takes back; then the bytes go outside any transaction (a storage round trip must not hold
-        # the write lock), then the row (links.remove_bytes). A push that links meanwhile is refused,
-        # one that linked just before finds the bytes missing afterwards and uploads again.
-        with self.db.write() as conn:
-            blob = lock_blob(self.db, conn, digest)
-            if blob is None or blob.status not in ("deleting", REMOVING):
-                report.kept += 1
-                return self._settle(conn, item)
-            conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status=REMOVING))
-        remove_bytes(self.db, self.store, digest, int(blob.size))
-        with self.db.write() as conn:
-            self.audit.record(conn, "gc.blob", digest=digest, detail={"size": int(blob.size)})
+        blob = lock_blob(self.db, conn, digest)
+        if blob is None:
             self._settle(conn, item)
-        report.blobs.append(digest)
-        report.bytes += int(blob.size)
-        DELETED.labels("blob").inc()
-        DELETED_BYTES.inc(int(blob.size))
+            return False
+        created = conn.execute(sa.select(b.created_at).where(b.digest == digest)).scalar_one()
+        if created > now() - self.grace:
+            report.deferred += 1
+            self._settle(conn, item, created + self.grace)
+            return False
+        linked = conn.execute(
+            sa.select(s.repository_blobs.c.repository_id).where(s.repository_blobs.c.digest == digest).limit(1)
+        ).first()
+        referenced = conn.execute(
+            sa.select(s.manifest_blobs.c.manifest_id).where(s.manifest_blobs.c.digest == digest).limit(1)
+        ).first()
+        if blob.status != REMOVING and (linked is not None or referenced is not None):
+            if blob.status != "ok":
+                conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="ok"))
+            report.kept += 1
+            self._settle(conn, item)
+            return False
+        if blob.status != REMOVING:  # `removing`: a removal that died half-way, finished by the sweep
+            conn.execute(sa.update(s.blobs).where(b.digest == digest).values(status="deleting"))
+        return True
+
+    def _remove(self, conn: sa.Connection, item: Any, report: GcReport) -> int | None:
+        """Phase 2, in the sweep's transaction: a blob still marked (a push in between took it back:
+        `ok`) becomes `removing`, which no push takes back. Returns its size; the bytes go after this
+        transaction commits, outside any transaction (a storage round trip must not hold the write
+        lock), then the row (`_finish`). A push that links meanwhile is refused; one that linked just
+        before finds the bytes missing afterwards and uploads again (links.confirm_stored)."""
+        digest = str(item.digest)
+        blob = lock_blob(self.db, conn, digest)
+        if blob is None or blob.status not in ("deleting", REMOVING):
+            report.kept += 1
+            self._settle(conn, item)
+            return None
+        conn.execute(sa.update(s.blobs).where(s.blobs.c.digest == digest).values(status=REMOVING))
+        return int(blob.size)
+
+    def _finish(self, removing: list[tuple[Any, int]], report: GcReport) -> None:
+        """Delete the bytes of `removing` blobs (no transaction open), then their rows in one."""
+        for item, _ in removing:
+            self.store.delete(str(item.digest))
+        done = GcReport()
+        with self.db.write() as conn:
+            for item, size in removing:
+                digest = str(item.digest)
+                row = lock_blob(self.db, conn, digest)
+                if row is not None and row.status == REMOVING:
+                    conn.execute(sa.delete(s.blobs).where(s.blobs.c.digest == digest))
+                self.audit.record(conn, "gc.blob", digest=digest, detail={"size": size})
+                self._settle(conn, item)
+                done.blobs.append(digest)
+                done.bytes += size
+        _merge(report, done)
 
     # --- abandoned uploads -------------------------------------------------------------------
     def _stale_uploads(self, report: GcReport) -> None:
@@ -450,6 +550,21 @@ class _Plan:
         self.blobs.add(digest)
         self.report.blobs.append(digest)
         self.report.bytes += int(blob.size)
+
+
+def _merge(report: GcReport, done: GcReport) -> None:
+    """Count what a committed transaction did (never what a rolled-back one tried)."""
+    report.manifests += done.manifests
+    report.links += done.links
+    report.blobs += done.blobs
+    report.bytes += done.bytes
+    report.kept += done.kept
+    report.deferred += done.deferred
+    for kind, removed in (("manifest", done.manifests), ("link", done.links), ("blob", done.blobs)):
+        if removed:
+            DELETED.labels(kind).inc(len(removed))
+    if done.bytes:
+        DELETED_BYTES.inc(done.bytes)
 
 
 def _all(conn: sa.Connection, stmt: sa.Select[Any]) -> list[Any]:
