@@ -80,12 +80,12 @@ def process(
     headers: dict[str, str] | None = None,
     verify: ssl.SSLContext | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `args` (its output into `log`) until it answers 200 at `ready_url` (within a minute); stopped
-    on leaving, killed when it does not stop within 20 s."""
+    """Run `args` (its output into `log`) until it answers 200 at `ready_url` (within three minutes: a
+    busy 2-core CI machine can take one); stopped on leaving, killed when it does not stop within 20 s."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180
         while True:
             try:
                 if httpx.get(ready_url, headers=headers, timeout=2, verify=verify or True).status_code == 200:

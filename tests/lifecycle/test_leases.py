@@ -24,14 +24,17 @@ from tests.api.conftest import ADMIN, ADMIN_PASSWORD, Registry, make_settings
 from tests.lifecycle.conftest import image
 
 
-def test_one_holder_at_a_time_and_takeover_after_expiry(svc: Services) -> None:
-    assert leases.acquire(svc.db, "gc", "a", ttl=0.5)
-    assert not leases.acquire(svc.db, "gc", "b", ttl=0.5)
-    assert leases.acquire(svc.db, "gc", "a", ttl=0.5)  # the holder renews
-    time.sleep(0.6)
-    assert leases.acquire(svc.db, "gc", "b", ttl=0.5)  # expired: another takes over
+def test_one_holder_at_a_time_and_takeover_after_expiry(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A long TTL and a clock moved past it, not a short TTL and a sleep: on a slow machine a 0.5 s
+    # lease could expire between two of these calls.
+    assert leases.acquire(svc.db, "gc", "a", ttl=60)
+    assert not leases.acquire(svc.db, "gc", "b", ttl=60)
+    assert leases.acquire(svc.db, "gc", "a", ttl=60)  # the holder renews
+    real_now = leases.now
+    monkeypatch.setattr(leases, "now", lambda: real_now() + 61)
+    assert leases.acquire(svc.db, "gc", "b", ttl=60)  # expired: another takes over
     leases.release(svc.db, "gc", "b")
-    assert leases.acquire(svc.db, "gc", "a", ttl=0.5)
+    assert leases.acquire(svc.db, "gc", "a", ttl=60)
 
 
 def test_maintenance_loops_on_two_replicas_never_run_a_duty_at_once(svc: Services) -> None:
@@ -50,10 +53,12 @@ def test_maintenance_loops_on_two_replicas_never_run_a_duty_at_once(svc: Service
     replicas = [Maintenance(svc.db, [Duty("gc", 0.01, duty)], tick=0.01) for _ in range(3)]
     for m in replicas:
         m.start()
-    time.sleep(1.5)
+    deadline = time.monotonic() + 120  # until the duty has run 20 times, not for a fixed while
+    while runs[0] < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
     for m in replicas:
         m.stop()
-    assert runs[0] >= 5 and overlaps[0] == 1
+    assert runs[0] >= 20 and overlaps[0] == 1
 
 
 # --- renewal while work runs, and stopping when the lease is lost -----------------------------------
