@@ -1,7 +1,7 @@
 """PostgreSQL: the registry's tables announce their changes (NOTIFY dockyard_registry), for the read
 caches of every replica (db/changes.py). SQLite needs nothing: its processes share one host.
 
-Revision ID: 0012_pgperf
+Revision ID: 0012
 Revises: 0011
 """
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0012_pgperf"
+revision: str = "0012"
 down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
