@@ -46,7 +46,7 @@ def realm(request: Request, services: Services) -> str:
     return external_base(request, services.settings) + "/token"
 
 
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
 
 
 def external_base(request: Request, settings: Settings) -> str:
@@ -64,7 +64,7 @@ def external_base(request: Request, settings: Settings) -> str:
         if proto in ("http", "https"):
             scheme = proto
         forwarded_host = _first(request.headers.get("x-forwarded-host"))
-        if _HOST.match(forwarded_host):
+        if _HOST.fullmatch(forwarded_host):
             host = forwarded_host
     return f"{scheme}://{host}"
 

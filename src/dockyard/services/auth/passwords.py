@@ -23,7 +23,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 # OWASP Password Storage Cheat Sheet, argon2id: m=19456 KiB, t=2, p=1.
 MEMORY_COST_KIB = 19456
-_hasher = PasswordHasher(time_cost=2, memory_cost=MEMORY_COST_KIB, parallelism=1)
+# OWASP's argon2id setting: 19 MiB, two passes, one lane.
+TIME_COST = 2
+
+
+def make_hasher() -> PasswordHasher:
+    return PasswordHasher(time_cost=TIME_COST, memory_cost=MEMORY_COST_KIB, parallelism=1)
+
+
+_hasher = make_hasher()
 # One at a time per process: a computation already keeps a core busy, and each holds its memory cost.
 MAX_CONCURRENT = 1
 _slots = threading.BoundedSemaphore(MAX_CONCURRENT)
