@@ -118,9 +118,7 @@ def test_collector_under_concurrent_pushes_deletes_and_tag_moves(svc: Services) 
     time.sleep(8)
     stop.set()
     for t in threads:
-        t.join(timeout=60)
-    # A thread still running would race the quiet collections below and make their verdict chance.
-    assert not any(t.is_alive() for t in threads), "a pusher or the collector did not stop"
+        t.join()  # each stops after its current step; no deadline on a loaded machine
     assert not errors, errors
     assert sum(runs) > 0, "the collector never removed anything: the test did not exercise it"
     print(f"collector removed {sum(runs)} objects in {len(runs)} runs; pushes told to retry: {len(RETRIES)}")

@@ -97,10 +97,25 @@ def confirm_stored(db: Database, store: BlobStore, repo_id: int, digest: str, li
     if store.stat(digest) is not None:
         return
     with db.write() as conn:
-        if linked:
+        # A manifest pushed in the gap may reference the link by now (its client re-uploaded the
+        # bytes, or will be told they are missing by HEAD): undoing the link would leave that
+        # manifest with a layer its repository no longer has. The manifest's reference keeps it.
+        if linked and lock_blob(db, conn, digest) is not None and not _referenced_in(conn, repo_id, digest):
             unlink_blob(db, conn, repo_id, digest)
         enqueue_gc(db, conn, "blob", 0, digest, 0)  # the row without bytes goes with the next collection
     raise BlobUploadInvalid(COLLECTED, {"digest": digest})
+
+
+def _referenced_in(conn: Connection, repo_id: int, digest: str) -> bool:
+    """Whether a manifest of the repository references the blob."""
+    mb, m = s.manifest_blobs.c, s.manifests.c
+    q = (
+        sa.select(mb.manifest_id)
+        .select_from(s.manifest_blobs.join(s.manifests, m.id == mb.manifest_id))
+        .where(m.repository_id == repo_id, mb.digest == digest)
+        .limit(1)
+    )
+    return conn.execute(q).first() is not None
 
 
 def remove_bytes(db: Database, store: BlobStore, digest: str, size: int, unrecorded: bool = False) -> bool:
