@@ -7,6 +7,8 @@ repetitions, so a noisy neighbour hurts both alike. Usage:
 
     .venv/bin/python bench/bench_registry.py            # full run (100,000 tags; ~10 minutes)
     .venv/bin/python bench/bench_registry.py --quick    # 10,000 tags, fewer repetitions
+    ... --s3             # both registries' blobs in buckets of one moto_server the bench starts
+    ... --replicas 3     # three Dockyard replicas on PostgreSQL behind haproxy (docs/deploy/haproxy.cfg)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -64,6 +67,7 @@ def enable_tls(work: Path) -> None:
 
 
 POSTGRES_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/dockyard_bench"
+S3: Any = None  # with --s3: the moto server (tests/support/s3.py) whose buckets both registries use
 
 
 def free_port() -> int:
@@ -138,6 +142,7 @@ class Target:
     # The tree's sampled peak during each group of rows (uploads, downloads, ...).
     phase_peak_kib: dict[str, int] = field(default_factory=dict)
     tokens: dict[tuple[str, ...], str] = field(default_factory=dict)
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)  # more replicas, counted in its RSS
 
     def token(self, *scopes: str) -> str:
         key = tuple(scopes)
@@ -159,7 +164,7 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self.stop.wait(0.1):
             for t in self.targets:
-                found = tree_status(t.proc.pid)
+                found = {k: v for p in (t.proc, *t.others) for k, v in tree_status(p.pid).items()}
                 total = sum(rss for rss, _ in found.values())
                 t.peak_rss_kib = max(t.peak_rss_kib, total)
                 t.phase_peak_kib[self.phase] = max(t.phase_peak_kib.get(self.phase, 0), total)
@@ -191,6 +196,18 @@ def libtrust_kid(public_der: bytes) -> str:
     return ":".join(b32[i : i + 4] for i in range(0, len(b32), 4))
 
 
+def reference_storage(work: Path) -> str:
+    """The reference's `storage:` driver section: its filesystem, or (--s3) a bucket of the bench's
+    moto server through distribution's s3 driver (`regionendpoint`: path-style, any endpoint)."""
+    if S3 is None:
+        return f"  filesystem:\n    rootdirectory: {work / 'ref-data'}"
+    return (
+        f"  s3:\n    accesskey: {S3.access_key}\n    secretkey: {S3.secret_key}\n    region: {S3.region}\n"
+        f"    regionendpoint: {S3.endpoint_url}\n    bucket: {S3.new_bucket()}\n    secure: false\n"
+        "    v4auth: true\n  redirect:\n    disable: true"  # stream blobs, as Dockyard does by default
+    )
+
+
 def start_reference(work: Path) -> Target:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench-token-issuer")])
@@ -214,8 +231,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: {work / "ref-data"}
+{reference_storage(work)}
   delete:
     enabled: true
 http:
@@ -252,7 +268,9 @@ auth:
         return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
 
     log = open(work / "ref.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(["docker-registry", "serve", str(work / "ref-config.yml")], stdout=log, stderr=log)
+    # An AWS_CA_BUNDLE in the environment makes distribution's s3 driver panic (its HTTP transport cannot take one).
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    proc = subprocess.Popen(["docker-registry", "serve", str(work / "ref-config.yml")], stdout=log, stderr=log, env=env)
     wait_http(f"{SCHEME}://127.0.0.1:{port}/v2/", proc, lambda s: s == 401)
     return Target("reference", f"{SCHEME}://127.0.0.1:{port}", proc, token_for)
 
@@ -271,7 +289,10 @@ def fresh_postgres_database(url: str) -> str:
     return url
 
 
-def start_dockyard(work: Path, workers: int, database_url: str | None = None) -> Target:
+def start_dockyard(work: Path, workers: int, database_url: str | None = None, replicas: int = 0) -> Target:
+    """One `dockyard serve`, or (`replicas` > 0) that many on `database_url` behind haproxy."""
+    if replicas:
+        return start_replicas(work, workers, database_url or POSTGRES_DEFAULT, replicas)
     port = free_port()
     password = secrets.token_urlsafe(12)
     # No background scanning: the reference registry does none, and these rows time the registry alone.
@@ -287,6 +308,8 @@ def start_dockyard(work: Path, workers: int, database_url: str | None = None) ->
         env |= {"DOCKYARD_TLS_CERT_FILE": str(TLS_FILES[0]), "DOCKYARD_TLS_KEY_FILE": str(TLS_FILES[1])}
     if database_url:
         env["DOCKYARD_DATABASE_URL"] = fresh_postgres_database(database_url)
+    if S3 is not None:
+        env |= S3.env(S3.new_bucket())
     log = open(work / "dockyard.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [
@@ -314,6 +337,76 @@ def start_dockyard(work: Path, workers: int, database_url: str | None = None) ->
         return str(r.json()["token"])
 
     return Target("dockyard", base, proc, token_for)
+
+
+def haproxy_config(work: Path, replicas: int) -> Path:
+    """docs/deploy/haproxy.cfg for `replicas` servers; without --tls, its frontend on plain HTTP."""
+    cfg = (ROOT / "docs" / "deploy" / "haproxy.cfg").read_text()
+    servers = "".join(f'    server replica{i} "${{DOCKYARD_REPLICA{i}}}"\n' for i in range(1, replicas + 1))
+    cfg = re.sub(r'(    server replica\d+ "\$\{DOCKYARD_REPLICA\d+\}"\n)+', servers, cfg)
+    if not TLS_FILES:
+        cfg = cfg.replace(' ssl crt "${HAPROXY_CERT}"', "").replace("X-Forwarded-Proto https", "X-Forwarded-Proto http")
+    path = work / "haproxy.cfg"
+    path.write_text(cfg)
+    return path
+
+
+def start_replicas(work: Path, workers: int, database_url: str, replicas: int) -> Target:
+    """`replicas` Dockyards on one PostgreSQL database and one storage (the bucket with --s3, else a
+    folder), plain HTTP behind haproxy, which terminates TLS with --tls."""
+    password = secrets.token_urlsafe(12)
+    lb_port = free_port()
+    base = f"{SCHEME}://127.0.0.1:{lb_port}"
+    env = {
+        **os.environ,
+        "DOCKYARD_ADMIN_PASSWORD": password,
+        "DOCKYARD_LOG_LEVEL": "warning",
+        "DOCKYARD_SCANNER_ENABLED": "false",
+        "DOCKYARD_TOKEN_TTL_SECONDS": "3600",
+        "DOCKYARD_DATABASE_URL": fresh_postgres_database(database_url),
+        "DOCKYARD_PUBLIC_URL": base,
+        "DOCKYARD_TRUSTED_PROXIES": '["127.0.0.1/32"]',
+    }
+    env |= S3.env(S3.new_bucket()) if S3 is not None else {"DOCKYARD_STORAGE_PATH": str(work / "dockyard-blobs")}
+    procs, ports = [], [free_port() for _ in range(replicas)]
+    try:
+        for i, port in enumerate(ports, 1):
+            data = work / f"dockyard-data{i}"
+            log = open(work / f"dockyard{i}.log", "wb")  # noqa: SIM115
+            args = [str(DOCKYARD), "serve", "--port", str(port), "--data-dir", str(data), "--workers", str(workers)]
+            procs.append(subprocess.Popen(args, env=env, stdout=log, stderr=log))
+        for port, proc in zip(ports, procs, strict=True):
+            wait_http(f"http://127.0.0.1:{port}/readyz", proc, lambda s: s == 200)
+        lb_env = {
+            **os.environ,
+            "HAPROXY_BIND": f"127.0.0.1:{lb_port}",
+            "HAPROXY_ADMIN_SOCKET": str(work / "haproxy.sock"),
+            **{f"DOCKYARD_REPLICA{i}": f"127.0.0.1:{port}" for i, port in enumerate(ports, 1)},
+        }
+        if TLS_FILES:
+            pem = work / "haproxy.pem"  # chain and key in one file
+            pem.write_bytes(TLS_FILES[0].read_bytes() + TLS_FILES[1].read_bytes())
+            lb_env["HAPROXY_CERT"] = str(pem)
+        log = open(work / "haproxy.log", "wb")  # noqa: SIM115
+        lb = subprocess.Popen(
+            ["haproxy", "-db", "-f", str(haproxy_config(work, replicas))], env=lb_env, stdout=log, stderr=log
+        )
+        procs.append(lb)
+        wait_http(f"{base}/readyz", lb, lambda s: s == 200)
+    except BaseException:
+        for p in procs:
+            stop_process(p)
+        raise
+
+    def token_for(scopes: list[str]) -> str:
+        r = httpx.get(
+            f"{base}/token", params=[("service", "dockyard"), *[("scope", s) for s in scopes]], auth=("admin", password)
+        )
+        r.raise_for_status()
+        return str(r.json()["token"])
+
+    # haproxy last: the RSS rows count the replicas (haproxy's own is a few MiB).
+    return Target("dockyard", base, procs[0], token_for, others=procs[1:])
 
 
 def reference_tls() -> str:
@@ -564,8 +657,14 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
         if args.tls:
             enable_tls(work)
 
-        dockyard = start_dockyard(work, args.workers, args.postgres)
-        procs.append(dockyard.proc)
+        if args.s3:
+            global S3
+            sys.path.insert(0, str(ROOT))
+            from tests.support.s3 import launch_s3
+
+            S3 = launch_s3()
+        dockyard = start_dockyard(work, args.workers, args.postgres, args.replicas)
+        procs.extend([dockyard.proc, *dockyard.others])
         reference = start_reference(work)
         procs.append(reference.proc)
         nginx, nginx_url = start_nginx(work, blob)
@@ -689,6 +788,8 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                 p.send_signal(signal.SIGTERM)
         for p in procs:
             stop_process(p)
+        if S3 is not None:
+            S3.stop()
         if args.keep:
             print(f"work folder kept: {work}", file=sys.stderr)
         else:
@@ -738,6 +839,16 @@ def main() -> None:
         metavar="URL",
         help=f"run Dockyard on PostgreSQL: this database is dropped and created again (default {POSTGRES_DEFAULT})",
     )
+    parser.add_argument(
+        "--s3", action="store_true", help="both registries' blobs on S3 (a moto_server the bench starts)"
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N Dockyard replicas on PostgreSQL (--postgres, or its default) behind haproxy; one reference",
+    )
     args = parser.parse_args()
     # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block stops the servers and removes the work folder.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -745,14 +856,19 @@ def main() -> None:
     args.many_tags = args.many_tags or (10_000 if args.quick else 100_000)
     args.reps = args.reps or 3
     args.wrk_seconds = 5 if args.quick else 10
-    for tool in ("docker-registry", "nginx", "wrk", "curl"):
+    for tool in ("docker-registry", "nginx", "wrk", "curl", *(("haproxy",) if args.replicas else ())):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} is not installed (scripts/system-deps.sh installs it)")
     rows = run_bench(args)
-    database = "PostgreSQL" if args.postgres else "SQLite"
+    database = "PostgreSQL" if args.postgres or args.replicas else "SQLite"
+    shape = (
+        f"{args.replicas} replicas x {args.workers} workers behind haproxy"
+        if args.replicas
+        else f"{args.workers} workers"
+    )
     print(
-        f"\nDockyard ({args.workers} workers, {database}) vs reference registry (docker-registry) vs nginx, "
-        f"{'over HTTPS, ' if args.tls else ''}"
+        f"\nDockyard ({shape}, {database}) vs reference registry (docker-registry, one instance) vs nginx, "
+        f"{'blobs on S3 (moto), ' if args.s3 else ''}{'over HTTPS, ' if args.tls else ''}"
         f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs\n"
     )
     print(render(rows))

@@ -28,13 +28,6 @@ HAPROXY_CFG = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "haproxy
 REPLICAS = 3
 
 
-def shared_filesystem_storage(root: Path) -> dict[str, str]:
-    """The replicas' shared blob storage: one folder (they run on one machine). The settings every
-    replica gets for it; an S3 bucket is the same thing with other settings."""
-    root.mkdir(parents=True, exist_ok=True)
-    return {"DOCKYARD_STORAGE_PATH": str(root)}
-
-
 def wait_until(what: str, check: object, deadline: float = 60.0, every: float = 0.2) -> object:
     """Poll `check()` until it returns something true (a generous deadline, not a timed assertion)."""
     assert callable(check)

@@ -1,5 +1,6 @@
-"""High availability: three `dockyard serve` replicas on one PostgreSQL database and one blob storage,
-behind haproxy (docs/deploy/haproxy.cfg verbatim: TLS, round-robin, no stickiness).
+"""High availability: three `dockyard serve` replicas on one PostgreSQL database and one S3 bucket (a
+real S3 server, moto's), behind haproxy (docs/deploy/haproxy.cfg verbatim: TLS, round-robin, no
+stickiness).
 
 Real clients push through the balancer and pull from every replica directly; a replica is killed
 with SIGKILL in the middle of an upload and in the middle of a background duty. The tests run in
@@ -17,15 +18,17 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from tests.conftest import create_pg_database, drop_pg_database, missing
-from tests.e2e.cluster import Cluster, Replica, running_cluster, shared_filesystem_storage, timestamp, wait_until
+from tests.e2e.cluster import Cluster, Replica, running_cluster, timestamp, wait_until
 from tests.e2e.conftest import require_tool, run
 from tests.e2e.layouts import add_index, all_blob_digests, build_image, descriptor
+from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.e2e
 
@@ -45,17 +48,21 @@ DUTY_ENV = {
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def bucket(s3_server: S3Server) -> str:
+    """The shared storage: one bucket of the S3 server (moto) that every replica is given."""
+    return s3_server.new_bucket()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, bucket: str) -> Iterator[Cluster]:
     for tool in ("haproxy", "skopeo", "umoci"):
         require_tool(tool)
     if importlib.util.find_spec("oras") is None:
         missing("the oras Python package is not installed (the dev extra has it)")
     root = tmp_path_factory.mktemp("replicas")
     database_url, admin = create_pg_database("dockyard_ha")  # fails under DOCKYARD_REQUIRE_ALL without PostgreSQL
-    # The shared storage. With the S3 driver: the moto fixture's bucket settings instead.
-    storage = shared_filesystem_storage(root / "storage")
     try:
-        with running_cluster(root, database_url, storage, DUTY_ENV) as c:
+        with running_cluster(root, database_url, s3_server.env(bucket), DUTY_ENV) as c:
             yield c
     finally:
         drop_pg_database(database_url, admin)
@@ -217,11 +224,44 @@ def test_oras_pushes_an_artifact_and_a_referrer_through_the_balancer(
         assert [m["digest"] for m in referrers["manifests"]] == [signature], replica.name
 
 
-def test_a_replica_killed_in_the_middle_of_an_upload(cluster: Cluster) -> None:
+def staged(s3: S3Server, bucket: str, upload_id: str) -> tuple[list[str], list[str]]:
+    """What the bucket holds of one upload session: its objects and its open multipart uploads."""
+    client, prefix = s3.client(), f"_uploads/{upload_id}/"
+    objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    uploads = [u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])]
+    return objects, uploads
+
+
+def parts_uploaded(s3: S3Server, bucket: str, upload_id: str) -> int:
+    client, key = s3.client(), f"_uploads/{upload_id}/data"
+    return sum(
+        len(client.list_parts(Bucket=bucket, Key=key, UploadId=mpu).get("Parts", []))
+        for mpu in staged(s3, bucket, upload_id)[1]
+    )
+
+
+def session_row(cluster: Cluster, upload_id: str) -> sa.Row[Any] | None:
+    engine = sa.create_engine(cluster.database_url)
+    try:
+        with engine.connect() as conn:
+            query = sa.text("SELECT size, claim FROM upload_sessions WHERE id = :id")
+            return conn.execute(query, {"id": upload_id}).first()
+    finally:
+        engine.dispose()
+
+
+def staged_size(cluster: Cluster, upload_id: str) -> int:
+    """The bytes the session's row counts once no request holds it (0 while one does)."""
+    row = session_row(cluster, upload_id)
+    return int(row.size) if row is not None and row.claim is None else 0
+
+
+def test_a_replica_killed_in_the_middle_of_an_upload(cluster: Cluster, s3_server: S3Server, bucket: str) -> None:
     repo = "team/big"
-    data = os.urandom(8 * 1024 * 1024)
+    data = os.urandom(12 * 1024 * 1024)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    first, gate, outcome = data[: 1024 * 1024], threading.Event(), {}
+    # Past the driver's 8 MiB part size: the victim has a multipart upload with a part in the bucket.
+    first, gate, outcome = data[: 9 * 1024 * 1024], threading.Event(), {}
 
     def body() -> Iterator[bytes]:
         yield first
@@ -233,6 +273,7 @@ def test_a_replica_killed_in_the_middle_of_an_upload(cluster: Cluster) -> None:
         r = client.post(f"/v2/{repo}/blobs/uploads/")
         assert r.status_code == 202, r.text
         stalled = r.headers["location"]
+        stalled_id = stalled.split("?")[0].rstrip("/").rsplit("/", 1)[1]
 
         def push() -> None:
             try:
@@ -244,6 +285,10 @@ def test_a_replica_killed_in_the_middle_of_an_upload(cluster: Cluster) -> None:
         pusher.start()
         busy = wait_until("the upload to be in progress on a replica", cluster.balancer.busy_servers)
         assert isinstance(busy, set) and len(busy) == 1
+        # Two 4 MiB batches written (the rest waits in the replica for a whole batch), nothing being
+        # written at the kill: the session's row released, its part in the bucket.
+        wait_until("8 MiB of the upload to be staged", lambda: staged_size(cluster, stalled_id) >= 8 * 1024 * 1024)
+        assert parts_uploaded(s3_server, bucket, stalled_id) == 1
         victim = cluster.by_name(busy.pop())
         cluster.kill(victim)
         gate.set()
@@ -254,8 +299,11 @@ def test_a_replica_killed_in_the_middle_of_an_upload(cluster: Cluster) -> None:
         assert victim not in survivors and len(survivors) == len(cluster.replicas) - 1
         for replica in survivors:  # nothing of the cut-short upload is served
             assert replica_get(cluster, replica, repo, f"blobs/{digest}", "HEAD").status_code == 404
-        # ...and the cut-short session cannot be passed off as the whole blob.
-        assert client.put(stalled, params={"digest": digest}).status_code in (400, 404, 416)
+        assert staged(s3_server, bucket, stalled_id)[1], "the killed session's multipart upload is open"
+        # ...and the cut-short session cannot be passed off as the whole blob: the failed commit
+        # removes the session, its multipart upload aborted and its staging objects deleted.
+        assert client.put(stalled, params={"digest": digest}).status_code == 400
+        assert staged(s3_server, bucket, stalled_id) == ([], [])
 
         # The client's retry: a new session through the balancer (which takes the dead replica out).
         r = client.post(f"/v2/{repo}/blobs/uploads/")
@@ -270,6 +318,36 @@ def test_a_replica_killed_in_the_middle_of_an_upload(cluster: Cluster) -> None:
         got = replica_get(cluster, replica, repo, f"blobs/{digest}")
         assert got.status_code == 200 and got.content == data, replica.name
     wait_until("haproxy to take the dead replica out", lambda: victim.name not in cluster.balancer.servers_up())
+
+
+def test_the_collector_aborts_the_multipart_upload_of_an_abandoned_session(
+    cluster: Cluster, s3_server: S3Server, bucket: str
+) -> None:
+    repo = "team/abandoned"
+    with balancer_client(cluster, repo) as client:
+        r = client.post(f"/v2/{repo}/blobs/uploads/")
+        assert r.status_code == 202, r.text
+        upload_id = r.headers["location"].split("?")[0].rstrip("/").rsplit("/", 1)[1]
+        r = client.patch(r.headers["location"], content=os.urandom(9 * 1024 * 1024))
+        assert r.status_code == 202, r.text
+    objects, uploads = staged(s3_server, bucket, upload_id)
+    assert objects and len(uploads) == 1 and parts_uploaded(s3_server, bucket, upload_id) == 1
+    # The client never comes back. Its session as the collector sees it once the idle expiry has
+    # passed (an hour by default): the row's times moved back by more than that.
+    engine = sa.create_engine(cluster.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE upload_sessions SET created_at = created_at - 90000, updated_at = updated_at - 90000"
+                    " WHERE id = :id"
+                ),
+                {"id": upload_id},
+            )
+    finally:
+        engine.dispose()
+    wait_until("the collector to expire the session", lambda: session_row(cluster, upload_id) is None, deadline=90)
+    wait_until("the session's staging to leave the bucket", lambda: staged(s3_server, bucket, upload_id) == ([], []))
 
 
 def lease_holder(cluster: Cluster, name: str) -> str | None:
