@@ -70,3 +70,45 @@ def test_the_stamp_file_waits_for_the_data_folder(tmp_path: Path) -> None:
     before = stamp.current()
     stamp.bump()
     assert stamp.current() != before
+
+
+def test_only_writes_to_cached_tables_move_the_stamp(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from dockyard.db import schema as s
+    from dockyard.db.engine import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        db.migrate()
+        moved = db.changes.current()
+        with db.write() as conn:  # an audit flush, a login failure: nothing a cache holds
+            conn.execute(sa.delete(s.audit_events))
+            conn.execute(sa.delete(s.login_failures))
+        assert db.changes.current() == moved
+        with db.write() as conn:
+            conn.execute(sa.delete(s.tags))
+        assert db.changes.current() != moved
+        moved = db.changes.current()
+        with db.write() as conn:  # a project's deletion reaches repositories through a foreign key
+            conn.execute(sa.delete(s.projects).where(s.projects.c.id == -1))
+        assert db.changes.current() != moved
+        moved = db.changes.current()
+        with db.write() as conn:  # a kind of statement not recognised counts as a change
+            conn.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
+        assert db.changes.current() != moved
+    finally:
+        db.dispose()
+
+
+def test_statement_kinds() -> None:
+    from dockyard.db.engine import writes_cached_table
+
+    assert not writes_cached_table("SELECT * FROM tags")
+    assert not writes_cached_table("BEGIN IMMEDIATE")
+    assert not writes_cached_table("INSERT INTO audit_events (a) VALUES (?)")
+    assert not writes_cached_table('UPDATE "queue_items" SET state=?')
+    assert writes_cached_table("INSERT OR IGNORE INTO repository_blobs (a) VALUES (?)")
+    assert writes_cached_table("UPDATE tags SET manifest_id=%(m)s")
+    assert writes_cached_table("DELETE FROM blobs WHERE digest = ?")
+    assert writes_cached_table("WITH gone AS (DELETE FROM gc_queue RETURNING 1) SELECT 1")

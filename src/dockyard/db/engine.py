@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,30 @@ _MIGRATION_LOCK_ID = 0x646F636B
 
 def now() -> float:
     return time.time()
+
+
+# What the read caches read (services/registry/read_cache.py), plus projects, whose deletion sets
+# repositories.project_id NULL through a foreign key without naming that table. A committed write to
+# any other table (audit events, scans, sessions, queues …) cannot change a cached answer, so it does
+# not move the change stamp: with pull audits flushed every second, moving it for every write would
+# empty the caches about once a second.
+CACHED_TABLES = frozenset({"repositories", "tags", "manifests", "repository_blobs", "blobs", "projects"})
+_WRITE = re.compile(r'\s*(?:INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE(?:\s+OR\s+\w+)?|DELETE\s+FROM)\s+"?(\w+)', re.I)
+_NOT_A_WRITE = re.compile(r"\s*(?:SELECT|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|PRAGMA|SET|SHOW)\b", re.I)
+
+
+def writes_cached_table(statement: str) -> bool:
+    """Whether a statement may change what a read cache holds. Unknown kinds (DDL, a CTE that
+    writes, TRUNCATE …) count as changes: a needless bump costs a cache miss, a missed one a stale answer."""
+    if _NOT_A_WRITE.match(statement):
+        return False
+    found = _WRITE.match(statement)
+    return found is None or found.group(1).lower() in CACHED_TABLES
+
+
+def _note_cached_writes(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+    if not conn.info.get("dockyard_cached_write") and writes_cached_table(statement):
+        conn.info["dockyard_cached_write"] = True
 
 
 def _unstorable(value: object) -> str | None:
@@ -65,6 +90,7 @@ class Database:
         # Moves after every committed write (of any process, see db/changes.py): read caches check it.
         self.changes: ChangeStamp = stamp_for(url)
         event.listen(self.engine, "before_cursor_execute", _refuse_unstorable)
+        event.listen(self.engine, "before_cursor_execute", _note_cached_writes)
         if self.is_sqlite:
             self._configure_sqlite(self.engine)
 
@@ -92,13 +118,19 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
+        touched = True  # unless the transaction is seen to leave the cached tables alone
         try:
             with self.engine.connect() as conn:
+                conn.info["dockyard_cached_write"] = False
                 conn.execution_options(dockyard_write=True)
-                with conn.begin():
-                    yield conn
+                try:
+                    with conn.begin():
+                        yield conn
+                finally:
+                    touched = bool(conn.info.pop("dockyard_cached_write", True))
         finally:  # after the commit (a rollback bumps too: harmless), so no reader caches the old state
-            self.changes.bump()
+            if touched:
+                self.changes.bump()
 
     def insert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         """INSERT in the engine's dialect, for its ON CONFLICT clauses."""
