@@ -16,6 +16,7 @@ from dockyard.services.auth.guard import GuardSettings, LoginGuard
 from dockyard.services.auth.identity import SCANNER
 from dockyard.services.auth.ldap import LdapProvider, LdapSettings
 from dockyard.services.auth.liveness import LivenessCache
+from dockyard.services.auth.permissions import SystemPermission
 from dockyard.services.auth.policy import AccessPolicy
 from dockyard.services.auth.robots import RobotService
 from dockyard.services.auth.tokens import Scope, TokenService
@@ -23,6 +24,11 @@ from dockyard.services.auth.users import UserService
 from dockyard.services.events import Listeners
 from dockyard.services.events.audit import AuditListener
 from dockyard.services.events.outbox import Outbox, OutboxListener
+from dockyard.services.gates.chain import GateChain
+from dockyard.services.gates.licences import LicenceGate
+from dockyard.services.gates.scan_policy import ScanPolicies
+from dockyard.services.gates.scan_severity import ScanSeverityGate
+from dockyard.services.gates.unscanned import UnscannedGate
 from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.collector import DUTY as GC_DUTY
 from dockyard.services.lifecycle.collector import GarbageCollector
@@ -34,7 +40,6 @@ from dockyard.services.projects import ProjectService
 from dockyard.services.registry import BlobService, CatalogService, ManifestService, UploadService
 from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.services.scanning.listener import ScanningListener
-from dockyard.services.scanning.policy import PullGate
 from dockyard.services.scanning.scanner import ScanService
 from dockyard.storage.base import BlobStore
 from dockyard.storage.factory import open_store
@@ -62,7 +67,8 @@ class Services:
     tokens: TokenService
     policy: AccessPolicy
     scans: ScanService
-    pull_gate: PullGate
+    scan_policies: ScanPolicies
+    gates: GateChain  # every pull- and tag-time policy decision (services/gates)
     events: Listeners
     outbox: Outbox
     http: httpx.Client  # outbound HTTP: the external scanner, vulnerability sources, OIDC; webhooks next
@@ -177,6 +183,8 @@ def build_services(
     uploads = UploadService(db, store, grace, settings.max_upload_sessions_per_identity, events)
     manifests = ManifestService(db, settings.max_manifest_bytes, events, grace)
     blobs = BlobService(db, store, grace, events)
+    policy = AccessPolicy(db, projects, robots, settings.users_can_create_projects, settings.auto_create_projects)
+    scan_policies = ScanPolicies(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds)
     return Services(
         settings=settings,
         db=db,
@@ -207,12 +215,22 @@ def build_services(
         access_tokens=access_tokens,
         authenticator=Authenticator(db, users, robots, access_tokens, audit, guard, ldap_provider(settings), liveness),
         tokens=tokens,
-        policy=AccessPolicy(db, projects, robots, settings.users_can_create_projects, settings.auto_create_projects),
+        policy=policy,
         scans=scans,
-        pull_gate=PullGate(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds),
+        scan_policies=scan_policies,
+        gates=gate_chain(scan_policies, policy),
         events=events,
         outbox=outbox,
         http=http,
+    )
+
+
+def gate_chain(scan_policies: ScanPolicies, policy: AccessPolicy) -> GateChain:
+    """The gates, in the order they are asked: the first refusal is the one a client sees."""
+    return GateChain(
+        [UnscannedGate(scan_policies), ScanSeverityGate(scan_policies), LicenceGate(scan_policies)],
+        # The scanner identity must read an image to judge it.
+        exempt=lambda caller: policy.can_system(caller, SystemPermission.BYPASS_PULL_GATE),
     )
 
 

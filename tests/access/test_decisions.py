@@ -166,7 +166,7 @@ def test_only_the_scanner_identity_bypasses_the_pull_gate(registry: Registry) ->
     body = registry.image("gated/app", [b"layer"])
     assert registry.put_manifest("gated/app", "v1", body).status_code == 201
     svc.projects.set_scan_policy("gated", block_unscanned=True)
-    svc.pull_gate.forget()
+    svc.gates.forget()
 
     pull = scope("gated/app", "pull")
     scanner_token = svc.tokens.issue(SCANNER, [pull], ttl=60).token
@@ -194,7 +194,7 @@ def test_the_pull_gate_exemption_is_read_from_the_matrix(registry: Registry, mon
     svc.projects.create("gated", public=False, creator="admin")
     assert registry.put_manifest("gated/app", "v1", registry.image("gated/app", [b"x"])).status_code == 201
     svc.projects.set_scan_policy("gated", block_unscanned=True)
-    svc.pull_gate.forget()
+    svc.gates.forget()
     token = svc.tokens.issue(SCANNER, [scope("gated/app", "pull")], ttl=60).token
     monkeypatch.setitem(SYSTEM_MATRIX, SystemPermission.BYPASS_PULL_GATE, frozenset())
     r = registry.http.get("/v2/gated/app/manifests/v1", headers={"Authorization": f"Bearer {token}"})

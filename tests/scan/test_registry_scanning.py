@@ -144,15 +144,15 @@ def test_project_policies_refuse_pulls(svc: Services, node_layer: bytes) -> None
     if not _exists(svc, "team"):
         svc.projects.create("team")
     svc.projects.set_scan_policy("team", block_unscanned=True)
-    svc.pull_gate.forget()
+    svc.gates.forget()
     with pytest.raises(Denied, match="not been scanned"):
-        svc.pull_gate.check("team/web", web, stored.media_type, stored.content)
+        svc.gates.check_pull("team/web", web, stored.media_type, stored.content)
 
     svc.scans.run()
     svc.projects.set_scan_policy("team", block_unscanned=False, block_severity="high")
-    svc.pull_gate.forget()
+    svc.gates.forget()
     with pytest.raises(Denied) as refused:
-        svc.pull_gate.check("team/web", web, stored.media_type, stored.content)
+        svc.gates.check_pull("team/web", web, stored.media_type, stored.content)
     assert "GHSA-p6mc-m468-83gw" in refused.value.message and "HIGH" in refused.value.message
 
     # Allowlisting the HIGH ones (by advisory id or by CVE) lets the pull through.
@@ -160,17 +160,17 @@ def test_project_policies_refuse_pulls(svc: Services, node_layer: bytes) -> None
     assert highs
     allow = [f.aliases[0] if i % 2 else f.advisory_id for i, f in enumerate(highs)]
     svc.projects.set_scan_policy("team", vulnerability_allowlist=allow)
-    svc.pull_gate.forget()
-    svc.pull_gate.check("team/web", web, stored.media_type, stored.content)
+    svc.gates.forget()
+    svc.gates.check_pull("team/web", web, stored.media_type, stored.content)
 
     # Licences: lodash and minimist are MIT-licensed.
     svc.projects.set_scan_policy("team", licence_denylist=["MIT"], block_denied_licences=True)
-    svc.pull_gate.forget()
+    svc.gates.forget()
     with pytest.raises(Denied, match="denied licences MIT"):
-        svc.pull_gate.check("team/web", web, stored.media_type, stored.content)
+        svc.gates.check_pull("team/web", web, stored.media_type, stored.content)
     # Another project without rules serves the same image.
     image(svc, "other/web", [BASE, node_layer], "latest")
-    svc.pull_gate.check("other/web", web, stored.media_type, stored.content)
+    svc.gates.check_pull("other/web", web, stored.media_type, stored.content)
 
 
 def _exists(svc: Services, name: str) -> bool:

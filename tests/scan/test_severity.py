@@ -126,15 +126,15 @@ def test_severity_policies_fire_on_debian_and_alpine_packages(rated: Services) -
 
     rated.projects.create("team")
     rated.projects.set_scan_policy("team", block_severity="high")
-    rated.pull_gate.forget()
+    rated.gates.forget()
     stored = rated.manifests.get("team/debian", "11")
     with pytest.raises(Denied) as refused:
-        rated.pull_gate.check("team/debian", debian, stored.media_type, stored.content)
+        rated.gates.check_pull("team/debian", debian, stored.media_type, stored.content)
     assert "DSA-5343-1 (HIGH, libssl1.1" in refused.value.message
     # Alpine's findings are MEDIUM: "HIGH and above" lets it through, "MEDIUM and above" does not.
     apk = rated.manifests.get("team/alpine", "3.11")
-    rated.pull_gate.check("team/alpine", alpine, apk.media_type, apk.content)
+    rated.gates.check_pull("team/alpine", alpine, apk.media_type, apk.content)
     rated.projects.set_scan_policy("team", block_severity="medium")
-    rated.pull_gate.forget()
+    rated.gates.forget()
     with pytest.raises(Denied, match=r"ALPINE-CVE-2019-15\d\d \(MEDIUM, libcrypto1.1"):
-        rated.pull_gate.check("team/alpine", alpine, apk.media_type, apk.content)
+        rated.gates.check_pull("team/alpine", alpine, apk.media_type, apk.content)

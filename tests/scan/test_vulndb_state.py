@@ -55,10 +55,10 @@ def test_a_scan_against_an_empty_database_is_not_a_clean_image(empty: Services) 
     # The pull gate: "scanned against no data" is not scanned.
     empty.projects.create("team")
     empty.projects.set_scan_policy("team", block_unscanned=True)
-    empty.pull_gate.forget()
+    empty.gates.forget()
     stored = empty.manifests.get("team/alpine", "3.11")
     with pytest.raises(Denied, match="empty vulnerability database"):
-        empty.pull_gate.check("team/alpine", digest, stored.media_type, stored.content)
+        empty.gates.check_pull("team/alpine", digest, stored.media_type, stored.content)
 
     # Loaded (offline, from a folder of <ecosystem>/all.zip): the stored image is re-evaluated, and is
     # now scanned, with the advisories it always had.
@@ -71,7 +71,7 @@ def test_a_scan_against_an_empty_database_is_not_a_clean_image(empty: Services) 
     assert status is not None and status["vulnerability_database"].state == "current"
     found = {f.advisory_id for f in empty.scans.result(digest).findings}  # type: ignore[union-attr]
     assert {"ALPINE-CVE-2019-1547", "ALPINE-CVE-2019-1549", "ALPINE-CVE-2019-1551"} <= found
-    empty.pull_gate.check("team/alpine", digest, stored.media_type, stored.content)
+    empty.gates.check_pull("team/alpine", digest, stored.media_type, stored.content)
 
 
 def test_the_api_reports_and_metrics_show_an_empty_then_a_stale_database(empty: Services) -> None:

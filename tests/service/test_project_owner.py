@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.services.auth.permissions import Role
 from dockyard.services.errors import Conflict, Denied, NotFound
+from dockyard.services.gates.scan_policy import NO_POLICY, ScanPolicies
 from dockyard.services.lifecycle.retention import RetentionPolicy
 from dockyard.services.projects import ProjectQuota, ProjectService
-from dockyard.services.scanning.policy import NO_POLICY, PullGate
 from dockyard.wiring import Services
 from tests.lifecycle.conftest import image, push_blob, svc
 
@@ -32,7 +32,7 @@ BLOCK_UNSCANNED: dict[str, Any] = {
 
 
 class _Policies:
-    """A stand-in owner of `projects` for the pull gate (the `ScanPolicies` protocol)."""
+    """A stand-in owner of `projects` for the scanning gates (the `ScanRules` protocol)."""
 
     def __init__(self, rules: dict[str, Any] | None) -> None:
         self.rules = rules
@@ -45,14 +45,14 @@ class _Policies:
 
 def test_the_pull_gate_asks_the_project_service_and_caches_its_answer(svc: Services) -> None:
     owner = _Policies(BLOCK_UNSCANNED)
-    gate = PullGate(svc.db, owner, ttl=3600)
-    assert gate.policy("team").block_unscanned and gate.policy("team").blocks_anything
+    gate = ScanPolicies(svc.db, owner, ttl=3600)
+    assert gate.policy("team").block_unscanned and gate.policy("team").block_unscanned is True
     assert owner.asked == ["team"]  # once per ttl: the second answer came from the cache
     gate.forget("team")
     owner.rules = None  # no such project
     assert gate.policy("team") is NO_POLICY
     assert owner.asked == ["team", "team"]
-    uncached = PullGate(svc.db, owner, ttl=0)
+    uncached = ScanPolicies(svc.db, owner, ttl=0)
     uncached.policy("x")
     uncached.policy("x")
     assert owner.asked[-2:] == ["x", "x"]
@@ -62,12 +62,12 @@ def test_the_wired_pull_gate_believes_the_project_service(svc: Services, monkeyp
     svc.projects.create("team")
     digest = image(svc, "team/app", [b"layer"], "v1")
     stored = svc.manifests.get("team/app", "v1")
-    svc.pull_gate.check("team/app", digest, stored.media_type, stored.content)  # no rule: served
+    svc.gates.check_pull("team/app", digest, stored.media_type, stored.content)  # no rule: served
     # The table says "no rule"; the owner says "block unscanned images": the gate refuses.
     monkeypatch.setattr(svc.projects, "find_scan_policy", lambda name: BLOCK_UNSCANNED)
-    svc.pull_gate.forget()
+    svc.gates.forget()
     with pytest.raises(Denied, match="not been scanned"):
-        svc.pull_gate.check("team/app", digest, stored.media_type, stored.content)
+        svc.gates.check_pull("team/app", digest, stored.media_type, stored.content)
 
 
 def test_a_member_must_exist_by_the_user_service(svc: Services, monkeypatch: pytest.MonkeyPatch) -> None:

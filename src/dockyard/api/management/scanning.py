@@ -20,8 +20,8 @@ from dockyard.scan.model import DatabaseInfo
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission, SystemPermission
 from dockyard.services.errors import NotFound
+from dockyard.services.gates.licences import denied_licences
 from dockyard.services.lifecycle import maintenance
-from dockyard.services.scanning.policy import denied_licences
 from dockyard.wiring import Services
 
 router = APIRouter(tags=["scanning"])
@@ -175,7 +175,7 @@ def _database_out(info: DatabaseInfo | None) -> VulnDatabaseOut | None:
 )
 def get_report(repository: str, reference: str, svc: ServicesDep, caller: Caller, findings: bool = True) -> ScanReport:
     m = _manifest(svc, caller, repository, reference, Permission.PULL)
-    denylist = svc.pull_gate.policy(project_of(repository)).licence_denylist
+    denylist = svc.scan_policies.policy(project_of(repository)).licence_denylist
     images = [_image_report(svc, d, plat, findings, denylist) for d, plat in _images(m.media_type, m.content, m.digest)]
     return ScanReport(digest=m.digest, media_type=m.media_type, images=images)
 
@@ -304,7 +304,7 @@ def get_policy(name: str, svc: ServicesDep, caller: Caller) -> ScanPolicy:
 def set_policy(name: str, body: ScanPolicyPatch, svc: ServicesDep, caller: Caller) -> ScanPolicy:
     project_permission(svc, caller, name, Permission.PROJECT_UPDATE)
     policy = svc.projects.set_scan_policy(name, **body.model_dump(exclude_unset=True))
-    svc.pull_gate.forget(name)
+    svc.gates.forget(name)
     return _policy_out(policy)
 
 

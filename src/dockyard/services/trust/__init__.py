@@ -1,0 +1,1 @@
+"""Trust: signatures of stored images, verified against each project's trust material."""
