@@ -122,6 +122,18 @@ def tree_status(pid: int) -> dict[int, tuple[int, int]]:
     return found
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size (KiB): a page shared by n processes counts 1/n in each, so a tree's sum
+    is the memory it really holds; a sum of VmRSS counts shared pages (libraries, pages a forked
+    worker still shares with its supervisor) once per process."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    found = re.search(r"^Pss:\s+(\d+)", rollup, re.M)
+    return int(found.group(1)) if found else 0
+
+
 def tree_rss_kib(pid: int) -> int:
     """Resident memory of a process and all its descendants (KiB)."""
     return sum(rss for rss, _ in tree_status(pid).values())
@@ -136,6 +148,7 @@ class Target:
     proc: subprocess.Popen[bytes]
     token_for: Callable[[list[str]], str]
     peak_rss_kib: int = 0
+    peak_pss_kib: int = 0
     # Per process (pid): the largest VmRSS sampled, and the last VmHWM read (the kernel's own peak).
     process_peak_kib: dict[int, int] = field(default_factory=dict)
     process_hwm_kib: dict[int, int] = field(default_factory=dict)
@@ -167,6 +180,7 @@ class RssSampler(threading.Thread):
                 found = {k: v for p in (t.proc, *t.others) for k, v in tree_status(p.pid).items()}
                 total = sum(rss for rss, _ in found.values())
                 t.peak_rss_kib = max(t.peak_rss_kib, total)
+                t.peak_pss_kib = max(t.peak_pss_kib, sum(pss_kib(pid) for pid in found))
                 t.phase_peak_kib[self.phase] = max(t.phase_peak_kib.get(self.phase, 0), total)
                 for pid, (rss, hwm) in found.items():
                     t.process_peak_kib[pid] = max(t.process_peak_kib.get(pid, 0), rss)
@@ -779,6 +793,15 @@ def run_bench(args: argparse.Namespace) -> list[Row]:
                 {t.name: t.peak_rss_kib / 1024 for t in targets},
                 higher_is_better=False,
                 note=f"Dockyard: supervisor + {args.workers} workers",
+            )
+        )
+        rows.append(
+            Row(
+                "peak PSS, whole process tree",
+                "MiB",
+                {t.name: t.peak_pss_kib / 1024 for t in targets},
+                higher_is_better=False,
+                note="shared pages counted once",
             )
         )
         return rows
