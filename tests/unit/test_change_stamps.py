@@ -112,3 +112,28 @@ def test_statement_kinds() -> None:
     assert writes_cached_table("UPDATE tags SET manifest_id=%(m)s")
     assert writes_cached_table("DELETE FROM blobs WHERE digest = ?")
     assert writes_cached_table("WITH gone AS (DELETE FROM gc_queue RETURNING 1) SELECT 1")
+
+
+def test_answers_under_an_old_stamp_leave_memory() -> None:
+    stamp = ChangeStamp()
+    cache: StampedCache[int, int] = StampedCache(stamp)
+    for i in range(100):
+        cache.put(cache.stamp(), i, i)
+    old = cache.stamp()
+    stamp.bump()
+    cache.put(cache.stamp(), -1, -1)  # the first answer under the new stamp drops the dead ones
+    assert len(cache) == 1 and cache.get(-1) == -1
+    cache.put(old, 5, 5)  # read before the change, stored after it: not kept
+    assert len(cache) == 1 and cache.get(5) is None
+
+
+def test_a_weighed_cache_stays_within_its_bytes() -> None:
+    cache: StampedCache[int, bytes] = StampedCache(ChangeStamp(), weigh=len, max_weight=100)
+    cache.put(cache.stamp(), 0, bytes(26))  # over a quarter of the bound: not kept
+    assert cache.get(0) is None and cache.weight == 0
+    for i in range(1, 10):
+        cache.put(cache.stamp(), i, bytes(20))
+    assert cache.weight <= 100 and len(cache) == 5
+    assert [cache.get(i) is not None for i in range(1, 10)] == [False] * 4 + [True] * 5
+    cache.put(cache.stamp(), 9, bytes(5))  # replacing an answer replaces its weight
+    assert cache.weight == 85

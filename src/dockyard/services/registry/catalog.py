@@ -38,10 +38,21 @@ class TagRow:
 CACHED_TAGS = 10_000
 
 
+TAG_PAGES_BYTES = 8 * 1024 * 1024
+
+
+def _page_bytes(page: Page) -> int:
+    # A str object's size is about 50 bytes plus its characters; the list holds a pointer to each.
+    return sum(58 + len(t) for t in page.items)
+
+
 class CatalogService:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._tag_pages: StampedCache[tuple[str, int | None, str | None], Page] = StampedCache(db.changes, 256)
+        # Bounded by size as well: 256 lists of 10,000 tags would otherwise be ~150 MiB per worker.
+        self._tag_pages: StampedCache[tuple[str, int | None, str | None], Page] = StampedCache(
+            db.changes, 256, weigh=_page_bytes, max_weight=TAG_PAGES_BYTES
+        )
 
     def _page(
         self, conn: sa.Connection, q: sa.Select[tuple[str]], col: sa.ColumnElement[str], n: int | None, last: str | None

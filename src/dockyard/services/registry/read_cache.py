@@ -13,7 +13,7 @@ Policy decisions (the pull gate, access) are not cached here: they are evaluated
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from dockyard.db.changes import ChangeStamp
@@ -23,10 +23,26 @@ V = TypeVar("V")
 
 
 class StampedCache(Generic[K, V]):
-    def __init__(self, changes: ChangeStamp, capacity: int = 10_000) -> None:
+    """At most `capacity` answers and, with `weigh`, `max_weight` in all (the oldest go first).
+
+    Stamps only grow, so an answer stored under an older stamp than the newest seen can never be
+    served again: the first answer under a newer stamp drops them all, and memory holds live answers
+    only (a late answer read under an older stamp is not stored)."""
+
+    def __init__(
+        self,
+        changes: ChangeStamp,
+        capacity: int = 10_000,
+        weigh: Callable[[V], int] | None = None,
+        max_weight: int = 0,
+    ) -> None:
         self._changes = changes
         self._capacity = capacity
-        self._items: dict[K, tuple[int, V]] = {}
+        self._weigh = weigh
+        self._max_weight = max_weight
+        self._weight = 0
+        self._generation: int | None = None
+        self._items: dict[K, tuple[int, V, int]] = {}
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
@@ -40,13 +56,36 @@ class StampedCache(Generic[K, V]):
         """Take this before reading what `put` will store (None: do not store)."""
         return self._changes.current()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def weight(self) -> int:
+        return self._weight
+
     def put(self, stamp: int | None, key: K, value: V) -> None:
         if stamp is None or self._capacity <= 0:
             return
+        weight = self._weigh(value) if self._weigh is not None else 0
+        if self._weigh is not None and weight > self._max_weight // 4:
+            return  # one answer may not crowd out the rest
         with self._lock:
-            if key not in self._items and len(self._items) >= self._capacity:
-                del self._items[next(iter(self._items))]  # the oldest entry
-            self._items[key] = (stamp, value)
+            if self._generation != stamp:
+                if self._generation is not None and stamp < self._generation:
+                    return
+                self._items.clear()
+                self._weight = 0
+                self._generation = stamp
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._weight -= old[2]
+            while self._items and (
+                len(self._items) >= self._capacity
+                or (self._weigh is not None and self._weight + weight > self._max_weight)
+            ):
+                self._weight -= self._items.pop(next(iter(self._items)))[2]  # the oldest entry
+            self._items[key] = (stamp, value, weight)
+            self._weight += weight
 
 
 class ContentCache:
