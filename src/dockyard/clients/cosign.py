@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from dockyard.clients.registry import Manifest, Reference, RegistryClient, RegistryError
 from dockyard.services.trust import formats
+from dockyard.services.trust.formats import keys
 from dockyard.services.trust.formats.cosign import SIGNATURE_ANNOTATION, SIMPLE_SIGNING, simple_signing_payload
 from dockyard.services.trust.keyfile import PrivateKey
 from dockyard.services.trust.model import SignatureArtifact, SignatureFormat, TrustMaterial, Verdict
@@ -69,7 +70,9 @@ def sign(client: RegistryClient, ref: Reference, key: PrivateKey) -> SignResult:
         "digest": payload_digest,
         "annotations": {SIGNATURE_ANNOTATION: signature},
     }
-    added = not any(_same(layer, old) for old in layers)
+    # As cosign's duplicate detector: a signature this key already made over the same payload is kept
+    # and no second one is added (ECDSA signatures differ each time, so bytes alone cannot tell).
+    added = not any(_signed_by(old, payload_digest, payload, key) for old in layers)
     if added:
         layers.append(layer)
     config = config_blob([str(old.get("digest")) for old in layers])
@@ -128,10 +131,13 @@ def _descriptor(layer: dict[str, Any]) -> dict[str, Any]:
     return ordered
 
 
-def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    found = old.get("annotations")
+def _signed_by(layer: dict[str, Any], payload_digest: str, payload: bytes, key: PrivateKey) -> bool:
+    found = layer.get("annotations")
     annotations: dict[str, Any] = found if isinstance(found, dict) else {}
-    return (
-        old.get("digest") == new["digest"]
-        and annotations.get(SIGNATURE_ANNOTATION) == (new["annotations"][SIGNATURE_ANNOTATION])
-    )
+    if layer.get("digest") != payload_digest:
+        return False
+    try:
+        signature = keys.b64decode(annotations.get(SIGNATURE_ANNOTATION))
+    except ValueError:
+        return False
+    return keys.verify_any(keys.checked_key(key.public_key()), signature, payload)
