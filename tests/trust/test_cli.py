@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from dockyard.services.trust.model import (
 )
 from tests.e2e.conftest import DOCKYARD, Server, running_server
 from tests.support.signatures import cosign_config, cosign_payload, sha256_digest
+from tests.support.tls import make_tls_files
 
 pytestmark = pytest.mark.e2e
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -39,6 +42,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
 
 
+def _tls(server: Server) -> ssl.SSLContext | bool:
+    return server.verify or True
+
+
 def _auth(server: Server, repo: str, actions: str = "pull,push") -> dict[str, str]:
     return {"Authorization": f"Bearer {server.token(f'repository:{repo}:{actions}')}"}
 
@@ -48,10 +55,12 @@ def push_image(server: Server, repo: str, tag: str, content: bytes) -> str:
     headers = _auth(server, repo)
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}).encode()
     for blob in (config, content):
-        started = httpx.post(f"{server.url}/v2/{repo}/blobs/uploads/", headers=headers)
+        started = httpx.post(f"{server.url}/v2/{repo}/blobs/uploads/", headers=headers, verify=_tls(server))
         assert started.status_code == 202, started.text
         location = httpx.URL(server.url).join(started.headers["location"])
-        done = httpx.put(location, params={"digest": sha256_digest(blob)}, content=blob, headers=headers)
+        done = httpx.put(
+            location, params={"digest": sha256_digest(blob)}, content=blob, headers=headers, verify=_tls(server)
+        )
         assert done.status_code == 201, done.text
     manifest = json.dumps(
         {
@@ -72,7 +81,10 @@ def push_image(server: Server, repo: str, tag: str, content: bytes) -> str:
         }
     ).encode()
     r = httpx.put(
-        f"{server.url}/v2/{repo}/manifests/{tag}", content=manifest, headers={**headers, "Content-Type": OCI_MANIFEST}
+        f"{server.url}/v2/{repo}/manifests/{tag}",
+        content=manifest,
+        headers={**headers, "Content-Type": OCI_MANIFEST},
+        verify=_tls(server),
     )
     assert r.status_code == 201, r.text
     return sha256_digest(manifest)
@@ -84,15 +96,16 @@ def fetch(server: Server, repo: str, path: str) -> httpx.Response:
     return r
 
 
-def dockyard(server: Server, *args: str, password: str = "secret") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COSIGN_PASSWORD": password, "REGISTRY_USERNAME": server.username}
-    env["REGISTRY_PASSWORD"] = server.password
+def dockyard(server: Server | None, *args: str, password: str = "secret") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COSIGN_PASSWORD": password}
+    if server is not None:
+        env["REGISTRY_USERNAME"], env["REGISTRY_PASSWORD"] = server.username, server.password
     return subprocess.run([str(DOCKYARD), *args], capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.fixture
-def key_pair(tmp_path: Path, server: Server) -> tuple[Path, Path]:
-    done = dockyard(server, "keys", "generate", "--output-key-prefix", str(tmp_path / "cosign"))
+def key_pair(tmp_path: Path) -> tuple[Path, Path]:
+    done = dockyard(None, "keys", "generate", "--output-key-prefix", str(tmp_path / "cosign"))
     assert done.returncode == 0, done.stderr
     return tmp_path / "cosign.key", tmp_path / "cosign.pub"
 
@@ -227,3 +240,32 @@ def test_bad_input_is_refused_clearly(server: Server, key_pair: tuple[Path, Path
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert anonymous.returncode == 1
+
+
+@pytest.fixture(scope="module")
+def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
+    """A TLS-serving Dockyard and a skopeo-style cert dir (ca.crt) that trusts it."""
+    folder = tmp_path_factory.mktemp("sign-tls")
+    ca, cert, key = make_tls_files(folder)
+    env = {"DOCKYARD_TLS_CERT_FILE": str(cert), "DOCKYARD_TLS_KEY_FILE": str(key)}
+    cert_dir = folder / "cert-dir"
+    cert_dir.mkdir()
+    shutil.copy(ca, cert_dir / "ca.crt")
+    with running_server(folder / "data", "sqlite", env, verify=ssl.create_default_context(cafile=str(ca))) as srv:
+        yield srv, cert_dir
+
+
+def test_sign_and_verify_over_tls_with_a_cert_dir(
+    https_server: tuple[Server, Path], key_pair: tuple[Path, Path]
+) -> None:
+    server, cert_dir = https_server
+    private, public = key_pair
+    push_image(server, "team/tls", "v1", b"layer over tls")
+    image = f"{server.host}/team/tls:v1"
+    unknown_ca = dockyard(server, "sign", image, "--key", str(private))
+    assert unknown_ca.returncode == 1 and "cannot reach" in unknown_ca.stderr
+    signed = dockyard(server, "sign", image, "--key", str(private), "--cert-dir", str(cert_dir))
+    assert signed.returncode == 0, signed.stderr
+    for options in (["--cert-dir", str(cert_dir)], ["--insecure"]):
+        verified = dockyard(server, "verify", image, "--key", str(public), *options)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
