@@ -115,11 +115,11 @@ def _dsse(envelope: object, subject_digest: str) -> Check:
     payload_type = envelope.get("payloadType")
     if payload_type != IN_TOTO:
         raise Malformed(f"DSSE payload type {payload_type!r} is not {IN_TOTO}")
-    payload = keys.b64decode(envelope.get("payload"))
+    payload = keys.b64decode_either(envelope.get("payload"))
     signatures = envelope.get("signatures")
     if not isinstance(signatures, list) or not signatures:
         raise Malformed("the DSSE envelope has no signatures")
-    sigs = [keys.b64decode(item.get("sig") if isinstance(item, dict) else None) for item in signatures]
+    sigs = [keys.b64decode_either(item.get("sig") if isinstance(item, dict) else None) for item in signatures]
     statement = parse_json(payload, "in-toto statement")
     if statement.get("_type") not in STATEMENTS:
         raise Malformed(f"the DSSE payload is not an in-toto statement ({statement.get('_type')!r})")
