@@ -16,6 +16,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.errors import RangeInvalid
 from dockyard.services.registry.uploads import UploadService
+from dockyard.storage.base import UploadState
 from dockyard.storage.filesystem import FilesystemBlobStore
 from dockyard.wiring import Services, build_services, prepare
 from tests.api.conftest import make_settings
@@ -49,13 +50,13 @@ class NoWrites:
     def __init__(self, real: FilesystemBlobStore) -> None:
         self.real = real
 
-    def upload_size(self, upload_id: str) -> int:
-        return self.real.upload_size(upload_id)
+    append_bytes = 4 * 1024 * 1024
 
-    def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+    def append_upload(self, upload_id: str, state: UploadState, chunks: Iterable[bytes]) -> UploadState:
         raise AssertionError("a second writer reached the store")
 
-    commit_upload = append_upload
+    def commit_upload(self, upload_id: str, state: UploadState, digest: str) -> int:
+        raise AssertionError("a second writer reached the store")
 
 
 def test_the_session_claim_keeps_a_second_replica_out(svc: Services) -> None:
@@ -68,7 +69,7 @@ def test_the_session_claim_keeps_a_second_replica_out(svc: Services) -> None:
         yield b"first replica"
 
     real_append = svc.store.append_upload
-    svc.store.append_upload = lambda u, o, chunks: real_append(u, o, held())  # type: ignore[method-assign]
+    svc.store.append_upload = lambda u, state, chunks: real_append(u, state, held())  # type: ignore[method-assign]
     writer = threading.Thread(target=svc.uploads.append, args=("p/app", upload_id, [b"x"]))
     writer.start()
     try:
@@ -120,6 +121,6 @@ def test_appends_keep_updated_at_current_and_idle_sessions_expire(svc: Services)
     # Idle for longer than upload_idle_ttl_seconds, or older than upload_ttl_seconds: gone, bytes too.
     assert report.stale_uploads == 2
     assert session_row(svc, idle) is None and session_row(svc, old) is None
-    assert svc.store.upload_size(active) == 5
+    assert svc.uploads.status("p/app", active) == 5
     for gone in (idle, old):
         assert not (svc.settings.resolved_storage_path / "uploads" / gone).exists()
