@@ -17,6 +17,7 @@ from dockyard.api.app import create_app
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.auth.permissions import Role
+from dockyard.storage.base import UploadState
 from dockyard.wiring import build_services, prepare
 from tests.api.conftest import ADMIN, Registry, basic, make_settings, sha256
 from tests.api.test_auth import bearer, token
@@ -50,10 +51,10 @@ def test_racing_patches_never_commit_bytes_under_a_digest_they_do_not_match(regi
         assert b_go.wait(WAIT)
         yield from chunks
 
-    def append(upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+    def append(upload_id: str, state: UploadState, chunks: Iterable[bytes]) -> UploadState:
         parts = list(chunks)
         held = held_a if parts[0][:1] == b"A" else held_b
-        return real_append(upload_id, offset, held(parts))
+        return real_append(upload_id, state, held(parts))
 
     store.append_upload = append  # type: ignore[method-assign]
     r = registry.request("POST", "/v2/p/app/blobs/uploads/")
@@ -146,7 +147,7 @@ def test_staged_bytes_count_against_the_quota_as_they_arrive(limited: Registry) 
     assert r.status_code == 403 and r.json()["errors"][0]["code"] == "DENIED", r.text
     assert "quota exceeded" in r.text and "5000" in r.text
     assert limited.request("GET", second).status_code == 404
-    assert limited.services.store.upload_size(first.rsplit("/", 1)[1]) == 3000
+    assert limited.services.uploads.status("team/app", first.rsplit("/", 1)[1]) == 3000
     # Within the quota the first upload goes on and commits.
     assert limited.request("PATCH", first, content=b"a" * 2000).status_code == 202
     assert limited.request("PUT", first, params={"digest": sha256(b"a" * 5000)}).status_code == 201

@@ -285,8 +285,9 @@ def test_a_replica_killed_in_the_middle_of_an_upload(cluster: Cluster, s3_server
         pusher.start()
         busy = wait_until("the upload to be in progress on a replica", cluster.balancer.busy_servers)
         assert isinstance(busy, set) and len(busy) == 1
-        # Two 4 MiB batches written (the rest waits in the replica for a whole batch), nothing being
-        # written at the kill: the session's row released, its part in the bucket.
+        # One 8 MiB batch written, as one part (the rest waits in the replica for a whole batch),
+        # nothing being written at the kill: the session's row released with its state, the part in
+        # the bucket.
         wait_until("8 MiB of the upload to be staged", lambda: staged_size(cluster, stalled_id) >= 8 * 1024 * 1024)
         assert parts_uploaded(s3_server, bucket, stalled_id) == 1
         victim = cluster.by_name(busy.pop())

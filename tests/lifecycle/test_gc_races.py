@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.errors import BlobUploadInvalid
+from dockyard.storage.base import UploadState
 from dockyard.storage.filesystem import FilesystemBlobStore
 from dockyard.wiring import Services, build_services, prepare
 from tests.api.conftest import make_settings
@@ -24,8 +25,8 @@ class HookedStore(FilesystemBlobStore):
 
     after_commit: Callable[[str], None] | None = None
 
-    def commit_upload(self, upload_id: str, digest: str) -> int:
-        size = super().commit_upload(upload_id, digest)
+    def commit_upload(self, upload_id: str, state: UploadState, digest: str) -> int:
+        size = super().commit_upload(upload_id, state, digest)
         if self.after_commit is not None:
             hook, self.after_commit = self.after_commit, None
             hook(digest)

@@ -63,7 +63,7 @@ def test_an_idle_upload_goes_and_one_that_keeps_receiving_chunks_stays(
     assert svc.collector.expire_uploads(at=t0 + IDLE_TTL - 1) == 0
     assert svc.collector.expire_uploads(at=t0 + 310) == 1
     assert sessions(svc) == {busy, writing}
-    assert svc.store.upload_size(busy) == 25
+    assert svc.uploads.status("p/app", busy) == 25
     assert not (svc.settings.resolved_storage_path / "uploads" / idle).exists()
     # The claim ran out (its writer died) and nothing came since: idle.
     assert svc.collector.expire_uploads(at=t0 + 381) == 1

@@ -119,6 +119,10 @@ upload_sessions = sa.Table(
     # The one request appending to or committing this upload, until when (any replica respects it).
     sa.Column("claim", sa.String(32), nullable=True),
     sa.Column("claimed_until", Timestamp, nullable=True),
+    # Where the staged bytes stand, as the store describes them (storage.base.UploadState as JSON:
+    # size, S3's multipart id and parts, the resumable hash state): written with each append's
+    # release, handed to the store with the next append or the commit, on whichever replica.
+    sa.Column("store_state", sa.Text, nullable=True),
     sa.Index("ix_upload_sessions_owner", "owner"),
     sa.Index("ix_upload_sessions_repository", "repository_id"),
 )

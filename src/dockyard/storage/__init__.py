@@ -5,7 +5,7 @@ from dockyard.storage.base import (
     DigestMismatch,
     UploadBusy,
     UploadNotFound,
-    UploadOffsetMismatch,
+    UploadState,
 )
 
-__all__ = ["BlobStore", "DigestMismatch", "UploadBusy", "UploadNotFound", "UploadOffsetMismatch"]
+__all__ = ["BlobStore", "DigestMismatch", "UploadBusy", "UploadNotFound", "UploadState"]

@@ -1,5 +1,11 @@
 """Filesystem BlobStore: blobs/<alg>/<xx>/<hex>, staged uploads in uploads/<id>.
 
+An upload's state is its size and a generation: the staged file's first `size` bytes are the
+upload, and what lies beyond them (an append that died, or whose claim was lost, before its state
+was kept) is cut off by the next append or the commit. The running hash stays per process
+(storage/hashing.py), kept with the generation of the append that fed it: after such a cut, another
+append may write other bytes up to the same size, and only the generation tells them apart.
+
 Durability: a blob is fsync'd, hard-linked into place atomically (never over an existing blob), and
 its directory fsync'd, so after a crash a blob is either absent or complete.
 """
@@ -11,12 +17,13 @@ import fcntl
 import hashlib
 import os
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch, put_by_upload
+from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadState, put_by_upload
 from dockyard.storage.hashing import DEFAULT_ALGORITHM, HashCache
 
 READ_CHUNK = 1024 * 1024
@@ -33,6 +40,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 class FilesystemBlobStore:
+    append_bytes = 4 * 1024 * 1024
+
     def __init__(self, root: str | os.PathLike[str], fsync: bool = True) -> None:
         self.root = Path(root)
         self._blobs = self.root / "blobs"
@@ -144,25 +153,30 @@ class FilesystemBlobStore:
             with self._busy_guard:
                 self._busy.discard(upload_id)
 
-    def create_upload(self, upload_id: str) -> None:
+    def create_upload(self, upload_id: str) -> UploadState:
         self._upload_path(upload_id).touch(exist_ok=False)
         self._hashes.keep(upload_id, 0, self._hashes.start(upload_id))
+        return UploadState()
 
-    def upload_size(self, upload_id: str) -> int:
-        try:
-            return self._upload_path(upload_id).stat().st_size
-        except FileNotFoundError:
-            raise UploadNotFound(upload_id) from None
+    @staticmethod
+    def _cut_to(upload_id: str, f: BinaryIO, size: int) -> None:
+        """Make the staged file exactly the `size` bytes the state records."""
+        staged = os.fstat(f.fileno()).st_size
+        if staged < size:  # the bytes the state counts are not there (removed behind our back)
+            raise UploadNotFound(upload_id)
+        if staged > size:
+            f.truncate(size)
 
-    def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+    def append_upload(self, upload_id: str, state: UploadState, chunks: Iterable[bytes]) -> UploadState:
+        size = state.size
         with self._locked(upload_id) as f:
-            size = os.fstat(f.fileno()).st_size
-            if size != offset:
-                raise UploadOffsetMismatch(size, offset)
-            # Staged files only ever grow under this lock, so a hasher that consumed the first
-            # `size` bytes (kept under the lock by whoever wrote them) describes them for good.
-            # At offset 0 the state is known (empty) even if another process created the upload.
-            hasher = self._hashes.take(upload_id, size) if size else self._hashes.start(upload_id)
+            self._cut_to(upload_id, f, size)
+            # A hasher is kept under the lock together with the size it has consumed, and the first
+            # `size` bytes never change under a state that counts them, so a hasher at `size`
+            # describes them. At offset 0 the state is known (empty) even if another process created
+            # the upload.
+            gen = str(state.driver.get("gen", ""))
+            hasher = self._hashes.take(upload_id, size, gen) if size else self._hashes.start(upload_id)
             f.seek(size)
             try:
                 for chunk in chunks:
@@ -185,16 +199,18 @@ class FilesystemBlobStore:
                     os.fdatasync(f.fileno())
             except BaseException:
                 # All or nothing: drop what part of this append landed (the hasher went with it),
-                # so the upload is exactly as before and the client may resend from `offset`.
+                # so the upload is exactly as before and the client may resend from there.
                 with contextlib.suppress(OSError):
                     f.truncate(size)
                 raise
+            new_gen = uuid.uuid4().hex if new_size != size else gen  # nothing written: the same state
             if hasher is not None:
-                self._hashes.keep(upload_id, new_size, hasher)
-        return new_size
+                self._hashes.keep(upload_id, new_size, hasher, new_gen)
+        return UploadState(new_size, {"gen": new_gen})
 
-    def _digest_of_upload(self, upload_id: str, f: BinaryIO, algorithm: str, size: int) -> str:
-        hasher = self._hashes.take(upload_id, size) if algorithm == DEFAULT_ALGORITHM else None
+    def _digest_of_upload(self, upload_id: str, f: BinaryIO, algorithm: str, state: UploadState) -> str:
+        size, gen = state.size, str(state.driver.get("gen", ""))
+        hasher = self._hashes.take(upload_id, size, gen) if algorithm == DEFAULT_ALGORITHM else None
         if hasher is None:
             hasher = hashlib.new(algorithm)
             f.seek(0)
@@ -202,14 +218,15 @@ class FilesystemBlobStore:
                 hasher.update(data)
         return f"{algorithm}:{hasher.hexdigest()}"
 
-    def commit_upload(self, upload_id: str, digest: str) -> int:
+    def commit_upload(self, upload_id: str, state: UploadState, digest: str) -> int:
         path = self._upload_path(upload_id)
         algorithm = digest.split(":", 1)[0]
+        size = state.size
         # Under the upload's lock from hashing to the link: the bytes hashed are the bytes that
         # become visible, and no append can slip in between.
         with self._locked(upload_id) as f:
-            size = os.fstat(f.fileno()).st_size
-            actual = self._digest_of_upload(upload_id, f, algorithm, size)
+            self._cut_to(upload_id, f, size)
+            actual = self._digest_of_upload(upload_id, f, algorithm, state)
             if actual != digest:
                 self.delete_upload(upload_id)
                 raise DigestMismatch(digest, actual)

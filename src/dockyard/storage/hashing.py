@@ -139,27 +139,31 @@ def resume(state: bytes | None) -> ResumableSha256 | None:
 
 
 class HashCache:
+    """Hashers by upload, each with the size it has consumed and the tag of the state that recorded
+    it (a driver's generation: two states of one size may describe different bytes)."""
+
     def __init__(self, capacity: int = 256) -> None:
-        self._items: OrderedDict[str, tuple[int, _Hash]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[int, str, _Hash]] = OrderedDict()
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def take(self, upload_id: str, offset: int) -> _Hash | None:
-        """The hasher that has consumed exactly `offset` bytes of this upload, if this process has it."""
+    def take(self, upload_id: str, offset: int, tag: str = "") -> _Hash | None:
+        """The hasher that has consumed exactly `offset` bytes of this upload under `tag`, if this
+        process has it."""
         with self._lock:
             item = self._items.pop(upload_id, None)
-        if item is None or item[0] != offset:
+        if item is None or item[0] != offset or item[1] != tag:
             return None
-        return item[1]
+        return item[2]
 
     def start(self, upload_id: str) -> _Hash:
         with self._lock:
             self._items.pop(upload_id, None)
         return hashlib.new(DEFAULT_ALGORITHM)
 
-    def keep(self, upload_id: str, size: int, hasher: _Hash) -> None:
+    def keep(self, upload_id: str, size: int, hasher: _Hash, tag: str = "") -> None:
         with self._lock:
-            self._items[upload_id] = (size, hasher)
+            self._items[upload_id] = (size, tag, hasher)
             self._items.move_to_end(upload_id)
             while len(self._items) > self._capacity:
                 self._items.popitem(last=False)

@@ -7,10 +7,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
-from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch, put_by_upload
+from dockyard.storage.base import DigestMismatch, UploadBusy, UploadNotFound, UploadState, put_by_upload
 
 
 class MemoryBlobStore:
+    append_bytes = 4 * 1024 * 1024
+
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
         self._written: dict[str, float] = {}
@@ -47,15 +49,10 @@ class MemoryBlobStore:
     def put(self, digest: str, chunks: Iterable[bytes]) -> int:
         return put_by_upload(self, digest, chunks)
 
-    def create_upload(self, upload_id: str) -> None:
+    def create_upload(self, upload_id: str) -> UploadState:
         with self._lock:
             self._uploads[upload_id] = bytearray()
-
-    def upload_size(self, upload_id: str) -> int:
-        try:
-            return len(self._uploads[upload_id])
-        except KeyError:
-            raise UploadNotFound(upload_id) from None
+        return UploadState()
 
     def _claim(self, upload_id: str) -> bytearray:
         """Mark the upload busy (the filesystem driver's lock); call with self._lock held."""
@@ -67,27 +64,25 @@ class MemoryBlobStore:
         self._busy.add(upload_id)
         return buf
 
-    def append_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+    def append_upload(self, upload_id: str, state: UploadState, chunks: Iterable[bytes]) -> UploadState:
         with self._lock:
             buf = self._claim(upload_id)
-            if len(buf) != offset:
-                self._busy.discard(upload_id)
-                raise UploadOffsetMismatch(len(buf), offset)
         try:
             added = bytearray()  # all or nothing, as on the filesystem
             for chunk in chunks:
                 added += chunk
             with self._lock:
+                del buf[state.size :]  # what the state does not record was never staged
                 buf.extend(added)
-                return len(buf)
+                return UploadState(len(buf))
         finally:
             with self._lock:
                 self._busy.discard(upload_id)
 
-    def commit_upload(self, upload_id: str, digest: str) -> int:
+    def commit_upload(self, upload_id: str, state: UploadState, digest: str) -> int:
         with self._lock:
             self._claim(upload_id)
-            buf = self._uploads.pop(upload_id)
+            buf = self._uploads.pop(upload_id)[: state.size]
             self._busy.discard(upload_id)
         algorithm = digest.split(":", 1)[0]
         actual = f"{algorithm}:{hashlib.new(algorithm, buf).hexdigest()}"

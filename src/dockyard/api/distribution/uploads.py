@@ -64,7 +64,12 @@ async def _stream(
     size = await run_in_threadpool(svc.uploads.status, name, upload_id)
     if start is not None and start != size:
         raise RangeInvalid(f"chunk starts at {start}, upload has {size} bytes", size)
-    return await pump(request, lambda batch, offset: svc.uploads.append(name, upload_id, [batch], offset, digest), size)
+    return await pump(
+        request,
+        lambda batch, offset: svc.uploads.append(name, upload_id, [batch], offset, digest),
+        size,
+        svc.store.append_bytes,
+    )
 
 
 async def _with_body(request: Request, consume: Callable[[Iterator[bytes]], T]) -> T:
@@ -76,7 +81,7 @@ async def _with_body(request: Request, consume: Callable[[Iterator[bytes]], T]) 
     async def produce() -> None:
         async with send:
             try:
-                async for batch in body_batches(request):
+                async for batch in body_batches(request, services(request).store.append_bytes):
                     await send.send(batch)
             except Exception as exc:  # the client went away: raised in the thread, where the upload is
                 await send.send(exc)

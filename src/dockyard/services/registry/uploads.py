@@ -1,13 +1,18 @@
 """Blob upload sessions: monolithic, POST+PUT, chunked PATCH, status, cancel.
 
-The session row (which repository, who, how many bytes, when) lives in the database and the bytes
-in the store's staging area, so any replica can continue an upload another one began.
+The session row (which repository, who, how many bytes, when, and the store's upload state: size,
+S3's multipart id and parts, the resumable hash state) lives in the database and the bytes in the
+store's staging area, so any replica can continue an upload another one began.
 
 One request at a time writes to a session. Each append or commit first claims the session row (a
-conditional UPDATE, so replicas that share no lock manager still exclude each other); a request
-that finds it claimed gets 416 with the current size, as a client expects after a lost race. The
-store's own per-upload lock is the second line (BlobStore.append_upload). Staged bytes are counted
-in the row as they arrive and, with the other open sessions of the project, against its quota.
+conditional UPDATE, so replicas that share no lock manager still exclude each other) and reads the
+state from it; a request that finds it claimed gets 416 with the current size, as a client expects
+after a lost race. The store is called with no transaction open (on SQLite a write transaction is the
+one writer lock), and the new state is kept by the release, a short UPDATE that only the claim's
+holder can make: an append whose claim expired and was taken over is not counted (416), and the
+store discards what it staged beyond the kept state. The store's own per-upload lock is the second
+line (BlobStore.append_upload). Staged bytes are counted in the row as they arrive and, with the
+other open sessions of the project, against its quota.
 """
 
 from __future__ import annotations
@@ -36,11 +41,11 @@ from dockyard.services.registry.links import confirm_stored, link_blob, lock_blo
 from dockyard.services.registry.quota import check_quota
 from dockyard.services.registry.repositories import ensure_repository
 from dockyard.services.registry.validation import check_digest, check_name
-from dockyard.storage.base import BlobStore, DigestMismatch, UploadBusy, UploadNotFound, UploadOffsetMismatch
+from dockyard.storage.base import BlobStore, DigestMismatch, UploadBusy, UploadNotFound, UploadState
 
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # How long a claim holds if its request dies without releasing it (a crashed replica). One claim
-# covers one chunk (the HTTP layer's batches are 4 MiB), so a live claim is never this old.
+# covers one chunk (a batch of BlobStore.append_bytes, at most 8 MiB), so a live claim is never this old.
 CLAIM_SECONDS = 300.0
 # What a client refused for too many open sessions is told to wait: sessions end with a commit, a
 # cancel, or the idle expiry.
@@ -88,17 +93,27 @@ class UploadService:
         """Open a session for `owner` (the caller's identity; None: internal, not capped)."""
         check_name(name)
         upload_id = str(uuid.uuid4())
-        with self.db.write() as conn:
-            repo_id = ensure_repository(self.db, conn, name)
-            if owner is not None and self.max_sessions_per_owner:
-                self._check_session_cap(conn, owner)
-            ts = now()
-            conn.execute(
-                sa.insert(s.upload_sessions).values(
-                    id=upload_id, repository_id=repo_id, created_at=ts, updated_at=ts, owner=owner, size=0
+        state = self.store.create_upload(upload_id)  # before the row: no storage call in the transaction
+        try:
+            with self.db.write() as conn:
+                repo_id = ensure_repository(self.db, conn, name)
+                if owner is not None and self.max_sessions_per_owner:
+                    self._check_session_cap(conn, owner)
+                ts = now()
+                conn.execute(
+                    sa.insert(s.upload_sessions).values(
+                        id=upload_id,
+                        repository_id=repo_id,
+                        created_at=ts,
+                        updated_at=ts,
+                        owner=owner,
+                        size=0,
+                        store_state=state.dumps(),
+                    )
                 )
-            )
-        self.store.create_upload(upload_id)
+        except BaseException:
+            self.store.delete_upload(upload_id)
+            raise
         return upload_id
 
     def _check_session_cap(self, conn: Connection, owner: str) -> None:
@@ -132,10 +147,17 @@ class UploadService:
 
     def status(self, name: str, upload_id: str) -> int:
         self._check_session(name, upload_id)
-        try:
-            return self.store.upload_size(upload_id)
-        except UploadNotFound:
-            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
+        with self.db.read() as conn:
+            return self._state(conn, upload_id).size
+
+    def _state(self, conn: Connection, upload_id: str) -> UploadState:
+        """The store's state of the upload as last kept (the bytes of an append in flight not counted)."""
+        text = conn.execute(
+            sa.select(s.upload_sessions.c.store_state).where(s.upload_sessions.c.id == upload_id)
+        ).scalar()
+        if text is None:  # gone, or opened before the row kept the state (migration 0013): start again
+            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id})
+        return UploadState.loads(text)
 
     def append(
         self,
@@ -163,10 +185,8 @@ class UploadService:
                 offset = None
         if size is not None:
             return size
-        try:  # nothing to write: still answer whether the client's offset is right
-            current = self.store.upload_size(upload_id)
-        except UploadNotFound:
-            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
+        with self.db.read() as conn:  # nothing to write: still answer whether the client's offset is right
+            current = self._state(conn, upload_id).size
         if offset is not None and offset != current:
             raise RangeInvalid(f"chunk starts at {offset}, upload has {current} bytes", current)
         return current
@@ -175,27 +195,30 @@ class UploadService:
         token = uuid.uuid4().hex
         try:
             with self.db.write() as conn:
-                self._claim(conn, upload_id, token)
-                current = self._staged_size(upload_id)
-                if offset is not None and offset != current:
-                    raise RangeInvalid(f"chunk starts at {offset}, upload has {current} bytes", current)
+                state = self._claim(conn, upload_id, token)
+                if offset is not None and offset != state.size:
+                    raise RangeInvalid(f"chunk starts at {offset}, upload has {state.size} bytes", state.size)
                 self._check_staged_quota(conn, repo_id, digest, len(chunk))
-                self._set_size(conn, upload_id, current + len(chunk))  # reserved until written
+                self._set_size(conn, upload_id, state.size + len(chunk))  # reserved until written
         except QuotaExceeded:
             self._drop_session(upload_id)  # as the final PUT does: nothing of the upload remains
             raise
         try:
-            return self.store.append_upload(upload_id, current, [chunk])
-        except UploadNotFound:
-            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
-        except (UploadOffsetMismatch, UploadBusy):  # a writer that ignored the claim (an expired one)
-            raise RangeInvalid("another request is writing to this upload", self._size_or(current, upload_id)) from None
-        finally:
-            # What is staged now: the new size, or (after a failed append, which the store undoes)
-            # the old one.
-            self._release(upload_id, token, self._size_or(current, upload_id))
+            new_state = self.store.append_upload(upload_id, state, [chunk])
+        except BaseException as exc:
+            # A failed append leaves the given state valid: keep it (and its size) and let go.
+            self._release(upload_id, token, state)
+            if isinstance(exc, UploadNotFound):
+                raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
+            if isinstance(exc, UploadBusy):  # a writer that ignored the claim (an expired one)
+                raise RangeInvalid("another request is writing to this upload", state.size) from None
+            raise
+        if not self._release(upload_id, token, new_state):
+            self._lost_claim(upload_id)
+        return new_state.size
 
-    def _claim(self, conn: Connection, upload_id: str, token: str) -> None:
+    def _claim(self, conn: Connection, upload_id: str, token: str) -> UploadState:
+        """Claim the session for this request; returns the store's state as last kept."""
         u = s.upload_sessions.c
         ts = now()
         claimed = conn.execute(
@@ -203,35 +226,37 @@ class UploadService:
             .where(u.id == upload_id, sa.or_(u.claim.is_(None), u.claimed_until < ts))
             .values(claim=token, claimed_until=ts + CLAIM_SECONDS, updated_at=ts)
         ).rowcount
-        if claimed:
-            return
-        if conn.execute(sa.select(u.id).where(u.id == upload_id)).first() is None:
-            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id})
-        raise RangeInvalid("another request is writing to this upload", self._size_or(0, upload_id))
+        state = self._state(conn, upload_id)  # BlobUploadUnknown when the row is gone
+        if not claimed:
+            raise RangeInvalid("another request is writing to this upload", state.size)
+        return state
 
-    def _release(self, upload_id: str, token: str, size: int) -> None:
+    def _release(self, upload_id: str, token: str, state: UploadState) -> bool:
+        """Keep `state` and let the claim go, if this request still holds it; False when it does not."""
         u = s.upload_sessions.c
         with self.db.write() as conn:
-            conn.execute(
+            kept = conn.execute(
                 sa.update(s.upload_sessions)
                 .where(u.id == upload_id, u.claim == token)
-                .values(claim=None, claimed_until=None, size=size, updated_at=now())
-            )
+                .values(claim=None, claimed_until=None, size=state.size, store_state=state.dumps(), updated_at=now())
+            ).rowcount
+        return bool(kept)
+
+    def _lost_claim(self, upload_id: str) -> None:
+        """This request's claim expired while it wrote (another took over, or the session went): what
+        it staged is not counted. Cancelled or expired meanwhile: remove what it staged since."""
+        with self.db.read() as conn:
+            try:
+                current = self._state(conn, upload_id).size
+            except BlobUploadUnknown:
+                current = None
+        if current is None:
+            self.store.delete_upload(upload_id)
+            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id})
+        raise RangeInvalid("another request is writing to this upload", current)
 
     def _set_size(self, conn: Connection, upload_id: str, size: int) -> None:
         conn.execute(sa.update(s.upload_sessions).where(s.upload_sessions.c.id == upload_id).values(size=size))
-
-    def _staged_size(self, upload_id: str) -> int:
-        try:
-            return self.store.upload_size(upload_id)
-        except UploadNotFound:
-            raise BlobUploadUnknown("upload unknown", {"uuid": upload_id}) from None
-
-    def _size_or(self, default: int, upload_id: str) -> int:
-        try:
-            return self.store.upload_size(upload_id)
-        except UploadNotFound:
-            return default
 
     def _check_staged_quota(self, conn: Connection, repo_id: int, digest: str | None, adding: int) -> None:
         """Refuse a chunk that would take the project's stored plus staged bytes over its quota."""
@@ -267,9 +292,9 @@ class UploadService:
     def _commit(self, name: str, repo_id: int, upload_id: str, digest: str) -> int:
         token = uuid.uuid4().hex
         with self.db.write() as conn:
-            self._claim(conn, upload_id, token)
+            state = self._claim(conn, upload_id, token)
         try:
-            staged = self._staged_size(upload_id)
+            staged = state.size
             try:
                 with self.db.read() as conn:
                     check_quota(self.db, conn, repo_id, digest, staged)
@@ -277,7 +302,7 @@ class UploadService:
                 self._drop_session(upload_id)  # refused before the bytes are committed: nothing remains
                 raise
             try:
-                size = self.store.commit_upload(upload_id, digest)
+                size = self.store.commit_upload(upload_id, state, digest)
             except DigestMismatch as exc:
                 self._drop_session(upload_id)
                 raise DigestInvalid(
@@ -288,7 +313,7 @@ class UploadService:
             except UploadBusy:
                 raise RangeInvalid("another request is writing to this upload", staged) from None
         except BaseException:
-            self._release(upload_id, token, self._size_or(0, upload_id))
+            self._release(upload_id, token, state)  # nothing committed: the state is as it was
             raise
         try:
             with self.db.write() as conn:
