@@ -3,7 +3,7 @@
 Sessions open before this revision have none: they are answered as unknown (the client starts the
 upload again) and the collector removes them with their staged bytes at their idle expiry.
 
-Revision ID: 0013_s3state
+Revision ID: 0013
 Revises: 0012
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_s3state"
+revision: str = "0013"
 down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
