@@ -3,6 +3,7 @@ immutability, the tag-time gate chain, bad input, and concurrent reverts."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 
@@ -174,7 +175,7 @@ def test_concurrent_reverts(registry: Registry, principals: list[Principal]) -> 
     entries = registry.http.get(f"{BASE}/v1/history", params={"limit": 1000}, headers=ADMIN).json()["entries"]
     # The history is one chain: each move starts where the previous one ended, and ends at the tag.
     chain = list(reversed(entries))
-    for before, after in zip(chain, chain[1:], strict=False):
+    for before, after in itertools.pairwise(chain):
         assert after["previous_digest"] == before["digest"]
     assert chain[-1]["digest"] == current(registry, "v1")
 
