@@ -92,16 +92,17 @@ def test_bad_input_changes_nothing(registry: Registry, principals: list[Principa
     b = push(registry, "v1", "b")
     other = push(registry, "other", "c")
     for body, status in (
-        ({"digest": other}, 400),  # stored, but never a target of v1
-        ({"digest": "sha256:" + "0" * 64}, 400),
+        ({"digest": other}, 404),  # stored, but never a target of v1
+        ({"digest": "sha256:" + "0" * 64}, 404),
         ({"digest": "not-a-digest"}, 400),
+        ({"digest": "sha256:abc"}, 400),
         ({}, 422),
         ({"digest": a, "extra": 1}, 422),
     ):
         r = registry.http.post(f"{BASE}/v1/revert", json=body, headers=ADMIN)
         assert r.status_code == status, (body, r.text)
         assert current(registry, "v1") == b
-    assert registry.http.post(f"{BASE}/bad tag/revert", json={"digest": a}, headers=ADMIN).status_code == 400
+    assert registry.http.post(f"{BASE}/bad tag/revert", json={"digest": a}, headers=ADMIN).status_code == 422
     assert registry.http.get(f"{BASE}/v1/history", params={"before": "x"}, headers=ADMIN).status_code == 422
     assert registry.http.get(f"{BASE}/v1/history", params={"limit": 0}, headers=ADMIN).status_code == 422
     missing = registry.http.get("/api/v1/repositories/nope/app/tags/v1/history", headers=ADMIN)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dockyard.services.audit import AuditFilter
-from dockyard.services.errors import Conflict, Denied, InvalidInput, ManifestUnknown
+from dockyard.services.errors import Conflict, Denied, ManifestUnknown, NotFound
 from dockyard.services.lifecycle import collector as collector_module
 from dockyard.wiring import Services
 from tests.lifecycle.conftest import image
@@ -90,7 +90,7 @@ def test_revert_rules(svc: Services) -> None:
     a = image(svc, "team/app", [b"a" * 10], "v1")
     b = image(svc, "team/app", [b"b" * 10], "v1")
     elsewhere = image(svc, "team/app", [b"x" * 10], "x")
-    with pytest.raises(InvalidInput, match="not in the history"):
+    with pytest.raises(NotFound, match="not in the history"):
         svc.history.revert("team/app", "v1", elsewhere, None)
     assert svc.manifests.get("team/app", "v1").digest == b
     unchanged = svc.history.revert("team/app", "v1", b, None)

@@ -184,7 +184,7 @@ def test_bad_parameters(registry: Registry, world: dict[str, Any]) -> None:
         ({}, 400),
         ({"advisory": CVE, "package": "requests"}, 400),
         ({"version": "1"}, 400),
-        ({"advisory": ""}, 400),
+        ({"advisory": ""}, 422),
         ({"advisory": CVE, "since": 10, "until": 5}, 400),
         ({"advisory": CVE, "since": "yesterday"}, 422),
         ({"advisory": CVE, "since": -1}, 422),

@@ -16,7 +16,6 @@ from dockyard.wiring import Services
 
 router = APIRouter(tags=["exposure"])
 TYPES = {"application/json": {"schema": {"type": "object"}}, **EXPORT_TYPES}
-Time = Annotated[float | None, Query(ge=0, le=1e15, allow_inf_nan=False)]
 
 
 def readable_projects(svc: Services, caller: Identity) -> frozenset[str] | None:
@@ -39,9 +38,9 @@ def readable_projects(svc: Services, caller: Identity) -> frozenset[str] | None:
 def exposure(
     svc: ServicesDep,
     caller: Caller,
-    advisory: Annotated[str | None, Query(max_length=512)] = None,
-    package: Annotated[str | None, Query(max_length=512)] = None,
-    version: Annotated[str | None, Query(max_length=512)] = None,
+    advisory: Annotated[str | None, Query(min_length=1, max_length=512, description="An advisory id or alias")] = None,
+    package: Annotated[str | None, Query(min_length=1, max_length=512, description="Instead of advisory")] = None,
+    version: Annotated[str | None, Query(min_length=1, max_length=512, description="With package")] = None,
     since: Annotated[float | None, Query(ge=0, le=1e15, description="UNIX time, inclusive")] = None,
     until: Annotated[float | None, Query(ge=0, le=1e15, description="UNIX time, exclusive")] = None,
     format: Literal["json", "csv", "jsonl"] = "json",

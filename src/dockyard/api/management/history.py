@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from dockyard.api.management.audit import CURSOR_PATTERN
@@ -14,6 +14,9 @@ from dockyard.oci.names import project_of
 from dockyard.services.auth.permissions import Permission
 
 router = APIRouter(tags=["tag history"])
+# The grammars the services check, stated in the document (oci/names.py, oci/digest.py).
+Tag = Annotated[str, Path(pattern=r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$", description="A tag")]
+DIGEST_PATTERN = r"^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$"
 
 
 class HistoryEntryOut(BaseModel):
@@ -31,7 +34,7 @@ class HistoryPage(BaseModel):
 
 
 class RevertIn(Body):
-    digest: str = Checked("A digest named in the tag's history", maxLength=150)
+    digest: str = Checked("A digest named in the tag's history", pattern=DIGEST_PATTERN)
 
 
 class RevertOut(BaseModel):
@@ -49,7 +52,7 @@ class RevertOut(BaseModel):
 )
 def tag_history(
     repository: str,
-    tag: str,
+    tag: Tag,
     svc: ServicesDep,
     caller: Caller,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -79,11 +82,11 @@ def tag_history(
     "/repositories/{repository:path}/tags/{tag}/revert",
     response_model=RevertOut,
     summary="Point the tag back at a manifest of its history",
-    description="The digest must be in the tag's history and still stored (else 400 / 409). Immutability "
+    description="The digest must be in the tag's history and still stored (else 404 / 409). Immutability "
     "rules and the tag-time gates apply (403).",
     responses=problems(409),
 )
-def revert_tag(repository: str, tag: str, body: RevertIn, svc: ServicesDep, caller: Caller) -> RevertOut:
+def revert_tag(repository: str, tag: Tag, body: RevertIn, svc: ServicesDep, caller: Caller) -> RevertOut:
     project_permission(svc, caller, project_of(repository), Permission.PUSH)
     r = svc.history.revert(repository, tag, body.digest, caller)
     return RevertOut(

@@ -10,7 +10,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.audit import AuditLog, parse_cursor
 from dockyard.services.auth.identity import Identity
-from dockyard.services.errors import InvalidInput
+from dockyard.services.errors import NotFound
 from dockyard.services.gates.chain import GateChain
 from dockyard.services.gates.model import Stage, Subject
 from dockyard.services.registry.catalog import CatalogService
@@ -91,7 +91,7 @@ class TagHistoryService:
         check_digest(digest)
         with self.db.read() as conn:
             if not named_in_history(conn, repository, tag, digest):
-                raise InvalidInput(
+                raise NotFound(
                     f"{digest} is not in the history of tag {tag!r} of {repository!r}",
                     {"repository": repository, "tag": tag, "digest": digest},
                 )
