@@ -107,3 +107,29 @@ def test_revert_rules(svc: Services) -> None:
     assert svc.manifests.get("team/app", "v1").digest == a
     revert_events = svc.audit.query(AuditFilter(action="tag.revert"))[0]
     assert [(e["reference"], e["digest"]) for e in revert_events] == [("v1", a)]
+
+
+def test_a_tag_older_than_the_history(svc: Services) -> None:
+    """A tag set before the history was kept (here: by a service with no listeners): its first move
+    still records where it came from, and the tag can be reverted there."""
+    import json
+
+    from dockyard.oci import mediatypes as mt
+    from dockyard.services.registry import ManifestService
+    from tests.lifecycle.conftest import push_blob, sha256
+
+    config = json.dumps({"os": "linux", "old": True}).encode()
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": push_blob(svc, "team/app", config), "size": len(config)},
+        "layers": [],
+    }
+    body = json.dumps(doc).encode()
+    ManifestService(svc.db, grace=0).put("team/app", "v1", body, mt.OCI_MANIFEST)
+    old = sha256(body)
+    assert entries(svc, "team/app", "v1") == []
+    new = image(svc, "team/app", [b"new" * 10], "v1")
+    assert entries(svc, "team/app", "v1") == [("moved", old, new)]
+    assert svc.history.revert("team/app", "v1", old, None).changed
+    assert entries(svc, "team/app", "v1") == [("moved", old, new), ("moved", new, old)]
