@@ -144,6 +144,9 @@ def test_time_window(registry: Registry, world: dict[str, Any]) -> None:
         URL, params={"advisory": CVE, "since": world["started"], "until": world["moved"]}, headers=ADMIN
     ).json()
     assert window["pulls"]["total"] == 5
+    # 1.0 pointed at the image through that window: its interval ends when it moved, after the window.
+    interval = next(h for h in window["tag_history"] if (h["repository"], h["tag"]) == ("team/app", "1.0"))
+    assert interval["until"] is not None and interval["until"] >= world["moved"]
 
 
 def test_only_the_callers_projects(registry: Registry, world: dict[str, Any]) -> None:

@@ -155,7 +155,8 @@ class ExposureService:
         wanted = set(digests)
         out: list[dict[str, Any]] = []
         open_: dict[tuple[str, str], dict[str, Any]] = {}  # (repository, tag) -> its interval not yet closed
-        for e in entries_naming(self.db, digests, until, projects):
+        # Not cut at `until`: the entry closing an interval may lie after the window.
+        for e in entries_naming(self.db, digests, None, projects):
             key = (str(e["repository"]), str(e["tag"]))
             current = open_.pop(key, None)
             leaving = e["previous_digest"] if e["action"] == "moved" else e["digest"]
