@@ -145,6 +145,13 @@ class Settings(BaseSettings):
         "pauses). Unset (default), the collector paces itself by measured contention: it backs off while its "
         "own transactions wait longer or run slower than its best, and speeds up while they do not.",
     )
+    tag_history_keep_days: float = Field(
+        14,
+        ge=0,
+        le=36500,
+        description="Manifests a tag pointed at within this many days (its history) are not garbage-collected, "
+        "so a tag can be reverted to them; 0: the history does not hold anything.",
+    )
     upload_ttl_seconds: float = Field(86400, gt=0, description="Upload sessions older than this are abandoned.")
     upload_idle_ttl_seconds: float = Field(
         3600, gt=0, description="Upload sessions that received no bytes for this long are abandoned."

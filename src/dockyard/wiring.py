@@ -24,11 +24,13 @@ from dockyard.services.auth.users import UserService
 from dockyard.services.events import Listeners
 from dockyard.services.events.audit import AuditListener
 from dockyard.services.events.outbox import Outbox, OutboxListener
+from dockyard.services.exposure import ExposureService
 from dockyard.services.gates.chain import GateChain
 from dockyard.services.gates.licences import LicenceGate
 from dockyard.services.gates.scan_policy import ScanPolicies
 from dockyard.services.gates.scan_severity import ScanSeverityGate
 from dockyard.services.gates.unscanned import UnscannedGate
+from dockyard.services.history import TagHistoryListener, TagHistoryService
 from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.collector import DUTY as GC_DUTY
 from dockyard.services.lifecycle.collector import GarbageCollector
@@ -69,6 +71,8 @@ class Services:
     scans: ScanService
     scan_policies: ScanPolicies
     gates: GateChain  # every pull- and tag-time policy decision (services/gates)
+    history: TagHistoryService  # tag history and revert
+    exposure: ExposureService  # who pulled what an advisory affects
     events: Listeners
     outbox: Outbox
     http: httpx.Client  # outbound HTTP: the external scanner, vulnerability sources, OIDC; webhooks next
@@ -178,13 +182,16 @@ def build_services(
     # The registry's listeners, in this order, inside each change's transaction (services/events),
     # after the registry's own garbage-collection bookkeeping, which its services install themselves.
     outbox = Outbox(db)
-    events = Listeners(AuditListener(audit), ScanningListener(scans, catalog), OutboxListener(outbox))
+    events = Listeners(
+        AuditListener(audit), TagHistoryListener(), ScanningListener(scans, catalog), OutboxListener(outbox)
+    )
     grace = settings.gc_grace_seconds
     uploads = UploadService(db, store, grace, settings.max_upload_sessions_per_identity, events)
     manifests = ManifestService(db, settings.max_manifest_bytes, events, grace)
     blobs = BlobService(db, store, grace, events)
     policy = AccessPolicy(db, projects, robots, settings.users_can_create_projects, settings.auto_create_projects)
     scan_policies = ScanPolicies(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds)
+    gates = gate_chain(scan_policies, policy)
     return Services(
         settings=settings,
         db=db,
@@ -204,6 +211,7 @@ def build_services(
             lease_ttl=leases.ttl_for(settings.gc_interval_seconds, settings.duty_lease_seconds),
             events=events,
             uploads=uploads,
+            history_keep=settings.tag_history_keep_days * 86400,
         ),
         tag_rules=TagRuleService(db, audit),
         retention=RetentionService(db, manifests, audit, catalog),
@@ -218,7 +226,9 @@ def build_services(
         policy=policy,
         scans=scans,
         scan_policies=scan_policies,
-        gates=gate_chain(scan_policies, policy),
+        gates=gates,
+        history=TagHistoryService(db, manifests, catalog, gates, audit),
+        exposure=ExposureService(db, scans, catalog, audit),
         events=events,
         outbox=outbox,
         http=http,

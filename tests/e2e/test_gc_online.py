@@ -24,7 +24,7 @@ def gc_server(
 ) -> Iterator[tuple[Server, Path]]:
     data = tmp_path_factory.mktemp(f"gc-{request.param}")
     # A short grace period (a push has 3 s between its layers and its manifest) and a busy collector.
-    env = {"DOCKYARD_GC_GRACE_SECONDS": "3", "DOCKYARD_GC_INTERVAL_SECONDS": "1"}
+    env = {"DOCKYARD_GC_GRACE_SECONDS": "3", "DOCKYARD_GC_INTERVAL_SECONDS": "1", "DOCKYARD_TAG_HISTORY_KEEP_DAYS": "0"}
     with running_server(data, request.param, env) as srv:
         yield srv, data / "storage"
 

@@ -22,7 +22,10 @@ def sha256(data: bytes) -> str:
 @pytest.fixture
 def svc(tmp_path: Path, database: Database) -> Iterator[Services]:
     # Unpaced: the pace is a throughput knob (bench_gc.py measures it); these tests are about safety.
-    settings = make_settings(tmp_path, database).model_copy(update={"gc_grace_seconds": 0.0, "gc_pace": 1.0})
+    # No tag-history hold: these collect what was untagged at once (test_tag_history_gc.py has the hold).
+    settings = make_settings(tmp_path, database).model_copy(
+        update={"gc_grace_seconds": 0.0, "gc_pace": 1.0, "tag_history_keep_days": 0.0}
+    )
     services = build_services(settings, db=database)
     prepare(services)
     yield services

@@ -35,7 +35,9 @@ class HookedStore(FilesystemBlobStore):
 
 @pytest.fixture
 def hooked(tmp_path: Path, database: Database) -> Iterator[tuple[Services, HookedStore]]:
-    settings = make_settings(tmp_path, database).model_copy(update={"gc_grace_seconds": 0.0})
+    settings = make_settings(tmp_path, database).model_copy(
+        update={"gc_grace_seconds": 0.0, "tag_history_keep_days": 0.0}
+    )
     store = HookedStore(settings.resolved_storage_path, fsync=False)
     svc = build_services(settings, store=store, db=database)
     prepare(svc)

@@ -112,7 +112,9 @@ def test_the_collector_stops_when_its_lease_is_lost(svc: Services, monkeypatch: 
 @pytest.fixture
 def api(tmp_path: Path, database: Database, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     """The HTTP API with no maintenance loop of its own: the tests play the other replicas."""
-    settings = make_settings(tmp_path, database).model_copy(update={"gc_grace_seconds": 0.0})
+    settings = make_settings(tmp_path, database).model_copy(
+        update={"gc_grace_seconds": 0.0, "tag_history_keep_days": 0.0}
+    )
     services = build_services(settings, db=database)
     prepare(services)
     monkeypatch.setattr(app_module, "maintenance", lambda svc: Maintenance(svc.db, []))

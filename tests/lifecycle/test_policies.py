@@ -25,7 +25,9 @@ from tests.api.conftest import ADMIN, Registry, basic, make_settings, sha256
 
 @pytest.fixture
 def reg(tmp_path: Path, database: Database) -> Iterator[Registry]:
-    settings = make_settings(tmp_path, database).model_copy(update={"gc_grace_seconds": 0.0, "gc_interval_seconds": 0})
+    settings = make_settings(tmp_path, database).model_copy(
+        update={"gc_grace_seconds": 0.0, "gc_interval_seconds": 0, "tag_history_keep_days": 0.0}
+    )
     svc = build_services(settings, db=database)
     prepare(svc)
     svc.projects.create("team", creator="admin")

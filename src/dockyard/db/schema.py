@@ -471,3 +471,31 @@ queue_items = sa.Table(
     sa.UniqueConstraint("queue", "key"),
     sa.Index("ix_queue_items_queue", "queue", "state", "available_after"),
 )
+
+# --- history: tag history and exposure ----------------------------------------------------------
+
+# Every tag move and deletion, written by the registry listener (services/history) in the change's
+# transaction. `digest` is the manifest the entry is about: the new target of a move, the target a
+# deleted tag had; `previous_digest` is what a moved tag pointed at before (None: the tag was new).
+tag_history = sa.Table(
+    "tag_history",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(255), nullable=False),  # exposure filters by what the caller may read
+    sa.Column("repository", sa.String(255), nullable=False),
+    sa.Column("tag", sa.String(128), nullable=False),
+    sa.Column("digest", sa.String(150), nullable=False),
+    sa.Column("previous_digest", sa.String(150), nullable=True),
+    sa.Column("action", sa.String(16), nullable=False),  # moved | deleted
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    # A tag's history newest first (the listing, the listener's "where was it"); a digest's entries
+    # (the collector's hold, exposure).
+    sa.Index("ix_tag_history_tag", "repository", "tag", "at", "id"),
+    sa.Index("ix_tag_history_digest", "digest", "at"),
+    sa.Index("ix_tag_history_previous", "previous_digest", "at"),
+)
+
+# Exposure: the pulls of a set of digests in a time window, without reading other actions' rows.
+sa.Index("ix_audit_events_action_digest", audit_events.c.action, audit_events.c.digest, audit_events.c.ts)

@@ -90,6 +90,12 @@ EXPORT_COLUMNS = (
 )  # fmt: skip
 
 
+# What the exposure report shows of a pull.
+PULL_COLUMNS = (
+    "id", "ts", "digest", "repository", "reference", "actor", "actor_kind", "provider", "source_ip", "user_agent",
+)  # fmt: skip
+
+
 def parse_cursor(value: str) -> tuple[float, int]:
     try:
         ts, _, event_id = value.partition("_")
@@ -324,6 +330,108 @@ class AuditLog:
                 for row in rows:
                     buf.write(json.dumps(self._public(row), sort_keys=True) + "\n")
             yield buf.getvalue()
+
+    # --- pulls of given digests (the exposure report) --------------------------------------------
+    def _pulls_where(
+        self, digests: list[str], since: float | None, until: float | None, projects: frozenset[str] | None
+    ) -> list[sa.ColumnElement[bool]]:
+        """Pull events of `digests` in [since, until), in `projects` (None: any). The index on
+        (action, digest, ts) serves it."""
+        c = s.audit_events.c
+        conds: list[sa.ColumnElement[bool]] = [c.action == "pull", c.digest.in_(digests)]
+        if since is not None:
+            conds.append(c.ts >= since)
+        if until is not None:
+            conds.append(c.ts < until)
+        if projects is not None:
+            conds.append(c.project.in_(sorted(projects)))
+        return conds
+
+    def _pull_time(self) -> sa.ColumnElement[Any]:
+        """What pulls are ordered by. On SQLite, `ts + 0`: ordered by the bare column, its planner walks
+        the (action, ts) index and filters every pull of the window (all of them, for a digest rarely
+        pulled) rather than read the few rows of the (action, digest, ts) index and sort them.
+        PostgreSQL's statistics choose well."""
+        c = s.audit_events.c
+        return c.ts + 0 if self.db.is_sqlite else c.ts
+
+    def pulls_of(
+        self,
+        digests: list[str],
+        since: float | None = None,
+        until: float | None = None,
+        projects: frozenset[str] | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the pulls of `digests`, newest first, and the cursor of the next (as `query`)."""
+        if not digests or projects == frozenset():
+            return [], None
+        self.flush()
+        c = s.audit_events.c
+        stmt = sa.select(*(c[k] for k in PULL_COLUMNS)).where(*self._pulls_where(digests, since, until, projects))
+        if before is not None:
+            ts, event_id = parse_cursor(before)
+            stmt = stmt.where(sa.or_(c.ts < ts, sa.and_(c.ts == ts, c.id < event_id)))
+        with self.db.read() as conn:
+            page = stmt.order_by(self._pull_time().desc(), c.id.desc()).limit(limit)
+            rows = [dict(r._mapping) for r in conn.execute(page)]
+        cursor = f"{rows[-1]['ts']!r}_{rows[-1]['id']}" if len(rows) == limit else None
+        return rows, cursor
+
+    def pull_counts(
+        self,
+        digests: list[str],
+        by: tuple[str, ...],
+        since: float | None = None,
+        until: float | None = None,
+        projects: frozenset[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Pulls of `digests` counted per value of the columns `by` (with the first and last pull),
+        most pulls first. One grouped statement."""
+        if not digests or projects == frozenset():
+            return []
+        self.flush()
+        c = s.audit_events.c
+        keys = [c[k] for k in by]
+        n = sa.func.count().label("count")
+        stmt = (
+            sa.select(*keys, n, sa.func.min(c.ts).label("first"), sa.func.max(c.ts).label("last"))
+            .where(*self._pulls_where(digests, since, until, projects))
+            .group_by(*keys)
+            .order_by(n.desc(), *keys)
+        )
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def export_pulls(
+        self,
+        digests: list[str],
+        since: float | None = None,
+        until: float | None = None,
+        projects: frozenset[str] | None = None,
+        batch: int = 5000,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Every pull of `digests`, oldest first, in batches (keyset on (ts, id): each batch one
+        indexed statement, however many pulls there are)."""
+        if not digests or projects == frozenset():
+            return
+        self.flush()
+        c = s.audit_events.c
+        after: tuple[float, int] | None = None
+        while True:
+            stmt = sa.select(*(c[k] for k in PULL_COLUMNS)).where(*self._pulls_where(digests, since, until, projects))
+            if after is not None:
+                stmt = stmt.where(sa.or_(c.ts > after[0], sa.and_(c.ts == after[0], c.id > after[1])))
+            with self.db.read() as conn:
+                page = stmt.order_by(self._pull_time(), c.id).limit(batch)
+                rows = [dict(r._mapping) for r in conn.execute(page)]
+            if not rows:
+                return
+            yield rows
+            if len(rows) < batch:
+                return
+            after = (rows[-1]["ts"], rows[-1]["id"])
 
     def last_pulls(self, conn: sa.Connection, repository: str, since: float) -> dict[str, float]:
         """When each tag of `repository` was last pulled by tag, for pulls since `since` (retention's

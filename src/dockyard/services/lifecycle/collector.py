@@ -19,6 +19,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import Actor, AuditLog, acting_as
 from dockyard.services.events import BlobDeleted, ManifestDeleted, RegistryListener
+from dockyard.services.history.records import held_until
 from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.pacing import Observation, Pacer
 from dockyard.services.registry.gc_queue import enqueue_gc, with_gc_bookkeeping
@@ -75,6 +76,7 @@ class GarbageCollector:
         pacer: Pacer | None = None,
         budget: float = 0.01,
         batch_size: int = 50,
+        history_keep: float = 0.0,
     ) -> None:
         self.db = db
         self.uploads = uploads or UploadService(db, store, grace)  # owner of the upload sessions
@@ -95,6 +97,9 @@ class GarbageCollector:
         self.pacer = pacer or Pacer(ceiling=0.5 if db.is_sqlite else 1.0, fixed=pace)
         self.budget = budget  # seconds of work per write transaction: no lock is held much longer
         self.batch_size = batch_size
+        # Seconds a manifest stays after a tag's history last named it (services/history): a revert
+        # target is kept, deferred rather than dropped so it is looked at again when the hold ends.
+        self.history_keep = history_keep
 
     # --- entry points ------------------------------------------------------------------------
     def run(self, dry_run: bool = False, limit: int = 100_000) -> GcReport:
@@ -284,6 +289,10 @@ class GarbageCollector:
             report.kept += 1
             return self._settle(conn, item)
         repo = conn.execute(sa.select(s.repositories.c.name).where(s.repositories.c.id == item.repository_id)).scalar()
+        held = held_until(conn, str(repo), str(item.digest), self.history_keep)
+        if held is not None and held > now():
+            report.deferred += 1
+            return self._settle(conn, item, held)
         tags = delete_manifest_rows(self.db, conn, int(item.repository_id), int(row.id), str(item.digest))
         self.events.changed(
             conn, ManifestDeleted(repository=str(repo), digest=str(item.digest), tags=tags, collected=True)
@@ -504,6 +513,10 @@ class _Plan:
             ).scalar()
         if tagged or any(p not in self.manifests for p in parents) or (subject and subject not in self.manifests):
             self.report.kept += 1
+            return
+        held = held_until(conn, self._repo(conn, repo_id), digest, self.gc.history_keep)
+        if held is not None and held > now():
+            self.report.deferred += 1
             return
         self.manifests.add(int(row.id))
         self.report.manifests.append((self._repo(conn, repo_id), digest))

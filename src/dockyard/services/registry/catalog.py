@@ -147,6 +147,40 @@ class CatalogService:
                     where[row.image].append({"repository": row.name, "tags": list(tags)})
         return where
 
+    def indexes_listing(self, digests: Iterable[str]) -> list[tuple[str, str]]:
+        """(index digest, child digest) for every stored index, in any repository, that lists one of
+        `digests` (the exposure report: an index of an affected image is affected)."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return []
+        m, mc = s.manifests.c, s.manifest_children.c
+        stmt = (
+            sa.select(m.digest, mc.child_digest)
+            .select_from(s.manifest_children.join(s.manifests, m.id == mc.manifest_id))
+            .where(mc.child_digest.in_(wanted))
+            .distinct()
+        )
+        with self.db.read() as conn:
+            return [(str(index), str(child)) for index, child in conn.execute(stmt)]
+
+    def stored_with_tags(self, digests: Iterable[str]) -> list[tuple[str, str, str | None, float | None]]:
+        """(repository, digest, tag, tag's last change) for every stored manifest of `digests`, one row
+        per tag on it (tag None: stored untagged). One statement."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return []
+        m, t, r_ = s.manifests.c, s.tags.c, s.repositories.c
+        stmt = (
+            sa.select(r_.name, m.digest, t.name.label("tag"), t.updated_at)
+            .select_from(
+                s.manifests.join(s.repositories, r_.id == m.repository_id).outerjoin(s.tags, t.manifest_id == m.id)
+            )
+            .where(m.digest.in_(wanted))
+            .order_by(r_.name, t.name)
+        )
+        with self.db.read() as conn:
+            return [(str(a), str(b), c, d) for a, b, c, d in conn.execute(stmt)]
+
     # -- reads for retention: its plan is one read transaction over several of them, so they take
     # the caller's connection (the statements are retention's, run by the tables' owner) ----------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -14,6 +15,7 @@ from dockyard.oci.digest import Digest, is_digest
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import ParsedManifest, parse_manifest
 from dockyard.services.errors import (
+    Conflict,
     DigestInvalid,
     ManifestBlobUnknown,
     ManifestInvalid,
@@ -33,7 +35,7 @@ from dockyard.services.lifecycle.tag_rules import refuse_if_immutable
 from dockyard.services.registry.gc_queue import with_gc_bookkeeping
 from dockyard.services.registry.manifest_rows import delete_manifest_rows
 from dockyard.services.registry.read_cache import ContentCache, StampedCache
-from dockyard.services.registry.repositories import ensure_repository
+from dockyard.services.registry.repositories import ensure_repository, repository_id
 from dockyard.services.registry.validation import check_digest, check_name, check_tag
 
 
@@ -319,6 +321,68 @@ class ManifestService:
                     sa.select(s.manifests.c.digest).where(s.manifests.c.id == untagged)
                 ).scalar_one()
                 self.events.changed(conn, TagDeleted(repository=name, digest=previous, tag=reference))
+
+    # --- retag (tag revert) ---------------------------------------------------------------
+    def retag(
+        self,
+        name: str,
+        tag: str,
+        digest: str,
+        check: Callable[[sa.Connection, str | None], None] | None = None,
+    ) -> str | None:
+        """Point `tag` at the stored manifest `digest` of `name` (a revert: no upload, no body), under
+        the rules of a push by tag: the manifest row is share-locked as a push re-using it is, so the
+        collector cannot remove it meanwhile; an immutable tag is not moved. `check(conn, current)` runs
+        in the transaction once the tag is locked (`current`: the digest it points at, None if absent);
+        raising rolls everything back. Returns the digest the tag left (None: it was absent); raises
+        Conflict when the manifest is no longer stored. A tag already there is left alone."""
+        check_name(name)
+        check_tag(tag)
+        check_digest(digest)
+        m, t = s.manifests.c, s.tags.c
+        with self.db.write() as conn:
+            repo_id = repository_id(conn, name)
+            stmt = sa.select(m.id, m.media_type, m.content).where(m.repository_id == repo_id, m.digest == digest)
+            if not self.db.is_sqlite:
+                stmt = stmt.with_for_update(read=True)  # as a push re-using the manifest: keeps the collector off
+            row = conn.execute(stmt).first() if repo_id is not None else None
+            if row is None:
+                raise Conflict(
+                    f"manifest {digest} is no longer stored in {name!r}", {"repository": name, "digest": digest}
+                )
+            current_q = (
+                sa.select(m.digest)
+                .select_from(s.tags.join(s.manifests, m.id == t.manifest_id))
+                .where(t.repository_id == repo_id, t.name == tag)
+            )
+            if not self.db.is_sqlite:
+                current_q = current_q.with_for_update(of=s.tags)
+            current = conn.execute(current_q).scalar()
+            if check is not None:
+                check(conn, current)
+            if current == digest:
+                return current
+            assert repo_id is not None
+            moved_from = self._set_tag(conn, name, repo_id, tag, int(row.id))
+            if moved_from is not None:
+                self.events.changed(conn, TagMoved(repository=name, digest=digest, tag=tag, old_digest=moved_from))
+                return moved_from
+            # The tag was absent: a new tag on a stored manifest is told as a push by tag is.
+            parsed = parse_manifest(bytes(row.content), row.media_type, max_bytes=None)
+            self.events.changed(
+                conn,
+                ManifestPushed(
+                    repository=name,
+                    digest=digest,
+                    tag=tag,
+                    media_type=parsed.media_type,
+                    size=len(row.content),
+                    config_digest=parsed.config.digest if parsed.config is not None else None,
+                    children=tuple(d.digest for d in parsed.manifests),
+                    subject=parsed.subject.digest if parsed.subject else None,
+                ),
+            )
+            return None
 
     # --- referrers --------------------------------------------------------------------------
     def referrers(self, name: str, digest: str, artifact_type: str | None = None) -> dict[str, object]:

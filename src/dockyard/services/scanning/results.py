@@ -277,6 +277,28 @@ class ScanResults:
             ).all()
         return self._with_locations([dict(r._mapping) for r in rows])
 
+    def findings_of(self, advisory: str) -> list[dict[str, Any]]:
+        """Every finding of an advisory id or alias (digest, advisory, package, version, severity), for
+        the exposure report: no limit, no locations (it asks the registry itself)."""
+        fa, f = s.finding_aliases.c, s.image_findings.c
+        stmt = (
+            sa.select(f.digest, f.advisory_id, f.package, f.version, f.severity)
+            .where(f.digest.in_(sa.select(fa.digest).where(fa.alias == advisory)))
+            .where(f.advisory_id.in_(sa.select(fa.advisory_id).where(fa.alias == advisory)))
+            .order_by(f.digest, f.advisory_id, f.package)
+        )
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    def packages_named(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
+        """Every image package row of a name (at a version): digest, package, version."""
+        p = s.image_packages.c
+        stmt = sa.select(p.digest, p.name.label("package"), p.version).where(p.name == name)
+        if version is not None:
+            stmt = stmt.where(p.version == version)
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt.distinct().order_by(p.digest, p.version))]
+
     def images_with_package(self, name: str, version: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         p = s.image_packages.c
         q = sa.select(p.digest, p.ecosystem, p.name, p.version, p.purl, p.path).where(p.name == name)

@@ -152,6 +152,12 @@ class ScanService:
     def images_with_package(self, name: str, version: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         return self.results.images_with_package(name, version, limit)
 
+    def findings_of(self, advisory: str) -> list[dict[str, Any]]:
+        return self.results.findings_of(advisory)
+
+    def packages_named(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
+        return self.results.packages_named(name, version)
+
 
 def vulndb_metrics(scans: ScanService) -> list[GaugeMetricFamily]:
     """Gauges of this replica's vulnerability database, for /metrics (read at scrape time)."""
