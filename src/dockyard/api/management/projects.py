@@ -79,8 +79,9 @@ def delete_project(name: str, svc: ServicesDep, caller: Caller) -> Response:
 @router.get("/{name}/repositories", response_model=list[RepositoryOut])
 def list_repositories(name: str, svc: ServicesDep, caller: Caller) -> list[RepositoryOut]:
     project_permission(svc, caller, name, Permission.PULL)
+    quarantined = svc.quarantines.counts_by_repository(name)
     return [
-        RepositoryOut(name=n, created_at=c, tag_count=t, used_bytes=u)
+        RepositoryOut(name=n, created_at=c, tag_count=t, used_bytes=u, quarantined_images=quarantined.get(n, 0))
         for n, c, t, u in svc.catalog.repositories_in(name)
     ]
 
