@@ -9,6 +9,7 @@ import httpx
 from dockyard import __version__
 from dockyard.config import Settings, secret
 from dockyard.db.engine import Database
+from dockyard.services.admission import AdmissionService, registry_hosts
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth.access_tokens import AccessTokenService
 from dockyard.services.auth.authenticator import Authenticator
@@ -73,6 +74,7 @@ class Services:
     scan_policies: ScanPolicies
     gates: GateChain  # every pull- and tag-time policy decision (services/gates)
     quarantines: QuarantineService
+    admission: AdmissionService  # POST /admission/validate
     events: Listeners
     outbox: Outbox
     http: httpx.Client  # outbound HTTP: the external scanner, vulnerability sources, OIDC; webhooks next
@@ -198,6 +200,13 @@ def build_services(
     scan_policies = ScanPolicies(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds)
     quarantines = QuarantineService(db, events, audit, ttl=settings.account_check_seconds)
     scans.results.after_findings = AutoQuarantine(quarantines, scan_policies).findings_changed
+    gates = gate_chain(scan_policies, policy, quarantines)
+    admission = AdmissionService(
+        manifests,
+        gates,
+        registry_hosts(settings.public_url, settings.admission_registry_names),
+        allow_other_registries=settings.admission_other_registries == "allow",
+    )
     return Services(
         settings=settings,
         db=db,
@@ -231,8 +240,9 @@ def build_services(
         policy=policy,
         scans=scans,
         scan_policies=scan_policies,
-        gates=gate_chain(scan_policies, policy, quarantines),
+        gates=gates,
         quarantines=quarantines,
+        admission=admission,
         events=events,
         outbox=outbox,
         http=http,

@@ -161,6 +161,8 @@ def test_bad_input_changes_nothing(reg: Registry) -> None:
     digest = _push(reg, "proj/app", "v1")
     cases = [
         (_quarantine_url("proj/app", "v1"), {"reason": "by tag"}, 400),
+        (_quarantine_url("proj/app", "sha256:123"), {"reason": "short digest"}, 400),
+        (_quarantine_url("proj/app", "md5:" + "0" * 32), {"reason": "unsupported digest"}, 400),
         (_quarantine_url("proj/app", digest), {}, 422),
         (_quarantine_url("proj/app", digest), {"reason": ""}, 422),
         (_quarantine_url("proj/app", digest), {"reason": "   "}, 400),

@@ -10,7 +10,8 @@ from pydantic import BaseModel, Field
 
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in
 from dockyard.api.management.models import Body, problems
-from dockyard.oci.digest import is_digest
+from dockyard.oci.digest import Digest, is_digest
+from dockyard.oci.errors import CodedError
 from dockyard.oci.names import project_of
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission, SystemPermission
@@ -71,6 +72,10 @@ def _may_manage(svc: Services, caller: Identity, repository: str, digest: str) -
         project_permission(svc, caller, project_of(repository), Permission.QUARANTINE_MANAGE)
     if not is_digest(digest):
         raise InvalidInput("quarantine names an image by digest (sha256:…), not by tag", {"digest": digest})
+    try:
+        Digest.parse(digest)
+    except CodedError as exc:
+        raise InvalidInput(exc.message, {"digest": digest}) from None
     svc.manifests.get(repository, digest)  # 404 MANIFEST_UNKNOWN unless the repository holds it
 
 
