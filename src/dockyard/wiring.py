@@ -198,7 +198,7 @@ def build_services(
         settings.security_reviewers,
     )
     scan_policies = ScanPolicies(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds)
-    quarantines = QuarantineService(db, events, audit, ttl=settings.account_check_seconds)
+    quarantines = QuarantineService(db, events, audit, projects, ttl=settings.account_check_seconds)
     scans.results.after_findings = AutoQuarantine(quarantines, scan_policies).findings_changed
     gates = gate_chain(scan_policies, policy, quarantines)
     admission = AdmissionService(

@@ -58,15 +58,7 @@ class AutoQuarantine:
         rules = self.quarantines.auto_rules(conn, {p for by_project in holders.values() for p in by_project})
         if not rules:
             return 0
-        q, p = s.image_quarantines.c, s.projects.c
-        already = {
-            (str(name), str(digest))
-            for name, digest in conn.execute(
-                sa.select(p.name, q.digest)
-                .join(s.projects, p.id == q.project_id)
-                .where(q.digest.in_(wanted), p.name.in_(sorted(rules)))
-            )
-        }
+        already = {(project, d) for project in rules for d in self.quarantines.quarantined_in(conn, project, wanted)}
         f = s.image_findings.c
         made = 0
         for digest, by_project in sorted(holders.items()):

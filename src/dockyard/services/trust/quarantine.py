@@ -27,6 +27,7 @@ from dockyard.scan.model import SEVERITIES
 from dockyard.services.audit import AuditLog, current_actor
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 from dockyard.services.events import ImageQuarantined, ImageReleased, Listeners
+from dockyard.services.projects import ProjectService
 
 MAX_REASON = 2000
 
@@ -56,10 +57,10 @@ def _row(project: str, row: sa.Row[tuple[object, ...]]) -> Quarantine:
 
 
 def _project_id(conn: sa.Connection, project: str) -> int:
-    pid = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == project)).scalar()
+    pid = ProjectService.id_of(conn, project)  # the owner of `projects` (tests/unit/test_table_owners.py)
     if pid is None:
         raise NotFound(f"project {project!r} does not exist", {"project": project})
-    return int(pid)
+    return pid
 
 
 def check_reason(reason: str) -> str:
@@ -70,8 +71,11 @@ def check_reason(reason: str) -> str:
 
 
 class QuarantineService:
-    def __init__(self, db: Database, events: Listeners, audit: AuditLog, ttl: float = 1.0) -> None:
+    def __init__(
+        self, db: Database, events: Listeners, audit: AuditLog, projects: ProjectService, ttl: float = 1.0
+    ) -> None:
         self.db = db
+        self.projects = projects
         self.audit = audit
         self.events = events
         self.ttl = ttl
@@ -91,11 +95,10 @@ class QuarantineService:
         cached = self._cache.get(project)
         if cached is not None and at - cached[0] < self.ttl:
             return cached[1]
-        q, p = s.image_quarantines.c, s.projects.c
+        q = s.image_quarantines.c
         with self.db.engine.connect() as conn:  # on its own connection: asked outside any transaction
-            rows = conn.execute(
-                sa.select(s.image_quarantines).join(s.projects, p.id == q.project_id).where(p.name == project)
-            ).all()
+            pid = ProjectService.id_of(conn, project)
+            rows = [] if pid is None else conn.execute(sa.select(s.image_quarantines).where(q.project_id == pid)).all()
         found = {str(r.digest): _row(project, r) for r in rows}
         with self._lock:
             self._cache[project] = (at, found)
@@ -196,15 +199,18 @@ class QuarantineService:
     # --- reads --------------------------------------------------------------------------------
     def list(self, projects: Collection[str] | None = None, limit: int = 1000) -> list[Quarantine]:
         """Quarantines, newest first; `projects`: only these (None: all)."""
-        q, p = s.image_quarantines.c, s.projects.c
-        stmt = sa.select(s.image_quarantines, p.name.label("project")).join(s.projects, p.id == q.project_id)
-        if projects is not None:
-            if not projects:
-                return []
-            stmt = stmt.where(p.name.in_(sorted(projects)))
+        q = s.image_quarantines.c
+        names = {
+            p.id: p.name
+            for p in self.projects.list_projects(None if projects is None else set(projects))
+            if projects is None or p.name in projects
+        }
+        if not names:
+            return []
+        stmt = sa.select(s.image_quarantines).where(q.project_id.in_(sorted(names)))
         with self.db.read() as conn:
             rows = conn.execute(stmt.order_by(q.quarantined_at.desc(), q.digest).limit(limit)).all()
-        return [_row(str(r.project), r) for r in rows]
+        return [_row(names[int(r.project_id)], r) for r in rows]
 
     def counts_by_repository(self, project: str) -> dict[str, int]:
         """Repository name -> how many quarantined images (manifests) of the project it holds."""
@@ -222,12 +228,10 @@ class QuarantineService:
 
     # --- the automatic quarantine rule ----------------------------------------------------------
     def auto_severity(self, project: str) -> str | None:
-        qp, p = s.quarantine_policies.c, s.projects.c
+        qp = s.quarantine_policies.c
         with self.db.read() as conn:
-            _project_id(conn, project)
-            value = conn.execute(
-                sa.select(qp.auto_quarantine_severity).join(s.projects, p.id == qp.project_id).where(p.name == project)
-            ).scalar()
+            pid = _project_id(conn, project)
+            value = conn.execute(sa.select(qp.auto_quarantine_severity).where(qp.project_id == pid)).scalar()
         return str(value) if value else None
 
     def set_auto_severity(self, project: str, severity: str | None) -> str | None:
@@ -254,12 +258,23 @@ class QuarantineService:
     @staticmethod
     def auto_rules(conn: sa.Connection, projects: Collection[str]) -> dict[str, str]:
         """The automatic quarantine severity of those of `projects` that have one (caller's transaction)."""
-        if not projects:
+        ids = {pid: name for name in sorted(projects) if (pid := ProjectService.id_of(conn, name)) is not None}
+        if not ids:
             return {}
-        qp, p = s.quarantine_policies.c, s.projects.c
+        qp = s.quarantine_policies.c
         rows = conn.execute(
-            sa.select(p.name, qp.auto_quarantine_severity)
-            .join(s.projects, p.id == qp.project_id)
-            .where(p.name.in_(sorted(projects)), qp.auto_quarantine_severity.is_not(None))
+            sa.select(qp.project_id, qp.auto_quarantine_severity).where(
+                qp.project_id.in_(sorted(ids)), qp.auto_quarantine_severity.is_not(None)
+            )
         ).all()
-        return {str(name): str(sev) for name, sev in rows}
+        return {ids[int(pid)]: str(sev) for pid, sev in rows}
+
+    @staticmethod
+    def quarantined_in(conn: sa.Connection, project: str, digests: Collection[str]) -> set[str]:
+        """Which of these digests are quarantined in `project` (caller's transaction)."""
+        pid = ProjectService.id_of(conn, project)
+        if pid is None or not digests:
+            return set()
+        q = s.image_quarantines.c
+        stmt = sa.select(q.digest).where(q.project_id == pid, q.digest.in_(sorted(digests)))
+        return {str(d) for d in conn.execute(stmt).scalars()}
