@@ -225,3 +225,61 @@ def test_security_reviewer_by_group(reg: Registry) -> None:
     svc.quarantines.quarantine("proj/app", digest, "r")
     m = svc.manifests.get("proj/app", "v1")
     svc.gates.check_pull("proj/app", m.digest, m.media_type, m.content, member)  # no refusal
+
+
+def test_every_kind_of_credential(reg: Registry) -> None:
+    """Basic password, personal access token and session for people; robots never hold
+    quarantine:manage; a registry token from /token is not a management credential."""
+    from dockyard.services.auth.tokens import Scope
+
+    svc = reg.services
+    svc.projects.create("proj", public=False, creator="admin")
+    _people(svc)
+    maint = svc.authenticator.authenticate("maint", PASSWORD)
+    assert maint is not None
+    pat = svc.access_tokens.create("maint", "ci").secret
+    bot = svc.robots.create("deployer", {"proj": ["pull", "push", "delete"]})
+    registry_token = svc.tokens.issue(maint, [Scope("repository", "proj/app", frozenset({"pull", "push"}))], ttl=60)
+    credentials = {
+        "password": (basic("maint", PASSWORD), 201),
+        "access token": (basic("maint", pat), 201),
+        "session": ({"Cookie": f"dockyard_session={svc.tokens.issue_session(maint, 600)}"}, 201),
+        "robot secret": (basic(bot.robot.name, bot.secret), 403),
+        "registry token": ({"Authorization": f"Bearer {registry_token.token}"}, 401),
+        "anonymous": ({}, 401),
+    }
+    for label, (headers, status) in credentials.items():
+        digest = _push(reg, "proj/app", label.replace(" ", "-"), label)
+        url = _quarantine_url("proj/app", digest)
+        r = reg.http.post(url, json={"reason": label}, headers=headers)
+        assert r.status_code == status, (label, r.text)
+        if status == 201:
+            assert r.json()["quarantined_by"] == "maint"
+            assert reg.http.delete(url, headers=headers).status_code == 204, label
+            assert reg.http.get("/api/v1/quarantine", headers=headers).status_code == 200, label
+        else:
+            assert svc.quarantines.active("proj", [digest]) == []
+            reg.request("POST", url, json={"reason": "by admin"})
+            assert reg.http.delete(url, headers=headers).status_code == status, label
+            assert svc.quarantines.active("proj", [digest]) != []
+    # The project rule: project admins only (PATCH), readers see it.
+    r = reg.http.patch(
+        "/api/v1/projects/proj/quarantine-policy",
+        json={"auto_quarantine_severity": "high"},
+        headers=basic("maint", PASSWORD),
+    )
+    assert r.status_code == 403
+    r = reg.request("PATCH", "/api/v1/projects/proj/quarantine-policy", json={"auto_quarantine_severity": "high"})
+    assert r.status_code == 200 and r.json() == {"auto_quarantine_severity": "high"}
+    r = reg.http.get("/api/v1/projects/proj/quarantine-policy", headers=basic(bot.robot.name, bot.secret))
+    assert r.json() == {"auto_quarantine_severity": "high"}
+    for bad in ({"auto_quarantine_severity": "severe"}, {"other": 1}, {"auto_quarantine_severity": 3}):
+        assert reg.request("PATCH", "/api/v1/projects/proj/quarantine-policy", json=bad).status_code == 422
+    assert reg.request("PATCH", "/api/v1/projects/proj/quarantine-policy", json={}).json() == {
+        "auto_quarantine_severity": "high"
+    }
+    r = reg.request("PATCH", "/api/v1/projects/proj/quarantine-policy", json={"auto_quarantine_severity": None})
+    assert r.json() == {"auto_quarantine_severity": None}
+    svc.audit.flush()
+    events = reg.request("GET", "/api/v1/audit", params={"project": "proj", "action": "project.quarantine_policy"})
+    assert [e["detail"]["auto_quarantine_severity"] for e in events.json()["events"]] == [None, "HIGH"]

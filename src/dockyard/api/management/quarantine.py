@@ -3,9 +3,10 @@ automatic quarantine rule (docs/quarantine.md)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Response
+from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, signed_in
@@ -15,11 +16,19 @@ from dockyard.oci.errors import CodedError
 from dockyard.oci.names import project_of
 from dockyard.services.auth.identity import Identity
 from dockyard.services.auth.permissions import Permission, SystemPermission
-from dockyard.services.errors import InvalidInput
+from dockyard.services.errors import InvalidInput, NotFound
 from dockyard.services.trust.quarantine import MAX_REASON, Quarantine
 from dockyard.wiring import Services
 
 router = APIRouter(tags=["quarantine"])
+
+# Stated in the document; checked by the route itself (400 with its own message, as for tags).
+ImageDigest = Annotated[
+    str,
+    PathParam(
+        description="The image's digest.", json_schema_extra={"pattern": "^(sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$"}
+    ),
+]
 
 Severity = Literal["critical", "high", "medium", "low", "unknown"]
 
@@ -68,8 +77,11 @@ def _may_manage(svc: Services, caller: Identity, repository: str, digest: str) -
     """Maintainers and up in the project, system administrators and security reviewers; the image
     must be in the repository (a digest, not a tag: a tag moves, a quarantine must not)."""
     signed_in(caller)
+    project = project_of(repository)
     if not svc.policy.can_system(caller, SystemPermission.MANAGE_QUARANTINE):
-        project_permission(svc, caller, project_of(repository), Permission.QUARANTINE_MANAGE)
+        project_permission(svc, caller, project, Permission.QUARANTINE_MANAGE)
+    elif svc.policy.permissions(caller, project)[0] is None:
+        raise NotFound(f"project {project!r} does not exist", {"project": project})
     if not is_digest(digest):
         raise InvalidInput("quarantine names an image by digest (sha256:…), not by tag", {"digest": digest})
     try:
@@ -96,7 +108,9 @@ def _repositories(svc: Services, items: list[Quarantine]) -> dict[tuple[str, str
     summary="Quarantine an image: pulls are refused (in every repository of the project) until released",
     responses=problems(409),
 )
-def quarantine(repository: str, digest: str, body: QuarantineIn, svc: ServicesDep, caller: Caller) -> QuarantineOut:
+def quarantine(
+    repository: str, digest: ImageDigest, body: QuarantineIn, svc: ServicesDep, caller: Caller
+) -> QuarantineOut:
     _may_manage(svc, caller, repository, digest)
     made = svc.quarantines.quarantine(repository, digest, body.reason)
     return quarantine_out(made, _repositories(svc, [made])[(made.project, made.digest)])
@@ -107,7 +121,7 @@ def quarantine(repository: str, digest: str, body: QuarantineIn, svc: ServicesDe
     status_code=204,
     summary="Release a quarantined image",
 )
-def release(repository: str, digest: str, svc: ServicesDep, caller: Caller) -> Response:
+def release(repository: str, digest: ImageDigest, svc: ServicesDep, caller: Caller) -> Response:
     _may_manage(svc, caller, repository, digest)
     svc.quarantines.release(repository, digest)
     return Response(status_code=204)
