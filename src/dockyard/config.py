@@ -215,8 +215,8 @@ class Settings(BaseSettings):
     )
     admission_token: SecretStr | None = Field(
         None,
-        description="If set, POST /admission/validate requires `Authorization: Bearer <this>` (the API "
-        "server's kubeconfig for the webhook sends it); otherwise it is open, like /healthz.",
+        description="Enables POST /admission/validate, which then requires `Authorization: Bearer <this>` "
+        "(the API server's kubeconfig for the webhook sends it); unset, the webhook is off (404).",
     )
     admission_max_body_bytes: int = Field(
         3 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest AdmissionReview accepted (413 beyond)."

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from dockyard.api.app import create_app
 from dockyard.db.engine import Database
 from dockyard.wiring import build_services, prepare
-from tests.api.conftest import Registry, make_settings, sha256
+from tests.api.conftest import ADMIN, Registry, make_settings, sha256
 
 DATA = Path(__file__).parent / "data" / "admission"
 WORKLOADS = ["pod", "deployment", "statefulset", "daemonset", "replicaset", "job", "cronjob", "replicationcontroller"]
@@ -28,7 +28,8 @@ def fixture(name: str) -> dict[str, Any]:
 
 
 def _registry(tmp_path: Path, database: Database, **settings: Any) -> Iterator[Registry]:
-    base = make_settings(tmp_path, database).model_copy(update={"admission_registry_names": [HOST], **settings})
+    update = {"admission_registry_names": [HOST], "admission_token": TOKEN, **settings}
+    base = make_settings(tmp_path, database).model_copy(update=update)
     svc = build_services(base, db=database)
     prepare(svc)
     with TestClient(create_app(svc), base_url="http://registry.test") as client:
@@ -46,8 +47,11 @@ def _push(reg: Registry, repo: str, tag: str) -> str:
     return sha256(body)
 
 
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 def _review(reg: Registry, doc: Any, headers: dict[str, str] | None = None) -> Any:
-    r = reg.http.post("/admission/validate", json=doc, headers=headers or {})
+    r = reg.http.post("/admission/validate", json=doc, headers=AUTH if headers is None else headers)
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -150,14 +154,27 @@ def test_the_public_url_names_this_registry(tmp_path: Path, database: Database) 
         assert _review(reg, doc)["response"]["allowed"] is True
 
 
-def test_bearer_token_when_configured(tmp_path: Path, database: Database) -> None:
-    for reg in _registry(tmp_path, database, admission_token=TOKEN):
-        doc = fixture("delete")
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}):
-            r = reg.http.post("/admission/validate", json=doc, headers=headers)
-            assert r.status_code == 401, headers
-            assert TOKEN not in r.text
-        assert _review(reg, doc, {"Authorization": f"Bearer {TOKEN}"})["response"]["allowed"] is True
+def test_the_bearer_token_is_required(reg: Registry) -> None:
+    doc = fixture("delete")
+    # A registry login (the administrator's, even) is not the webhook's token.
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}, ADMIN):
+        r = reg.http.post("/admission/validate", json=doc, headers=headers)
+        assert r.status_code == 401, headers
+        assert TOKEN not in r.text
+    # Refused before the body is read: a caller without the token learns nothing about bad input either.
+    assert (
+        reg.http.post("/admission/validate", content=b"{nope", headers={"Content-Type": "application/json"}).status_code
+        == 401
+    )
+    assert _review(reg, doc, {"Authorization": f"Bearer {TOKEN}"})["response"]["allowed"] is True
+
+
+def test_off_without_a_token(tmp_path: Path, database: Database) -> None:
+    for reg in _registry(tmp_path, database, admission_token=None):
+        _images(reg)
+        for headers in ({}, AUTH):
+            r = reg.http.post("/admission/validate", json=fixture("pod"), headers=headers)
+            assert r.status_code == 404 and "not enabled" in r.text
 
 
 def test_bad_input(reg: Registry) -> None:
@@ -188,17 +205,18 @@ def test_bad_input(reg: Registry) -> None:
         (changed(request__object__spec="nope"), 400),
     ]
     for doc, status in cases:
-        r = reg.http.post("/admission/validate", json=doc)
+        r = reg.http.post("/admission/validate", json=doc, headers=AUTH)
         assert r.status_code == status, (doc if not isinstance(doc, dict) else doc.get("request"), r.text)
         assert "error" in r.json()
-    r = reg.http.post("/admission/validate", content=b"{nope", headers={"Content-Type": "application/json"})
+    json_type = {**AUTH, "Content-Type": "application/json"}
+    r = reg.http.post("/admission/validate", content=b"{nope", headers=json_type)
     assert r.status_code == 400
-    r = reg.http.post("/admission/validate", content=json.dumps(good), headers={"Content-Type": "text/plain"})
+    r = reg.http.post("/admission/validate", content=json.dumps(good), headers={**AUTH, "Content-Type": "text/plain"})
     assert r.status_code == 415
     huge = json.dumps({**good, "padding": "x" * (4 * 1024 * 1024)})
-    r = reg.http.post("/admission/validate", content=huge, headers={"Content-Type": "application/json"})
+    r = reg.http.post("/admission/validate", content=huge, headers=json_type)
     assert r.status_code == 413
-    assert reg.http.get("/admission/validate").status_code == 405
+    assert reg.http.get("/admission/validate", headers=AUTH).status_code == 405
     # An image reference that is no reference is refused by name, not a 400: the review is well formed.
     answer = _review(reg, changed(request__object__spec__containers=[{"name": "a", "image": "Bad Image"}]))
     assert (

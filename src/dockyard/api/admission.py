@@ -1,7 +1,7 @@
 """POST /admission/validate: the Kubernetes validating admission webhook (docs/admission.md).
 
-Thin: the body is read (bounded), the caller checked against `admission_token` when one is set, and
-services/admission.py answers. Kubernetes sends the review over TLS (the registry's own listener, or
+Thin: the caller is checked against `admission_token` (without one the webhook is off), the body is
+read (bounded), and services/admission.py answers. Kubernetes sends the review over TLS (the registry's own listener, or
 the proxy in front of it) and reads the answer from a 200 whatever it says; a body that is no
 AdmissionReview is a 400, one over `admission_max_body_bytes` a 413.
 """
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dockyard.api.distribution.common import read_limited, services
-from dockyard.config import Settings, secret
+from dockyard.config import secret
 from dockyard.services.errors import InvalidInput, TooLarge
 
 
@@ -24,10 +24,7 @@ def _error(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _authorized(request: Request, settings: Settings) -> bool:
-    expected = secret(settings.admission_token)
-    if not expected:
-        return True
+def _authorized(request: Request, expected: str) -> bool:
     header = request.headers.get("authorization", "")
     if header[:7].lower() != "bearer ":
         return False
@@ -36,7 +33,12 @@ def _authorized(request: Request, settings: Settings) -> bool:
 
 async def validate(request: Request) -> Response:
     svc = services(request)
-    if not _authorized(request, svc.settings):
+    expected = secret(svc.settings.admission_token)
+    if not expected:
+        # Off unless a token is set: the answers name private projects' images, their findings and
+        # quarantine reasons, which only the cluster that deploys them should learn.
+        return _error(404, "the admission webhook is not enabled (set admission_token)")
+    if not _authorized(request, expected):
         return JSONResponse(
             {"error": "a bearer token is required (admission_token)"},
             status_code=401,
