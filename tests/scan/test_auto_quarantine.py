@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
+from dockyard.api.app import create_app
 from dockyard.services.audit import AuditFilter
 from dockyard.services.errors import Denied
 from dockyard.wiring import Services
+from tests.api.conftest import ADMIN
 from tests.lifecycle.conftest import image
 from tests.scan.conftest import shared_vulndb
 from tests.scan.images import layer_tar
@@ -66,6 +69,12 @@ def test_a_scan_quarantines_at_once_with_the_advisory_as_reason(services: Servic
     assert [e.payload["advisory"] for e in svc.outbox.read(limit=1000) if e.kind == "image.quarantined"] == [
         q.advisory_id
     ]
+
+    # The registry-wide question says where it is quarantined.
+    with TestClient(create_app(svc), base_url="http://registry.test") as client:
+        hits = client.get(f"/api/v1/vulnerabilities/{q.advisory_id}/images", headers=ADMIN).json()
+    where = {loc["repository"]: loc["quarantined"] for hit in hits if hit["digest"] == web for loc in hit["locations"]}
+    assert where == {"team/web": True, "calm/web": False}
 
     # Released by hand, it is served again; the rule applies again when its findings are next written
     # (a new scan, or a re-evaluation that changes them).

@@ -29,6 +29,8 @@ class QuarantineGate:
         self.quarantines.forget(project)
 
     def evaluate(self, subject: Subject) -> Refusal | None:
+        if not self.quarantines.any_in(subject.project):
+            return None  # before the manifest is parsed for an index's children: most pulls end here
         digests = dict.fromkeys((subject.digest, *subject.images))
         found = self.quarantines.active(subject.project, list(digests))
         if not found:

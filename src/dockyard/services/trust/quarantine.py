@@ -104,6 +104,10 @@ class QuarantineService:
             self._cache[project] = (at, found)
         return found
 
+    def any_in(self, project: str) -> bool:
+        """Whether anything is quarantined in `project`: the pull gate's one dictionary lookup for most pulls."""
+        return bool(self._in_project(project))
+
     def active(self, project: str, digests: Collection[str]) -> list[Quarantine]:
         """The quarantines in `project` of any of these digests (an image, or an index and its children)."""
         held = self._in_project(project)
