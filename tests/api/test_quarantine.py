@@ -155,6 +155,23 @@ def test_quarantine_reaches_no_further_than_the_project(reg: Registry) -> None:
     assert reg.http.get("/v2/other/app/manifests/v1").status_code == 403
 
 
+def test_a_quarantine_outlives_the_manifest(reg: Registry) -> None:
+    svc = reg.services
+    svc.projects.create("proj", public=False, creator="admin")
+    digest = _push(reg, "proj/app", "v1")
+    assert reg.request("POST", _quarantine_url("proj/app", digest), json={"reason": "bad"}).status_code == 201
+    assert reg.request("DELETE", f"/v2/proj/app/manifests/{digest}").status_code == 202
+    assert [q["repositories"] for q in reg.request("GET", "/api/v1/quarantine").json()] == [[]]
+    _people(svc)
+    dev = basic("dev", PASSWORD)
+    # Pushed again (here under another name in the project): still quarantined.
+    assert _push(reg, "proj/again", "v1") == digest
+    assert reg.http.get("/v2/proj/again/manifests/v1", headers=dev).status_code == 403
+    assert reg.http.delete(_quarantine_url("proj/gone", digest), headers=dev).status_code == 403
+    assert reg.http.delete(_quarantine_url("proj/gone", digest), headers=basic("maint", PASSWORD)).status_code == 204
+    assert reg.http.get("/v2/proj/again/manifests/v1", headers=dev).status_code == 200
+
+
 def test_bad_input_changes_nothing(reg: Registry) -> None:
     svc = reg.services
     svc.projects.create("proj", public=False, creator="admin")

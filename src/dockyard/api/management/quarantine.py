@@ -73,9 +73,9 @@ def quarantine_out(q: Quarantine, repositories: list[str] | None = None) -> Quar
     )
 
 
-def _may_manage(svc: Services, caller: Identity, repository: str, digest: str) -> None:
-    """Maintainers and up in the project, system administrators and security reviewers; the image
-    must be in the repository (a digest, not a tag: a tag moves, a quarantine must not)."""
+def _may_manage(svc: Services, caller: Identity, repository: str, digest: str, held: bool = True) -> None:
+    """Maintainers and up in the project, system administrators and security reviewers; a digest,
+    not a tag (a tag moves, a quarantine must not); `held`: the repository must hold the image."""
     signed_in(caller)
     project = project_of(repository)
     if not svc.policy.can_system(caller, SystemPermission.MANAGE_QUARANTINE):
@@ -88,7 +88,8 @@ def _may_manage(svc: Services, caller: Identity, repository: str, digest: str) -
         Digest.parse(digest)
     except CodedError as exc:
         raise InvalidInput(exc.message, {"digest": digest}) from None
-    svc.manifests.get(repository, digest)  # 404 MANIFEST_UNKNOWN unless the repository holds it
+    if held:
+        svc.manifests.get(repository, digest)  # 404 MANIFEST_UNKNOWN unless the repository holds it
 
 
 def _repositories(svc: Services, items: list[Quarantine]) -> dict[tuple[str, str], list[str]]:
@@ -122,7 +123,8 @@ def quarantine(
     summary="Release a quarantined image",
 )
 def release(repository: str, digest: ImageDigest, svc: ServicesDep, caller: Caller) -> Response:
-    _may_manage(svc, caller, repository, digest)
+    # A quarantine outlives the image's deletion (the digest is what was judged): released all the same.
+    _may_manage(svc, caller, repository, digest, held=False)
     svc.quarantines.release(repository, digest)
     return Response(status_code=204)
 
