@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -204,6 +204,29 @@ class Settings(BaseSettings):
     )
     scanner_enabled: bool = Field(
         True, description="This replica works the scan queue (each queued image is claimed by one process at a time)."
+    )
+
+    # --- quarantine and admission (docs/quarantine.md, docs/admission.md) ------------------------
+    security_reviewers: list[str] = Field(
+        default_factory=list,
+        description="Accounts (user names, robot$name) and groups (group:NAME) holding the security reviewer "
+        "role: they may pull quarantined images and quarantine or release images in any project.",
+    )
+    admission_registry_names: list[str] = Field(
+        default_factory=list,
+        description="Host names (host[:port]) under which Kubernetes refers to this registry's images, for "
+        "POST /admission/validate; the host of `public_url` is always one.",
+    )
+    admission_other_registries: Literal["allow", "deny"] = Field(
+        "allow", description="What the admission review answers for images of other registries."
+    )
+    admission_token: SecretStr | None = Field(
+        None,
+        description="Enables POST /admission/validate, which then requires `Authorization: Bearer <this>` "
+        "(the API server's kubeconfig for the webhook sends it); unset, the webhook is off (404).",
+    )
+    admission_max_body_bytes: int = Field(
+        3 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest AdmissionReview accepted (413 beyond)."
     )
 
     # --- projects and access -------------------------------------------------------------------

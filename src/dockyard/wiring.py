@@ -9,6 +9,7 @@ import httpx
 from dockyard import __version__
 from dockyard.config import Settings, secret
 from dockyard.db.engine import Database
+from dockyard.services.admission import AdmissionService, registry_hosts
 from dockyard.services.audit import AuditLog
 from dockyard.services.auth.access_tokens import AccessTokenService
 from dockyard.services.auth.authenticator import Authenticator
@@ -27,6 +28,7 @@ from dockyard.services.events.outbox import Outbox, OutboxListener
 from dockyard.services.exposure import ExposureService
 from dockyard.services.gates.chain import GateChain
 from dockyard.services.gates.licences import LicenceGate
+from dockyard.services.gates.quarantine import QuarantineGate
 from dockyard.services.gates.scan_policy import ScanPolicies
 from dockyard.services.gates.scan_severity import ScanSeverityGate
 from dockyard.services.gates.unscanned import UnscannedGate
@@ -43,6 +45,8 @@ from dockyard.services.registry import BlobService, CatalogService, ManifestServ
 from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.services.scanning.listener import ScanningListener
 from dockyard.services.scanning.scanner import ScanService
+from dockyard.services.trust.auto_quarantine import AutoQuarantine
+from dockyard.services.trust.quarantine import QuarantineService
 from dockyard.storage.base import BlobStore
 from dockyard.storage.factory import open_store
 
@@ -73,6 +77,8 @@ class Services:
     gates: GateChain  # every pull- and tag-time policy decision (services/gates)
     history: TagHistoryService  # tag history and revert
     exposure: ExposureService  # who pulled what an advisory affects
+    quarantines: QuarantineService
+    admission: AdmissionService  # POST /admission/validate
     events: Listeners
     outbox: Outbox
     http: httpx.Client  # outbound HTTP: the external scanner, vulnerability sources, OIDC; webhooks next
@@ -189,9 +195,24 @@ def build_services(
     uploads = UploadService(db, store, grace, settings.max_upload_sessions_per_identity, events)
     manifests = ManifestService(db, settings.max_manifest_bytes, events, grace)
     blobs = BlobService(db, store, grace, events)
-    policy = AccessPolicy(db, projects, robots, settings.users_can_create_projects, settings.auto_create_projects)
+    policy = AccessPolicy(
+        db,
+        projects,
+        robots,
+        settings.users_can_create_projects,
+        settings.auto_create_projects,
+        settings.security_reviewers,
+    )
     scan_policies = ScanPolicies(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds)
-    gates = gate_chain(scan_policies, policy)
+    quarantines = QuarantineService(db, events, audit, projects, ttl=settings.account_check_seconds)
+    scans.results.after_findings = AutoQuarantine(quarantines, scan_policies).findings_changed
+    gates = gate_chain(scan_policies, policy, quarantines)
+    admission = AdmissionService(
+        manifests,
+        gates,
+        registry_hosts(settings.public_url, settings.admission_registry_names),
+        allow_other_registries=settings.admission_other_registries == "allow",
+    )
     return Services(
         settings=settings,
         db=db,
@@ -229,16 +250,24 @@ def build_services(
         gates=gates,
         history=TagHistoryService(db, manifests, catalog, gates, audit),
         exposure=ExposureService(db, scans, catalog, audit),
+        quarantines=quarantines,
+        admission=admission,
         events=events,
         outbox=outbox,
         http=http,
     )
 
 
-def gate_chain(scan_policies: ScanPolicies, policy: AccessPolicy) -> GateChain:
+def gate_chain(scan_policies: ScanPolicies, policy: AccessPolicy, quarantines: QuarantineService) -> GateChain:
     """The gates, in the order they are asked: the first refusal is the one a client sees."""
+    may_pull_quarantined = lambda caller: policy.can_system(caller, SystemPermission.PULL_QUARANTINED)  # noqa: E731
     return GateChain(
-        [UnscannedGate(scan_policies), ScanSeverityGate(scan_policies), LicenceGate(scan_policies)],
+        [
+            QuarantineGate(quarantines, may_pull_quarantined),
+            UnscannedGate(scan_policies),
+            ScanSeverityGate(scan_policies),
+            LicenceGate(scan_policies),
+        ],
         # The scanner identity must read an image to judge it.
         exempt=lambda caller: policy.can_system(caller, SystemPermission.BYPASS_PULL_GATE),
     )

@@ -27,7 +27,7 @@ from dockyard.services.auth.permissions import SYSTEM_MATRIX, SystemPermission, 
 from dockyard.services.auth.provisioning import ensure_push_projects, request_access
 from dockyard.services.auth.scopes import Scope
 from dockyard.wiring import Services
-from tests.api.conftest import ADMIN, ADMIN_PASSWORD, Registry, basic
+from tests.api.conftest import ADMIN, ADMIN_PASSWORD, Registry, basic, sha256
 
 PASSWORD = "password-123"
 
@@ -258,6 +258,16 @@ def system_ops(registry: Registry) -> Iterator[SystemOp]:
     yield SystemOp("DELETE immutable rule", P.REMOVE_TAG_RULES, remove_rule)
     yield SystemOp("POST gc", P.RUN_GC, lambda c, h: c.post("/api/v1/system/gc", params={"dry_run": True}, headers=h))
     yield SystemOp("POST vulndb update", P.UPDATE_VULNDB, lambda c, h: c.post("/api/v1/vulndb/update", headers=h))
+
+    def quarantine(c: httpx.Client, h: dict[str, str]) -> httpx.Response:
+        # In a project nobody is a member of (the robot's grants are in `sys`): others get 404.
+        body = registry.image("sys2/app", [f"q{next(n)}".encode()])
+        assert registry.put_manifest("sys2/app", sha256(body), body).status_code == 201
+        return c.post(
+            f"/api/v1/repositories/sys2/app/manifests/{sha256(body)}/quarantine", json={"reason": "r"}, headers=h
+        )
+
+    yield SystemOp("POST quarantine", P.MANAGE_QUARANTINE, quarantine, 404)
     yield SystemOp("GET catalog", P.LIST_CATALOG, lambda c, h: c.get("/v2/_catalog", headers=h))
     yield SystemOp("GET metrics", P.READ_METRICS, lambda c, h: c.get("/metrics", headers=h))
     yield SystemOp(
@@ -269,6 +279,7 @@ def system_ops(registry: Registry) -> Iterator[SystemOp]:
     yield SystemOp("GET private project", P.ALL_PROJECTS, lambda c, h: c.get("/api/v1/projects/sys2", headers=h), 404)
 
 
+PULL_ONLY = {SystemPermission.BYPASS_PULL_GATE, SystemPermission.PULL_QUARANTINED}  # asked by pulls, not endpoints
 BASIC_ONLY = {"GET catalog", "GET metrics"}  # endpoints that read Basic credentials (or a bearer token), not sessions
 
 
@@ -295,7 +306,8 @@ def credentials(registry: Registry) -> dict[str, tuple[dict[str, str], SystemRol
 def test_every_system_endpoint_answers_as_the_system_matrix_says(registry: Registry) -> None:
     ops = list(system_ops(registry))
     # Every system permission but the scanner's has an endpoint here, so a new one needs a row.
-    assert {op.permission for op in ops} == set(SystemPermission) - {SystemPermission.BYPASS_PULL_GATE}
+    # (Pulling a quarantined image is tested in tests/api/test_quarantine.py.)
+    assert {op.permission for op in ops} == set(SystemPermission) - PULL_ONLY
     problems = []
     for label, (headers, role) in credentials(registry).items():
         for op in ops:
@@ -313,7 +325,8 @@ def test_every_system_endpoint_answers_as_the_system_matrix_says(registry: Regis
     assert problems == []
 
 
-@pytest.mark.parametrize("permission", sorted(set(SystemPermission) - {SystemPermission.BYPASS_PULL_GATE}))
+# Administrators also quarantine anywhere through system:all-projects (quarantine:manage in every project).
+@pytest.mark.parametrize("permission", sorted(set(SystemPermission) - PULL_ONLY - {SystemPermission.MANAGE_QUARANTINE}))
 def test_system_endpoints_ask_the_matrix(
     registry: Registry, monkeypatch: pytest.MonkeyPatch, permission: SystemPermission
 ) -> None:

@@ -216,6 +216,25 @@ def management_ops(reg: Registry) -> list[Op]:
             Permission.PROJECT_UPDATE,
             lambda r, h: r.http.patch(f"{base}/scan-policy", json={"scan_on_push": True}, headers=h),
         ),
+        Op("POST quarantine", Permission.QUARANTINE_MANAGE, _quarantine),
+        Op("DELETE quarantine", Permission.QUARANTINE_MANAGE, _release),
+        Op(
+            "GET quarantined",
+            Permission.PROJECT_READ,
+            lambda r, h: r.http.get("/api/v1/quarantine", params={"project": PROJECT}, headers=h),
+        ),
+        Op(
+            "GET quarantine policy",
+            Permission.PROJECT_READ,
+            lambda r, h: r.http.get(f"{base}/quarantine-policy", headers=h),
+        ),
+        Op(
+            "PATCH quarantine policy",
+            Permission.PROJECT_UPDATE,
+            lambda r, h: r.http.patch(
+                f"{base}/quarantine-policy", json={"auto_quarantine_severity": "high"}, headers=h
+            ),
+        ),
         Op("POST vulndb update", None, lambda r, h: r.http.post("/api/v1/vulndb/update", headers=h)),
         Op("POST project", None, lambda r, h: r.http.post("/api/v1/projects", json={"name": unique()}, headers=h)),
         Op("GET users", None, lambda r, h: r.http.get("/api/v1/users", headers=h)),
@@ -238,6 +257,18 @@ def management_ops(reg: Registry) -> list[Op]:
             )[1],
         ),
     ]
+
+
+def _quarantine(r: Registry, h: dict[str, str]) -> httpx.Response:
+    digest, _ = _fresh_image(r)
+    return r.http.post(f"/api/v1/repositories/{REPO}/manifests/{digest}/quarantine", json={"reason": "r"}, headers=h)
+
+
+def _release(r: Registry, h: dict[str, str]) -> httpx.Response:
+    digest, _ = _fresh_image(r)
+    url = f"/api/v1/repositories/{REPO}/manifests/{digest}/quarantine"
+    assert r.http.post(url, json={"reason": "r"}, headers=ADMIN).status_code == 201
+    return r.http.delete(url, headers=h)
 
 
 def _expected_management(p: Principal, op: Op) -> int | None:

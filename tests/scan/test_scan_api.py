@@ -64,7 +64,9 @@ def test_report_sbom_and_on_demand_scan(registry: Registry, pushed: str) -> None
 def test_registry_wide_questions_show_only_what_the_caller_may_pull(registry: Registry, pushed: str) -> None:
     registry.services.scans.run()
     hits = registry.http.get("/api/v1/vulnerabilities/CVE-2018-18074/images", headers=ADMIN).json()
-    assert [(h["digest"], h["locations"]) for h in hits] == [(pushed, [{"repository": "team/app", "tags": ["1.0"]}])]
+    assert [(h["digest"], h["locations"]) for h in hits] == [
+        (pushed, [{"repository": "team/app", "tags": ["1.0"], "quarantined": False}])
+    ]
     found = registry.http.get(
         "/api/v1/packages/images", params={"name": "requests", "version": "2.19.1"}, headers=ADMIN
     )

@@ -17,6 +17,7 @@ SECRETS = {
     "ldap_bind_password": "ldap-pw-S3CRET",
     "oidc_client_secret": "oidc-S3CRET",
     "external_scanner_authorization": "Bearer scanner-S3CRET",
+    "admission_token": "admission-S3CRET",
 }
 DB_PASSWORD = "db-pw-S3CRET"
 

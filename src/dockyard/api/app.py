@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dockyard.api import health, oidc, token
+from dockyard.api import admission, health, oidc, token
 from dockyard.api.distribution.routes import routes as distribution_routes
 from dockyard.api.errors import allowed_methods, error_body, registry_error_handler
 from dockyard.api.metrics import MetricsMiddleware, metrics_endpoint
@@ -110,6 +110,7 @@ def create_app(services: Services | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/token", token.get_token, methods=["GET"]),
         Route("/token", token.post_token, methods=["POST"]),
+        Route("/admission/validate", admission.validate, methods=["POST"]),
         *oidc.routes(services),
         _Mount("/api/v1", _Management(services)),
     ]

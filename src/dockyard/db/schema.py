@@ -499,3 +499,26 @@ tag_history = sa.Table(
 
 # Exposure: the pulls of a set of digests in a time window, without reading other actions' rows.
 sa.Index("ix_audit_events_action_digest", audit_events.c.action, audit_events.c.digest, audit_events.c.ts)
+# --- quarantine (services/trust/quarantine.py) ----------------------------------------------------
+
+# A quarantined image: per project and digest, so it is withheld from every repository of the project
+# that holds it, and a maintainer's decision reaches no further than their own project.
+image_quarantines = sa.Table(
+    "image_quarantines",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("digest", sa.String(150), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("quarantined_by", sa.String(255), nullable=False),  # the actor's name ("system": automatic)
+    sa.Column("quarantined_at", Timestamp, nullable=False),
+    sa.Column("automatic", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("advisory_id", sa.String(128), nullable=True),  # what an automatic quarantine was for
+)
+
+# A project's automatic quarantine rule (no row: none).
+quarantine_policies = sa.Table(
+    "quarantine_policies",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("auto_quarantine_severity", sa.String(16), nullable=True),  # CRITICAL, HIGH, …
+)

@@ -73,6 +73,7 @@ class RepositoryOut(BaseModel):
     created_at: float
     tag_count: int
     used_bytes: int
+    quarantined_images: int = Field(0, description="Images (manifests) of it quarantined in the project.")
 
 
 class QuotaIn(Body):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from dockyard.api.management.deps import Caller, ServicesDep, project_permission, require_system, signed_in
 from dockyard.api.management.models import Body, Keep, Text
+from dockyard.api.management.quarantine import QuarantineOut, quarantine_out
 from dockyard.oci.errors import InvalidManifest
 from dockyard.oci.manifest import parse_manifest
 from dockyard.oci.names import project_of
@@ -58,6 +59,7 @@ class VulnDatabaseOut(BaseModel):
 class ImageReport(BaseModel):
     digest: str
     platform: str | None = None
+    quarantined: bool = Field(default=False, description="Quarantined in this project (pulls refused).")
     status: str = Field(description="queued, scanning, done, failed, skipped (scan on push off), unsupported")
     scanned_at: float | None = None
     distro: str | None = None
@@ -78,6 +80,10 @@ class ScanReport(BaseModel):
     digest: str
     media_type: str
     images: list[ImageReport] = Field(description="One image; or, for an index, one per platform.")
+    quarantine: QuarantineOut | None = Field(
+        default=None,
+        description="Why pulls of it are refused, if it (or, for an index, an image of it) is quarantined.",
+    )
 
 
 class ScanPolicy(BaseModel):
@@ -176,8 +182,17 @@ def _database_out(info: DatabaseInfo | None) -> VulnDatabaseOut | None:
 def get_report(repository: str, reference: str, svc: ServicesDep, caller: Caller, findings: bool = True) -> ScanReport:
     m = _manifest(svc, caller, repository, reference, Permission.PULL)
     denylist = svc.scan_policies.policy(project_of(repository)).licence_denylist
-    images = [_image_report(svc, d, plat, findings, denylist) for d, plat in _images(m.media_type, m.content, m.digest)]
-    return ScanReport(digest=m.digest, media_type=m.media_type, images=images)
+    listed = _images(m.media_type, m.content, m.digest)
+    images = [_image_report(svc, d, plat, findings, denylist) for d, plat in listed]
+    held = svc.quarantines.active(project_of(repository), list(dict.fromkeys([m.digest, *(d for d, _ in listed)])))
+    for image in images:
+        image.quarantined = any(q.digest == image.digest for q in held)
+    return ScanReport(
+        digest=m.digest,
+        media_type=m.media_type,
+        images=images,
+        quarantine=quarantine_out(held[0]) if held else None,
+    )
 
 
 @router.post(
@@ -274,7 +289,7 @@ def _visible(svc: Services, caller: Identity, rows: list[dict[str, Any]]) -> lis
             if project not in allowed:
                 allowed[project] = svc.policy.can(caller, project, Permission.PULL)
             if allowed[project]:
-                keep.append(loc)
+                keep.append({**loc, "quarantined": bool(svc.quarantines.active(project, [row["digest"]]))})
         if keep:
             out.append({**row, "locations": keep})
     return out

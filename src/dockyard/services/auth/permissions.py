@@ -45,6 +45,7 @@ class Permission(StrEnum):
     TAG_POLICY_MANAGE = "tag-policy:manage"  # immutability and retention rules
     WEBHOOK_MANAGE = "webhook:manage"
     AUDIT_READ = "audit:read"  # the project's audit events
+    QUARANTINE_MANAGE = "quarantine:manage"  # quarantine and release images of the project
 
 
 # The least role that holds each permission. A system administrator holds all of them everywhere.
@@ -56,6 +57,7 @@ MATRIX: dict[Permission, Role] = {
     Permission.DELETE: Role.MAINTAINER,
     Permission.TAG_POLICY_MANAGE: Role.MAINTAINER,
     Permission.WEBHOOK_MANAGE: Role.MAINTAINER,
+    Permission.QUARANTINE_MANAGE: Role.MAINTAINER,
     Permission.ROBOT_READ: Role.MAINTAINER,
     Permission.PROJECT_UPDATE: Role.ADMIN,
     Permission.PROJECT_DELETE: Role.ADMIN,
@@ -81,6 +83,10 @@ class SystemRole(StrEnum):
 
     ADMINISTRATOR = "administrator"  # a user flagged is_admin (whatever provider or credential)
     SCANNER = "scanner"  # the registry's own scanner, pulling for an external scanner adapter
+    # The accounts and groups named in `security_reviewers`: the security team, who judge quarantined
+    # images in every project without being members of each (a project role would need a grant per
+    # project, and quarantine is the organisation's decision, not one project's).
+    SECURITY_REVIEWER = "security-reviewer"
 
 
 class SystemPermission(StrEnum):
@@ -96,6 +102,8 @@ class SystemPermission(StrEnum):
     UPDATE_VULNDB = "system:vulndb-update"  # ask for a vulnerability database update; see who asked
     READ_METRICS = "system:metrics"  # GET /metrics (its series name every project, private ones too)
     BYPASS_PULL_GATE = "registry:bypass-pull-gate"  # pull what the scan policy blocks (to judge it)
+    PULL_QUARANTINED = "registry:pull-quarantined"  # pull a quarantined image (where pulls are allowed)
+    MANAGE_QUARANTINE = "system:quarantine"  # quarantine and release in any project; list them all
 
 
 # The system roles that hold each system permission.
@@ -114,6 +122,8 @@ SYSTEM_MATRIX: dict[SystemPermission, frozenset[SystemRole]] = {
     SystemPermission.READ_METRICS: _ADMINISTRATOR,  # and the accounts named in `metrics_users` (api/metrics.py)
     # The scanner must read what it is asked to judge; nobody else, administrators included, is exempt.
     SystemPermission.BYPASS_PULL_GATE: frozenset({SystemRole.SCANNER}),
+    SystemPermission.PULL_QUARANTINED: frozenset({SystemRole.ADMINISTRATOR, SystemRole.SECURITY_REVIEWER}),
+    SystemPermission.MANAGE_QUARANTINE: frozenset({SystemRole.ADMINISTRATOR, SystemRole.SECURITY_REVIEWER}),
 }
 
 

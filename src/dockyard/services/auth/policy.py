@@ -10,6 +10,8 @@ project visibility. It never writes: creating the project a push goes into is
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import sqlalchemy as sa
 
 from dockyard.db.engine import Database
@@ -41,22 +43,28 @@ class AccessPolicy:
         robots: RobotService,
         users_can_create_projects: bool = False,
         auto_create_projects: bool = True,
+        security_reviewers: Collection[str] = (),
     ) -> None:
         self.db = db
         self.projects = projects
         self.robots = robots
         self.users_can_create_projects = users_can_create_projects
         self.auto_create_projects = auto_create_projects
+        # User names, robot names (robot$name) and groups (group:name) holding the security reviewer role.
+        self.security_reviewers = frozenset(security_reviewers)
 
     # --- registry-wide ------------------------------------------------------------------------
-    @staticmethod
-    def system_role(identity: Identity) -> SystemRole | None:
+    def system_role(self, identity: Identity) -> SystemRole | None:
         """The registry-wide role an identity holds, if any."""
         if identity.is_admin:
             return SystemRole.ADMINISTRATOR
         # Only the registry itself mints tokens for this subject (wiring.external_scanner).
         if identity.kind == SYSTEM and identity.subject == SCANNER_SUBJECT:
             return SystemRole.SCANNER
+        if self.security_reviewers and not identity.anonymous and identity.kind != SYSTEM:
+            named = {identity.subject} | {f"group:{g}" for g in identity.groups}
+            if named & self.security_reviewers:
+                return SystemRole.SECURITY_REVIEWER
         return None
 
     def can_system(self, identity: Identity, permission: SystemPermission) -> bool:

@@ -9,6 +9,8 @@ from dockyard.services.events.listener import Listener
 from dockyard.services.events.model import (
     BlobDeleted,
     ChangeEvent,
+    ImageQuarantined,
+    ImageReleased,
     ManifestDeleted,
     ManifestPulled,
     ManifestPushed,
@@ -37,6 +39,13 @@ class AuditListener(Listener):
                 record(conn, "delete", actor=actor, repository=repo, reference=event.tag)
             case BlobDeleted(collected=False):
                 record(conn, "blob.delete", actor=actor, repository=repo, digest=event.digest)
+            case ImageQuarantined():
+                detail = {"reason": event.reason, "automatic": event.automatic, "advisory": event.advisory}
+                record(conn, "quarantine", actor=actor, project=event.project, repository=repo, digest=event.digest,
+                       detail=detail)  # fmt: skip
+            case ImageReleased():
+                record(conn, "quarantine.release", actor=actor, project=event.project, repository=repo,
+                       digest=event.digest, detail={"reason": event.reason})  # fmt: skip
 
     def pulled(self, event: ManifestPulled) -> None:
         # Buffered and written in batches: a pull costs no write transaction.

@@ -100,5 +100,36 @@ class BlobDeleted(_Event):
     collected: bool = False  # an upload no manifest claimed, removed by the garbage collector
 
 
-ChangeEvent = ManifestPushed | ManifestDeleted | TagMoved | TagDeleted | BlobPushed | BlobMounted | BlobDeleted
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageQuarantined(_Event):
+    """An image (`digest`) was quarantined in `project` (named through `repository`, where it was
+    asked for or found), by hand or automatically (`advisory`: the finding that did it)."""
+
+    kind: ClassVar[str] = "image.quarantined"
+    project: str
+    reason: str
+    automatic: bool = False
+    advisory: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImageReleased(_Event):
+    """A quarantined image was released in `project`."""
+
+    kind: ClassVar[str] = "image.released"
+    project: str
+    reason: str  # the quarantine's reason, for whoever reads the event later
+
+
+ChangeEvent = (
+    ManifestPushed
+    | ManifestDeleted
+    | TagMoved
+    | TagDeleted
+    | BlobPushed
+    | BlobMounted
+    | BlobDeleted
+    | ImageQuarantined
+    | ImageReleased
+)
 RegistryEvent = ChangeEvent | ManifestPulled

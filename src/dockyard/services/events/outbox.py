@@ -25,6 +25,8 @@ from dockyard.db.engine import Database
 from dockyard.services.events.listener import Listener
 from dockyard.services.events.model import (
     ChangeEvent,
+    ImageQuarantined,
+    ImageReleased,
     ManifestDeleted,
     ManifestPushed,
     TagDeleted,
@@ -32,8 +34,11 @@ from dockyard.services.events.model import (
 )
 
 # What webhooks and replication act on. Blob events stay in the process: replication copies the
-# blobs a manifest references, and a row per layer would only fill the table.
-OUTBOX_EVENTS: frozenset[type[ChangeEvent]] = frozenset({ManifestPushed, ManifestDeleted, TagMoved, TagDeleted})
+# blobs a manifest references, and a row per layer would only fill the table. Quarantine and release
+# go out for webhooks (a security team's alerting).
+OUTBOX_EVENTS: frozenset[type[ChangeEvent]] = frozenset(
+    {ManifestPushed, ManifestDeleted, TagMoved, TagDeleted, ImageQuarantined, ImageReleased}
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,6 +46,9 @@ class ScanResults:
         self.vulndb = vulndb
         self.catalog = catalog
         self.stale_after = stale_after
+        # Told, in the storing transaction, which images' findings were just written (a scan's, or a
+        # re-evaluation's): the automatic quarantine rule (wiring; services/trust/auto_quarantine.py).
+        self.after_findings: Callable[[sa.Connection, Collection[str]], object] | None = None
 
     # -- status ------------------------------------------------------------------------------------
 
@@ -99,6 +102,8 @@ class ScanResults:
                 ],
             )  # fmt: skip
         self.write_findings(conn, {digest: findings})
+        if findings and self.after_findings is not None:
+            self.after_findings(conn, [digest])
         licences = sorted({p.licence for p in packages if p.licence})
         inventory = json.dumps([package_to_stored(p) for p in packages])
         self.set_status(
@@ -159,6 +164,8 @@ class ScanResults:
         for table in (s.image_findings, s.finding_aliases):
             conn.execute(sa.delete(table).where(table.c.digest.in_(sorted(changed))))
         self.write_findings(conn, changed)
+        if self.after_findings is not None:
+            self.after_findings(conn, [d for d, found in changed.items() if found])
 
     @staticmethod
     def set_summaries(conn: sa.Connection, summaries: list[dict[str, Any]], generation: int, snap: Snapshot) -> None:
