@@ -1,7 +1,7 @@
 """Quarantined images and each project's automatic quarantine rule.
 
-Revision ID: 0013_quarantine
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_quarantine"
-down_revision: str | None = "0012"
+revision: str = "0015"
+down_revision: str | None = "0014"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
