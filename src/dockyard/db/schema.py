@@ -467,3 +467,8 @@ queue_items = sa.Table(
     sa.UniqueConstraint("queue", "key"),
     sa.Index("ix_queue_items_queue", "queue", "state", "available_after"),
 )
+
+# --- ui: the indexes the web UI's pages read by (services/registry/browse.py) -----------------------
+# A repository's tags newest first (the tags page's keyset), and a project's repositories.
+sa.Index("ix_tags_repository_updated", tags.c.repository_id, tags.c.updated_at)
+sa.Index("ix_repositories_project", repositories.c.project_id)
