@@ -106,9 +106,7 @@ class BrowseService:
             counts: dict[int, int] = dict(
                 conn.execute(
                     sa.select(r.project_id, sa.func.count()).where(r.project_id.in_(ids)).group_by(r.project_id)
-                )
-                .tuples()
-                .all()
+                ).all()
             )
             pushes: dict[int, float | None] = dict(
                 conn.execute(
@@ -116,9 +114,7 @@ class BrowseService:
                     .select_from(s.repositories.join(s.tags, t.repository_id == r.id))
                     .where(r.project_id.in_(ids))
                     .group_by(r.project_id)
-                )
-                .tuples()
-                .all()
+                ).all()
             )
         out = {}
         for i in ids:
@@ -230,7 +226,7 @@ class BrowseService:
                 sa.select(mb.digest, b.size)
                 .select_from(s.manifest_blobs.join(s.blobs, b.digest == mb.digest))
                 .where(mb.manifest_id == row.id)
-            ).tuples()
+            )
             return ImageFacts(
                 str(row.digest),
                 str(row.media_type),
@@ -249,7 +245,7 @@ class BrowseService:
         out: dict[int, list[str]] = {}
         for mid, child in conn.execute(
             sa.select(mc.manifest_id, mc.child_digest).where(mc.manifest_id.in_(manifest_ids))
-        ).tuples():
+        ):
             out.setdefault(int(mid), []).append(str(child))
         return out
 
@@ -266,7 +262,7 @@ class BrowseService:
                 str(d): int(i)
                 for i, d in conn.execute(
                     sa.select(m.id, m.digest).where(m.repository_id == repo_id, m.digest.in_(child_digests))
-                ).tuples()
+                )
             }
         ids = sorted(set(manifest_ids) | set(child_ids.values()))
         if not ids:
@@ -278,7 +274,7 @@ class BrowseService:
                 .select_from(s.manifest_blobs.join(s.blobs, b.digest == mb.digest))
                 .where(mb.manifest_id.in_(ids))
                 .group_by(mb.manifest_id)
-            ).tuples()
+            )
         }
         out = {}
         for mid in manifest_ids:
@@ -292,7 +288,7 @@ class BrowseService:
             return {}
         c = s.image_scans.c
         rows = conn.execute(sa.select(c.digest, c.status, c.summary).where(c.digest.in_(sorted(digests))))
-        return {str(d): (str(st), json.loads(sm) if sm else None) for d, st, sm in rows.tuples()}
+        return {str(d): (str(st), json.loads(sm) if sm else None) for d, st, sm in rows}
 
     @staticmethod
     def _rules(conn: sa.Connection, project: str) -> list[str]:
