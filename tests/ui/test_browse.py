@@ -23,7 +23,10 @@ def test_tag_pages_walk_every_tag_once_newest_first(registry: Registry) -> None:
     while True:
         page = browse.tags("p/app", after=after, per_page=5)
         seen += [t.name for t in page.rows]
-        assert all(t.size == len(b"one layer") + len(b"another") + len(b'{"architecture":"amd64","os":"linux"}') for t in page.rows)
+        assert all(
+            t.size == len(b"one layer") + len(b"another") + len(b'{"architecture":"amd64","os":"linux"}')
+            for t in page.rows
+        )
         after = page.next_cursor
         if after is None:
             break
@@ -48,8 +51,11 @@ def test_repository_pages_sort_by_last_push_and_search(registry: Registry) -> No
     with registry.services.db.read() as conn:
         project_id = registry.services.projects.existing_id(conn, "team")
     first = browse.repositories(project_id, per_page=3)
-    assert [r.name for r in first.rows][0] == "team/r2" and first.more
-    rest = browse.repositories(project_id, page=2, per_page=3).rows + browse.repositories(project_id, page=3, per_page=3).rows
+    assert first.rows[0].name == "team/r2" and first.more
+    rest = (
+        browse.repositories(project_id, page=2, per_page=3).rows
+        + browse.repositories(project_id, page=3, per_page=3).rows
+    )
     assert sorted(r.name for r in first.rows + rest) == [f"team/r{i}" for i in range(7)]
     assert next(r for r in first.rows if r.name == "team/r2").tags == 2
     assert [r.name for r in browse.repositories(project_id, query="r5").rows] == ["team/r5"]

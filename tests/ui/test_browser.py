@@ -7,8 +7,11 @@ nothing; axe-core finds no serious or critical violation on any page. The main p
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import tarfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,13 +43,25 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _layer(name: str) -> bytes:
+    """A real (gzip'd tar) layer: a Debian os-release and one file, so the scanner has something to read."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for path, text in (("etc/os-release", 'ID=debian\nVERSION_ID="12"\n'), ("app/NAME", name)):
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 def push_image(
     srv: Server, repo: str, tag: str, config: dict[str, Any], annotations: dict[str, str] | None = None
 ) -> str:
     """An image pushed through /v2 (monolithic blob uploads, then the manifest), as the admin."""
     auth = (srv.username, srv.password)
     descriptors = []
-    for data in (json.dumps(config).encode(), f"layer of {repo}:{tag}".encode()):
+    for data in (json.dumps(config).encode(), _layer(f"{repo}:{tag}")):
         d = _digest(data)
         r = httpx.post(f"{srv.url}/v2/{repo}/blobs/uploads/", params={"digest": d}, content=data, auth=auth)
         assert r.status_code == 201, r.text
@@ -55,7 +70,7 @@ def push_image(
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **descriptors[0]},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", **descriptors[1]}],
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", **descriptors[1]}],
     }
     if annotations:
         manifest["annotations"] = annotations
@@ -76,6 +91,18 @@ def _api(srv: Server, method: str, path: str, **kw: Any) -> httpx.Response:
     return r
 
 
+def _scanned(srv: Server, repo: str, tag: str) -> None:
+    """Wait for scan on push to finish with the image (the image page shows its result)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        report = _api(srv, "GET", f"/repositories/{repo}/manifests/{tag}/scan").json()
+        if all(image["status"] in ("done", "failed") for image in report["images"]):
+            assert [image["status"] for image in report["images"]] == ["done"], report
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{repo}:{tag} was not scanned in time")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with running_server(tmp_path_factory.mktemp("ui-server"), "sqlite") as srv:
@@ -86,12 +113,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         config = {
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Env": ["PATH=/usr/bin", "MODE=production"], "Entrypoint": ["/app"], "Labels": {"team": "web"}},
+            "config": {
+                "Env": ["PATH=/usr/bin", "MODE=production"],
+                "Entrypoint": ["/app"],
+                "Cmd": ["serve", "--port=80"],
+                "Labels": {"team": "web"},
+            },
             "history": [{"created_by": "COPY app /app"}],
         }
         for tag in ("1.0", "1.1", "2.0", "latest"):
             push_image(srv, "shop/web", tag, config, {"org.opencontainers.image.source": "https://example.org/web"})
         push_image(srv, "shop/api", "1.0", config)
+        _scanned(srv, "shop/web", "latest")
         yield srv
 
 
@@ -176,6 +209,8 @@ def test_the_administrator_walks_every_page_and_acts(server: Server, chromium: A
     s.check_accessibility("image")
     assert s.page.get_by_text("MODE=production").is_visible()
     assert s.page.get_by_text("COPY app /app").is_visible()
+    assert s.page.get_by_text("serve --port=80").is_visible()
+    assert s.page.get_by_text("debian-12").is_visible()  # the scanner read the layer
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     s.page.screenshot(path=str(SCREENSHOTS / "image.png"), full_page=True)
 
@@ -213,6 +248,20 @@ def test_the_administrator_walks_every_page_and_acts(server: Server, chromium: A
     download.value.save_as(saved)
     text = saved.read_text()
     assert text.startswith("id,ts,actor") and "shop/web" in text
+
+    # A policy: refuse pulls with high findings; an immutability rule.
+    s.visit("/projects/shop/settings")
+    s.page.get_by_label("Refuse pulls with findings at or above").select_option("high")
+    s.page.get_by_role("button", name="Save policy").click()
+    s.page.wait_for_url("**/projects/shop/settings")
+    assert s.page.get_by_label("Refuse pulls with findings at or above").input_value() == "high"
+    s.page.get_by_label("Pattern (e.g. v*)").fill("2.*")
+    s.page.get_by_role("button", name="Add rule").click()
+    s.page.wait_for_url("**/projects/shop/settings")
+    s.visit("/projects/shop/settings", "settings")
+    policy = _api(server, "GET", "/projects/shop/scan-policy").json()
+    assert policy["block_severity"] == "high"
+    assert _api(server, "GET", "/projects/shop/immutable-tags").json()[0]["pattern"] == "2.*"
 
     s.visit("/admin", "administration")
     s.visit("/account", "account")

@@ -171,3 +171,70 @@ def test_a_form_without_its_csrf_token_is_refused(pushed: Registry, principals: 
     assert not pushed.services.users.get("outsider").disabled
     with pushed.services.db.read() as conn:
         assert pushed.services.projects.find(conn, "nocsrf") is None
+
+
+def test_settings_forms_follow_the_matrix(pushed: Registry, principals: list[Principal]) -> None:
+    svc = pushed.services
+    base = f"/projects/{PROJECT}/settings"
+    for p in _humans(principals):
+        ui = browser(pushed.http, p)
+        page = ui.get(base)
+        if not p.sees_project():
+            assert page.status_code == 404, p.label
+            continue
+        assert page.status_code == 200, p.label
+        update, rules = p.holds(Permission.PROJECT_UPDATE), p.holds(Permission.TAG_POLICY_MANAGE)
+        assert ("Save visibility" in page.text) is update, p.label
+        assert ("Save policy" in page.text) is update, p.label
+        assert ("Add rule" in page.text) is rules, p.label
+        assert ("Save retention" in page.text) is rules, p.label
+        assert ("Save quota" in page.text) is p.sysadmin, p.label
+        csrf = csrf_of(page.text)
+
+        def post(path: str, ui: TestClient = ui, csrf: str = csrf, **data: str) -> int:
+            return ui.post(base + path, data={"csrf": csrf, **data}, follow_redirects=False).status_code
+
+        assert post("/visibility", public="on") == (303 if update else 403), p.label
+        assert svc.projects.get(PROJECT).public is update
+        svc.projects.update(PROJECT, public=False)
+        assert post("/scan-policy", block_severity="high", scan_on_push="on") == (303 if update else 403), p.label
+        assert (svc.projects.scan_policy(PROJECT)["block_severity"] or "").lower() == ("high" if update else "")
+        svc.projects.set_scan_policy(PROJECT, block_severity=None)
+        pattern = "rel-" + p.label
+        assert post("/immutable", pattern=pattern) == (303 if rules else 403), p.label
+        assert any(r.pattern == pattern for r in svc.tag_rules.list_rules(PROJECT)) is rules
+        assert post("/immutable/remove", pattern=pattern) == (303 if p.sysadmin else 403), p.label
+        assert post("/retention", keep_last="1", enabled="on") == (303 if rules else 403), p.label
+        preview = ui.post(base + "/retention/preview", data={"csrf": csrf})
+        assert preview.status_code == (200 if rules else 403), p.label
+        if rules:
+            assert "Dry run: 1 removal" in preview.text  # v1 would go (keep last 1), nothing changed
+            assert svc.manifests.get(REPO, "v1")
+        assert post("/quota", quota_mib="5") == (303 if p.sysadmin else 403), p.label
+        assert (svc.projects.get(PROJECT).quota_bytes == 5 * 1024 * 1024) is p.sysadmin
+        svc.projects.set_quota(PROJECT, None)
+        for r in svc.tag_rules.list_rules(PROJECT):
+            svc.tag_rules.remove(PROJECT, r.pattern)
+
+
+def test_member_forms_follow_the_matrix(pushed: Registry, principals: list[Principal]) -> None:
+    svc = pushed.services
+    for p in _humans(principals):
+        ui = browser(pushed.http, p)
+        page = ui.get(f"/projects/{PROJECT}/members")
+        if page.status_code == 404:
+            assert not p.holds(Permission.MEMBER_READ)
+            continue
+        may = p.holds(Permission.MEMBER_MANAGE)
+        assert ('id="add-member"' in page.text) is may, p.label
+        csrf = csrf_of(page.text)
+        r = ui.post(
+            f"/projects/{PROJECT}/members",
+            data={"csrf": csrf, "kind": "group", "principal": "qa", "role": "guest"},
+            follow_redirects=False,
+        )
+        assert r.status_code == (303 if may else 403), p.label
+        assert any(m.principal == "qa" for m in svc.projects.members(PROJECT)) is may
+        r = ui.post(f"/projects/{PROJECT}/members/group/qa/remove", data={"csrf": csrf}, follow_redirects=False)
+        assert r.status_code == (303 if may else 403), p.label  # the page showed: member:read is held
+        assert not any(m.principal == "qa" for m in svc.projects.members(PROJECT))

@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from dockyard.services.registry.browse import BrowseService
 from dockyard.ui.session import SessionCodec
-from dockyard.ui.views import account, admin, audit, auth, images, projects
+from dockyard.ui.views import account, admin, audit, auth, images, projects, settings
 from dockyard.ui.web import HERE, SECURITY_HEADERS, Ui, View, environment, view
 from dockyard.wiring import Services
 
@@ -32,7 +32,17 @@ def _routes(get: Callable[[Request], Ui]) -> list[BaseRoute]:
         r("/projects", projects.create_project, "POST"),
         r("/projects/{project}", projects.repositories),
         r("/projects/{project}/members", projects.members),
+        r("/projects/{project}/members", projects.set_member, "POST"),
+        r("/projects/{project}/members/{kind}/{principal}/remove", projects.remove_member, "POST"),
         r("/projects/{project}/robots", projects.create_robot, "POST"),
+        r("/projects/{project}/settings", settings.settings),
+        r("/projects/{project}/settings/visibility", settings.visibility, "POST"),
+        r("/projects/{project}/settings/scan-policy", settings.scan_policy, "POST"),
+        r("/projects/{project}/settings/immutable", settings.add_rule, "POST"),
+        r("/projects/{project}/settings/immutable/remove", settings.remove_rule, "POST"),
+        r("/projects/{project}/settings/retention", settings.retention, "POST"),
+        r("/projects/{project}/settings/retention/preview", settings.retention_preview, "POST"),
+        r("/projects/{project}/settings/quota", settings.quota, "POST"),
         r("/projects/{project}/robots/{robot}/disabled", projects.set_robot_disabled, "POST"),
         r(repo + "/tags", images.tags),
         r(repo + "/tags/{tag}/delete", images.confirm_delete),

@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse, Response
 from dockyard.api.management import projects as api
 from dockyard.api.management import robots as robots_api
 from dockyard.api.management.deps import project_permission
-from dockyard.api.management.models import ProjectIn, RobotIn, RobotPatch
+from dockyard.api.management.models import MemberIn, ProjectIn, RobotIn, RobotPatch
 from dockyard.db.engine import now
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import InvalidInput
@@ -122,4 +122,24 @@ def set_robot_disabled(page: Page) -> Response:
     name = page.request.path_params["project"]
     robot = page.request.path_params["robot"]
     robots_api.update_robot(robot, RobotPatch(disabled=page.field("disabled") == "1"), page.svc, page.identity)
+    return RedirectResponse(f"/projects/{name}/members", status_code=303)
+
+
+def set_member(page: Page) -> Response:
+    name = page.request.path_params["project"]
+    kind = page.field("kind") or "user"
+    api.set_member(
+        name,
+        kind,
+        page.field("principal"),
+        MemberIn.model_validate({"role": page.field("role")}),
+        page.svc,
+        page.identity,
+    )
+    return RedirectResponse(f"/projects/{name}/members", status_code=303)
+
+
+def remove_member(page: Page) -> Response:
+    name, kind, principal = (page.request.path_params[k] for k in ("project", "kind", "principal"))
+    api.remove_member(name, kind, principal, page.svc, page.identity)
     return RedirectResponse(f"/projects/{name}/members", status_code=303)
