@@ -249,6 +249,15 @@ def test_the_administrator_walks_every_page_and_acts(server: Server, chromium: A
     text = saved.read_text()
     assert text.startswith("id,ts,actor") and "shop/web" in text
 
+    s.visit("/security?advisory=CVE-2024-0001", "security")
+    s.page.get_by_label("Package", exact=True).fill("base-files")
+    s.page.get_by_role("button", name="Find images with it").click()
+    s.check_accessibility("package search")
+    s.visit("/admin")
+    s.page.get_by_role("button", name="Dry run: what would be collected now").click()
+    assert s.page.get_by_text("Dry run, nothing removed").is_visible()
+    s.check_accessibility("gc dry run")
+
     # A policy: refuse pulls with high findings; an immutability rule.
     s.visit("/projects/shop/settings")
     s.page.get_by_label("Refuse pulls with findings at or above").select_option("high")

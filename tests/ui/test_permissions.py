@@ -238,3 +238,21 @@ def test_member_forms_follow_the_matrix(pushed: Registry, principals: list[Princ
         r = ui.post(f"/projects/{PROJECT}/members/group/qa/remove", data={"csrf": csrf}, follow_redirects=False)
         assert r.status_code == (303 if may else 403), p.label  # the page showed: member:read is held
         assert not any(m.principal == "qa" for m in svc.projects.members(PROJECT))
+
+
+def test_security_page_and_its_admin_actions(pushed: Registry, principals: list[Principal]) -> None:
+    for p in _humans(principals):
+        ui = browser(pushed.http, p)
+        page = ui.get("/security", params={"package": "openssl"})
+        assert page.status_code == 200, p.label
+        assert "0 images containing openssl" in page.text
+        assert ui.get("/security", params={"advisory": "CVE-2024-0001"}).status_code == 200
+        assert ("Update the database now" in page.text) is p.sysadmin, p.label
+        csrf = csrf_of(page.text)
+        r = ui.post("/security/vulndb/update", data={"csrf": csrf}, follow_redirects=False)
+        assert r.status_code == (303 if p.sysadmin else 403), p.label
+        r = ui.post("/admin/gc", data={"csrf": csrf})
+        assert r.status_code == (200 if p.sysadmin else 403), p.label
+        if p.sysadmin:
+            assert "Dry run, nothing removed" in r.text
+    assert pushed.services.manifests.get(REPO, "v1")

@@ -80,7 +80,9 @@ class _Ui:
 
 
 # The first path segments the UI answers (dockyard/ui/app.py PREFIXES; here so matching needs no import).
-UI_PREFIXES = frozenset({"", "login", "logout", "projects", "repositories", "audit", "admin", "account", "static"})
+UI_PREFIXES = frozenset(
+    {"", "login", "logout", "projects", "repositories", "security", "audit", "admin", "account", "static"}
+)
 
 
 class _UiMount(Mount):

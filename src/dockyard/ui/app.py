@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from dockyard.services.registry.browse import BrowseService
 from dockyard.ui.session import SessionCodec
-from dockyard.ui.views import account, admin, audit, auth, images, projects, settings
+from dockyard.ui.views import account, admin, audit, auth, images, projects, security, settings
 from dockyard.ui.web import HERE, SECURITY_HEADERS, Ui, View, environment, view
 from dockyard.wiring import Services
 
@@ -48,6 +48,9 @@ def _routes(get: Callable[[Request], Ui]) -> list[BaseRoute]:
         r(repo + "/tags/{tag}/delete", images.confirm_delete),
         r(repo + "/tags/{tag}/delete", images.delete_tag, "POST"),
         r(repo + "/images/{digest}", images.image),
+        r("/security", security.security),
+        r("/security/vulndb/update", security.update_vulndb, "POST"),
+        r("/admin/gc", admin.gc_dry_run, "POST"),
         r("/audit", audit.events),
         r("/audit/export", audit.export),
         r("/admin", admin.admin),

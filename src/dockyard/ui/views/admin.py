@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import RedirectResponse, Response
 
+from dockyard.api.management import lifecycle as lifecycle_api
 from dockyard.api.management import users as api
 from dockyard.api.management.deps import require_system
 from dockyard.api.management.models import UserIn, UserPatch
@@ -24,7 +25,7 @@ CHANGES = {
 }
 
 
-def admin(page: Page) -> Response:
+def admin(page: Page, dry_run: dict[str, object] | None = None) -> Response:
     require_system(page.svc, page.identity, SystemPermission.MANAGE_USERS)
     try:
         n = max(1, int(page.query.get("page", "1")))
@@ -33,7 +34,13 @@ def admin(page: Page) -> Response:
     users = api.list_users(page.svc, page.identity)
     shown = users[(n - 1) * PER_PAGE : n * PER_PAGE]
     gc = run_status(page.svc.db, GC_DUTY)
-    return page.render("admin.html", users=shown, page_no=n, more=len(users) > n * PER_PAGE, gc=gc, message="")
+    return page.render("admin.html", users=shown, page_no=n, more=len(users) > n * PER_PAGE, gc=gc, dry_run=dry_run)
+
+
+def gc_dry_run(page: Page) -> Response:
+    """What garbage collection would remove now (reads only)."""
+    report = lifecycle_api.run_gc(page.svc, page.identity, dry_run=True)
+    return admin(page, report)
 
 
 def create_user(page: Page) -> Response:
