@@ -213,6 +213,12 @@ def test_the_administrator_walks_every_page_and_acts(server: Server, chromium: A
     assert s.page.get_by_text("debian-12").is_visible()  # the scanner read the layer
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     s.page.screenshot(path=str(SCREENSHOTS / "image.png"), full_page=True)
+    for link, check in (("CycloneDX", "bomFormat"), ("SPDX", "spdxVersion")):
+        with s.page.expect_download() as sbom:
+            s.page.get_by_role("link", name=link, exact=True).click()
+        saved_sbom = tmp_path / f"sbom-{link}.json"
+        sbom.value.save_as(saved_sbom)
+        assert check in json.loads(saved_sbom.read_text()), link
 
     # Delete a tag, confirming with its name.
     s.visit("/repositories/shop/web/tags")

@@ -256,3 +256,14 @@ def test_security_page_and_its_admin_actions(pushed: Registry, principals: list[
         if p.sysadmin:
             assert "Dry run, nothing removed" in r.text
     assert pushed.services.manifests.get(REPO, "v1")
+
+
+def test_sbom_download_needs_pull(pushed: Registry, principals: list[Principal]) -> None:
+    digest = pushed.services.manifests.get(REPO, "v1").digest
+    for p in _humans(principals):
+        ui = browser(pushed.http, p)
+        r = ui.get(f"/repositories/{REPO}/images/{digest}/sbom", params={"format": "spdx"})
+        # Not scanned here (scanning is off in these tests): a reader is told so; others learn nothing.
+        assert r.status_code == 404, p.label
+        assert ("has not been scanned" in r.text) is p.holds(Permission.PULL), p.label
+        assert ui.get(f"/repositories/{REPO}/images/{digest}/sbom", params={"format": "x"}).status_code == 400

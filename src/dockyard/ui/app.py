@@ -48,6 +48,7 @@ def _routes(get: Callable[[Request], Ui]) -> list[BaseRoute]:
         r(repo + "/tags/{tag}/delete", images.confirm_delete),
         r(repo + "/tags/{tag}/delete", images.delete_tag, "POST"),
         r(repo + "/images/{digest}", images.image),
+        r(repo + "/images/{digest}/sbom", images.sbom),
         r("/security", security.security),
         r("/security/vulndb/update", security.update_vulndb, "POST"),
         r("/admin/gc", admin.gc_dry_run, "POST"),

@@ -62,6 +62,20 @@ def delete_tag(page: Page) -> Response:
     return RedirectResponse(f"/repositories/{repo}/tags", status_code=303)
 
 
+def sbom(page: Page) -> Response:
+    """An image's SBOM as a download (CycloneDX or SPDX), from the management API's own operation."""
+    repo, digest = page.request.path_params["repository"], page.request.path_params["digest"]
+    fmt = page.query.get("format", "cyclonedx")
+    if fmt not in ("cyclonedx", "spdx"):
+        raise InvalidInput("format is cyclonedx or spdx")
+    platform = page.query.get("platform") or None
+    choice = scan_api.SbomChoice(format=fmt, platform=platform)
+    response = scan_api.get_sbom(repo, digest, page.svc, page.identity, choice)
+    name = f"sbom-{digest.split(':', 1)[-1][:12]}.{'cdx' if fmt == 'cyclonedx' else 'spdx'}.json"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
 def _config(page: Page, digest: str, size: int) -> dict[str, Any]:
     if size > CONFIG_LIMIT:
         return {}
