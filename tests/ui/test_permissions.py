@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient
 
+from dockyard.services.audit import AuditFilter
 from dockyard.services.auth.permissions import Permission
 from tests.access.conftest import PROJECT, Principal
 from tests.api.conftest import Registry
@@ -120,6 +121,10 @@ def test_project_creation_only_where_allowed(pushed: Registry, principals: list[
         assert r.status_code == (303 if p.sysadmin else 403), p.label
         with pushed.services.db.read() as conn:
             assert (pushed.services.projects.find(conn, name) is not None) is p.sysadmin
+        if p.sysadmin:  # the change is audited under the signed-in user, as through the API
+            pushed.services.audit.flush()
+            events, _ = pushed.services.audit.query(AuditFilter(project=name), 10, None)
+            assert [(e["actor"], e["source_ip"]) for e in events] == [("admin", "testclient")]
 
 
 def test_administration_is_for_system_administrators(pushed: Registry, principals: list[Principal]) -> None:
