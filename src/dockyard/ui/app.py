@@ -59,6 +59,7 @@ def _routes(get: Callable[[Request], Ui]) -> list[BaseRoute]:
         r("/admin/users/{username}/{action}", admin.change_user, "POST"),
         r("/account", account.account),
         r("/account/tokens", account.create_token, "POST"),
+        r("/account/cli-secret", account.new_cli_secret, "POST"),
         r("/account/tokens/{name}/revoke", account.revoke_token, "POST"),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]

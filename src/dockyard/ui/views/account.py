@@ -11,9 +11,9 @@ from dockyard.services.errors import InvalidInput
 from dockyard.ui.web import Page
 
 
-def _render(page: Page, status: int = 200, created: object = None) -> Response:
+def _render(page: Page, status: int = 200, created: object = None, cli_secret: str | None = None) -> Response:
     tokens = api.list_tokens(page.svc, page.identity)
-    return page.render("account.html", status=status, tokens=tokens, created=created)
+    return page.render("account.html", status=status, tokens=tokens, created=created, cli_secret=cli_secret)
 
 
 def account(page: Page) -> Response:
@@ -33,3 +33,8 @@ def create_token(page: Page) -> Response:
 def revoke_token(page: Page) -> Response:
     api.revoke_token(page.request.path_params["name"], page.svc, page.identity)
     return RedirectResponse("/account", status_code=303)
+
+
+def new_cli_secret(page: Page) -> Response:
+    """OIDC users: a new registry-login secret, shown once (the old one stops working)."""
+    return _render(page, 201, cli_secret=api.new_cli_secret(page.svc, page.identity).secret)

@@ -26,6 +26,7 @@ def _form(page: Page, status: int = 200, error: str = "", username: str = "") ->
         error=error,
         username=username,
         next=_next(page, page.query.get("next", "") or page.field("next")),
+        oidc=bool(page.svc.settings.oidc_issuer),
     )
     return response
 
