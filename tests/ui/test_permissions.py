@@ -149,6 +149,11 @@ def test_administration_is_for_system_administrators(pushed: Registry, principal
 def test_audit_log_scope_follows_the_matrix(pushed: Registry, principals: list[Principal]) -> None:
     for p in _humans(principals):
         ui = browser(pushed.http, p)
+        # The whole log's link is for those who may read it; a project's, in the project's tabs.
+        home = ui.get("/projects").text
+        assert ('href="/audit"' in home) is p.sysadmin, p.label
+        tabs = ui.get(f"/projects/{PROJECT}").text if p.sees_project() else ""
+        assert ('href="/audit?project=' in tabs) is p.holds(Permission.AUDIT_READ), p.label
         everything = ui.get("/audit")
         assert everything.status_code == (200 if p.sysadmin else 400), p.label
         mine = ui.get("/audit", params={"project": PROJECT})
