@@ -3,9 +3,10 @@
 # web server for benchmarks). Only runs apt-get when something is missing.
 set -euo pipefail
 # slapd + ldap-utils: the LDAP tests start their own OpenLDAP server on a loopback port.
+# chromium: the web UI's browser tests (Playwright drives it; it cannot download its own browsers here).
 # haproxy: the load balancer in front of the replica e2e test; containerd: its ctr client pulls over TLS.
 # rpm, ruby and three Java libraries: real rpm databases, gemspecs and Maven jars for the scanner tests.
-PKGS=(skopeo umoci podman fuse-overlayfs uidmap docker-registry nginx-light wrk slapd ldap-utils rpm ruby haproxy containerd
+PKGS=(chromium skopeo umoci podman fuse-overlayfs uidmap docker-registry nginx-light wrk slapd ldap-utils rpm ruby haproxy containerd
       libcommons-cli-java libslf4j-java libwagon-http-shaded-java)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -282,6 +282,14 @@ class Settings(BaseSettings):
     ldap_verify_tls: bool = Field(True, description="Verify the directory's certificate.")
     ldap_ca_file: str | None = Field(None, description="CA certificate (PEM) for the directory.")
 
+    # --- web UI (src/dockyard/ui) --------------------------------------------------------------
+    ui_session_idle_seconds: int = Field(
+        1800, ge=60, description="A UI session unused this long ends (the user signs in again)."
+    )
+    ui_session_absolute_seconds: int = Field(
+        43200, ge=300, description="A UI session ends this long after sign-in, however busy."
+    )
+
     # --- OIDC (on when oidc_issuer is set) -----------------------------------------------------
     oidc_issuer: str | None = Field(None, description="Issuer URL (discovery at /.well-known/openid-configuration).")
     oidc_client_id: str | None = Field(None, description="Client id registered with the provider.")

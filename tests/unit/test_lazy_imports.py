@@ -1,5 +1,6 @@
 """What a worker imports at start (tests the laziness that bench/README.md's memory breakdown counts
-on): the management API (FastAPI, its models and OpenAPI) loads on the first /api/v1 request, the
+on): the management API (FastAPI, its models and OpenAPI) loads on the first /api/v1 request, the web UI
+(Jinja2) on the first page, the
 SBOM libraries on the first SBOM export, and ldap3 only when LDAP is configured. Checked in a fresh
 interpreter that builds the application the way a server worker does (`create_app()` from DOCKYARD_*
 variables, after the launcher's module)."""
@@ -25,6 +26,8 @@ print(json.dumps(sorted(name for name, module in sys.modules.items() if module i
 LAZY = (
     "fastapi",
     "dockyard.api.management",
+    "dockyard.ui",  # the web UI and its templates: on the first page request
+    "jinja2",
     "ldap3",
     "cyclonedx",
     "license_expression",

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dockyard.api import admission, health, oidc, token
@@ -61,6 +61,41 @@ class _Management:
 
             self.app = create_management_app(self.services)
         await self.app(scope, receive, send)
+
+
+class _Ui:
+    """The web UI (Jinja2 templates and its views), built on its first request like the management
+    API, so a worker that only serves /v2/ never imports it."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:  # no await before the assignment: one event loop builds it once
+            from dockyard.ui.app import create_ui_app
+
+            self.app = create_ui_app(self.services)
+        await self.app(scope, receive, send)
+
+
+# The first path segments the UI answers (dockyard/ui/app.py PREFIXES; here so matching needs no import).
+UI_PREFIXES = frozenset(
+    {"", "login", "logout", "projects", "repositories", "security", "audit", "admin", "account", "static"}
+)
+
+
+class _UiMount(Mount):
+    """The UI at /, for its own first segments only: other paths keep the registry's answers (its
+    JSON 404 and the Allow header of a 405)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        super().__init__("", app=app)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope["path"].split("/", 2)[1] not in UI_PREFIXES:
+            return Match.NONE, {}
+        return super().matches(scope)
 
 
 def _internal_error() -> Response:
@@ -113,6 +148,7 @@ def create_app(services: Services | None = None) -> Starlette:
         Route("/admission/validate", admission.validate, methods=["POST"]),
         *oidc.routes(services),
         _Mount("/api/v1", _Management(services)),
+        _UiMount(_Ui(services)),  # last: only the paths nothing above claimed
     ]
     app = Starlette(
         routes=routes,

@@ -24,6 +24,10 @@ STATE_COOKIE = "dockyard_oidc"
 SESSION_TTL = 8 * 3600
 
 
+def _site_path(value: str) -> bool:
+    return value.startswith("/") and not value.startswith("//") and "\\" not in value
+
+
 def routes(services: Services) -> list[BaseRoute]:
     s = services.settings
     if not s.oidc_issuer:
@@ -50,9 +54,13 @@ def routes(services: Services) -> list[BaseRoute]:
             start = await run_in_threadpool(client.start, redirect_uri(request))
         except OidcError as exc:
             return problem(502, "identity provider unavailable", str(exc), "OIDC_UNAVAILABLE")
-        state = services.tokens.sign(
-            {"state": start.state, "nonce": start.nonce, "verifier": start.verifier}, "oidc-login", 600
-        )
+        saved = {"state": start.state, "nonce": start.nonce, "verifier": start.verifier}
+        # Begun by the web UI's "Sign in with" button: the callback starts a UI session and returns
+        # there (a path of this site only, never an open redirect) instead of answering JSON.
+        ui_next = request.query_params.get("ui_next", "")
+        if _site_path(ui_next):
+            saved["ui_next"] = ui_next
+        state = services.tokens.sign(saved, "oidc-login", 600)
         response = RedirectResponse(start.url, status_code=302)
         response.set_cookie(STATE_COOKIE, state, max_age=600, httponly=True, samesite="lax", path="/auth/oidc")
         return response
@@ -80,6 +88,8 @@ def routes(services: Services) -> list[BaseRoute]:
             "groups": sorted(user.groups),
             "cli_secret": cli_secret,
             "session": session,
+            "uid": record.uid,
+            "ui_next": saved.get("ui_next"),
         }
 
     async def callback(request: Request) -> Response:
@@ -100,6 +110,14 @@ def routes(services: Services) -> list[BaseRoute]:
             )
             return problem(401, "login failed", str(exc), "OIDC_FAILED")
         session = str(result.pop("session"))
+        uid, ui_next = result.pop("uid"), result.pop("ui_next")
+        if isinstance(ui_next, str) and _site_path(ui_next):
+            from dockyard.ui.handoff import ui_sign_in  # the UI's own session, built only for its logins
+
+            redirect = RedirectResponse(ui_next, status_code=303)
+            ui_sign_in(redirect, services, str(result["username"]), str(uid))  # a CLI secret: My account
+            redirect.delete_cookie(STATE_COOKIE, path="/auth/oidc")
+            return redirect
         body = {**result, "note": "cli_secret is shown once; use it as the password for registry logins"}
         response = JSONResponse(body, headers={"Cache-Control": "no-store"})
         response.set_cookie(SESSION_COOKIE, session, max_age=SESSION_TTL, httponly=True, samesite="lax")

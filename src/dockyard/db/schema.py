@@ -522,3 +522,7 @@ quarantine_policies = sa.Table(
     sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("auto_quarantine_severity", sa.String(16), nullable=True),  # CRITICAL, HIGH, …
 )
+# --- ui: the indexes the web UI's pages read by (services/registry/browse.py) -----------------------
+# A repository's tags newest first (the tags page's keyset), and a project's repositories.
+sa.Index("ix_tags_repository_updated", tags.c.repository_id, tags.c.updated_at)
+sa.Index("ix_repositories_project", repositories.c.project_id)

@@ -1,0 +1,39 @@
+"""Security: which images an advisory affects or contain a package (where the caller may pull),
+and the vulnerability database's state (an update on demand for system administrators)."""
+
+from __future__ import annotations
+
+from fastapi import Response as FastApiResponse
+from starlette.responses import RedirectResponse, Response
+
+from dockyard.api.management import scanning as api
+from dockyard.services.auth.permissions import SystemPermission
+from dockyard.ui.web import Page
+
+SHOWN = 200  # rows of a search shown on the page (the service reads at most 1,000)
+
+
+def security(page: Page) -> Response:
+    advisory = page.query.get("advisory", "").strip()[:128]
+    package = page.query.get("package", "").strip()[:255]
+    version = page.query.get("version", "").strip()[:128] or None
+    rows = None
+    if advisory:
+        rows = api.affected_images(advisory, page.svc, page.identity)
+    elif package:
+        rows = api.images_with_package(page.svc, page.identity, package, version)
+    return page.render(
+        "security.html",
+        advisory=advisory,
+        package=package,
+        version=version or "",
+        rows=rows[:SHOWN] if rows is not None else None,
+        more=rows is not None and len(rows) > SHOWN,
+        vulndb=api.vulndb_status(page.svc, page.identity),
+        may_update=page.svc.policy.can_system(page.identity, SystemPermission.UPDATE_VULNDB),
+    )
+
+
+def update_vulndb(page: Page) -> Response:
+    api.vulndb_update(page.svc, page.identity, FastApiResponse())
+    return RedirectResponse("/security", status_code=303)
