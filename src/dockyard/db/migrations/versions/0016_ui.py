@@ -1,15 +1,15 @@
 """The web UI's read indexes: a repository's tags by push time, a project's repositories.
 
-Revision ID: 0013_ui
-Revises: 0012
+Revision ID: 0016
+Revises: 0015
 """
 
 from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0013_ui"
-down_revision: str | None = "0012"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
