@@ -17,6 +17,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.oci.names import project_of
 from dockyard.services.errors import InvalidInput, NameUnknown
+from dockyard.services.projects import ProjectService
 from dockyard.services.registry.repositories import repository_id
 from dockyard.services.registry.validation import check_name
 
@@ -292,13 +293,11 @@ class BrowseService:
 
     @staticmethod
     def _rules(conn: sa.Connection, project: str) -> list[str]:
-        r, p = s.tag_rules.c, s.projects.c
-        stmt = (
-            sa.select(r.pattern)
-            .select_from(s.tag_rules.join(s.projects, p.id == r.project_id))
-            .where(p.name == project, r.kind == "immutable")
-            .order_by(r.pattern)
-        )
+        pid = ProjectService.id_of(conn, project)  # projects are ProjectService's table
+        if pid is None:
+            return []
+        r = s.tag_rules.c
+        stmt = sa.select(r.pattern).where(r.project_id == pid, r.kind == "immutable").order_by(r.pattern)
         return [str(x) for x in conn.execute(stmt).scalars()]
 
 
