@@ -28,6 +28,8 @@ from dockyard.services.gates.chain import GateChain
 from dockyard.services.gates.licences import LicenceGate
 from dockyard.services.gates.scan_policy import ScanPolicies
 from dockyard.services.gates.scan_severity import ScanSeverityGate
+from dockyard.services.gates.signature import SignatureGate
+from dockyard.services.gates.signed_tags import SignedTagsGate
 from dockyard.services.gates.unscanned import UnscannedGate
 from dockyard.services.lifecycle import leases
 from dockyard.services.lifecycle.collector import DUTY as GC_DUTY
@@ -41,6 +43,8 @@ from dockyard.services.registry import BlobService, CatalogService, ManifestServ
 from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.services.scanning.listener import ScanningListener
 from dockyard.services.scanning.scanner import ScanService
+from dockyard.services.trust.material import TrustService
+from dockyard.services.trust.signatures import SignatureListener, SignatureService
 from dockyard.storage.base import BlobStore
 from dockyard.storage.factory import open_store
 
@@ -69,6 +73,8 @@ class Services:
     scans: ScanService
     scan_policies: ScanPolicies
     gates: GateChain  # every pull- and tag-time policy decision (services/gates)
+    trust: TrustService  # trust material and trust policies
+    signatures: SignatureService  # signatures found, their verification and verdicts
     events: Listeners
     outbox: Outbox
     http: httpx.Client  # outbound HTTP: the external scanner, vulnerability sources, OIDC; webhooks next
@@ -178,13 +184,19 @@ def build_services(
     # The registry's listeners, in this order, inside each change's transaction (services/events),
     # after the registry's own garbage-collection bookkeeping, which its services install themselves.
     outbox = Outbox(db)
-    events = Listeners(AuditListener(audit), ScanningListener(scans, catalog), OutboxListener(outbox))
+    trust = TrustService(db, audit, ttl=settings.account_check_seconds)
+    signatures = SignatureService(db, store, trust, settings.signature_max_blob_bytes)
+    events = Listeners(
+        AuditListener(audit), ScanningListener(scans, catalog), SignatureListener(signatures), OutboxListener(outbox)
+    )
     grace = settings.gc_grace_seconds
     uploads = UploadService(db, store, grace, settings.max_upload_sessions_per_identity, events)
     manifests = ManifestService(db, settings.max_manifest_bytes, events, grace)
     blobs = BlobService(db, store, grace, events)
     policy = AccessPolicy(db, projects, robots, settings.users_can_create_projects, settings.auto_create_projects)
     scan_policies = ScanPolicies(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds)
+    gates = gate_chain(scan_policies, policy, trust, signatures)
+    manifests.gates = gates  # a push by tag passes the tag-time gates before it is stored
     return Services(
         settings=settings,
         db=db,
@@ -218,17 +230,27 @@ def build_services(
         policy=policy,
         scans=scans,
         scan_policies=scan_policies,
-        gates=gate_chain(scan_policies, policy),
+        gates=gates,
+        trust=trust,
+        signatures=signatures,
         events=events,
         outbox=outbox,
         http=http,
     )
 
 
-def gate_chain(scan_policies: ScanPolicies, policy: AccessPolicy) -> GateChain:
+def gate_chain(
+    scan_policies: ScanPolicies, policy: AccessPolicy, trust: TrustService, signatures: SignatureService
+) -> GateChain:
     """The gates, in the order they are asked: the first refusal is the one a client sees."""
     return GateChain(
-        [UnscannedGate(scan_policies), ScanSeverityGate(scan_policies), LicenceGate(scan_policies)],
+        [
+            UnscannedGate(scan_policies),
+            ScanSeverityGate(scan_policies),
+            LicenceGate(scan_policies),
+            SignatureGate(trust, signatures),
+            SignedTagsGate(trust, signatures),
+        ],
         # The scanner identity must read an image to judge it.
         exempt=lambda caller: policy.can_system(caller, SystemPermission.BYPASS_PULL_GATE),
     )
@@ -287,6 +309,8 @@ def maintenance(services: Services) -> Maintenance:
             Duty("scrub", s.scrub_interval_seconds, lambda: services.scrubber.run(s.scrub_rate_mb * 1_000_000)),
             # Not under a lease: every replica takes scans from the work queue (its claims are per item).
             Duty("scan", s.scan_interval_seconds if s.scanner_enabled else 0, services.scans.run, exclusive=False),
+            # Likewise: signatures are verified from the work queue by every replica.
+            Duty("signatures", s.signature_interval_seconds, services.signatures.run, exclusive=False),
             Duty(
                 VULNDB,
                 s.vulndb_update_interval_seconds,
