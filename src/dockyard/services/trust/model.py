@@ -64,3 +64,4 @@ class Verdict:
     signer: str | None  # the trusted key's name, or the signing certificate's subject
     message: str  # why, in words: "signed by key 'ci'", "payload names another digest", …
     expires_at: float | None = None  # when a verified verdict stops holding (certificate not-after)
+    layer: str | None = None  # the digest of the layer (signature blob) this verdict is about
