@@ -65,3 +65,6 @@ class Verdict:
     message: str  # why, in words: "signed by key 'ci'", "payload names another digest", …
     expires_at: float | None = None  # when a verified verdict stops holding (certificate not-after)
     layer: str | None = None  # the digest of the layer (signature blob) this verdict is about
+    # Its position in the manifest's layers: layers can share a digest (cosign writes the same payload
+    # for every signature of an image), so (signature_digest, layer_index) is what identifies a verdict.
+    layer_index: int | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +28,16 @@ def parse_json(data: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def layers(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def layers(manifest: dict[str, Any], media_types: Container[object]) -> list[tuple[int, dict[str, Any]]]:
+    """The manifest's layers of these media types, with their positions."""
     found = manifest.get("layers")
     if found is None:
         found = manifest.get("blobs")  # the short-lived OCI artifact manifest
-    if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
+    if not isinstance(found, list):
         return []
-    return found
+    return [
+        (i, item) for i, item in enumerate(found) if isinstance(item, dict) and item.get("mediaType") in media_types
+    ]
 
 
 def blob_of(artifact: SignatureArtifact, descriptor: dict[str, Any], limit: int = 4 << 20) -> bytes:
@@ -62,7 +66,7 @@ class Outcome:
     expires_at: float | None = None
     layer: str | None = None
 
-    def verdict(self, artifact: SignatureArtifact) -> Verdict:
+    def verdict(self, artifact: SignatureArtifact, index: int | None = None) -> Verdict:
         return Verdict(
             format=artifact.format,
             signature_digest=artifact.digest,
@@ -71,6 +75,7 @@ class Outcome:
             message=self.message,
             expires_at=self.expires_at,
             layer=self.layer,
+            layer_index=index,
         )
 
 

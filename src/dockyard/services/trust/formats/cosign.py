@@ -26,10 +26,10 @@ def verify(artifact: SignatureArtifact, subject_digest: str, trust: TrustMateria
         manifest = parse_json(artifact.manifest, "signature manifest")
     except Malformed as exc:
         return [invalid(str(exc)).verdict(artifact)]
-    signing = [layer for layer in layers(manifest) if layer.get("mediaType") == SIMPLE_SIGNING]
+    signing = layers(manifest, {SIMPLE_SIGNING})
     if not signing:
         return [invalid("no simple-signing layer").verdict(artifact)]
-    return [_layer(artifact, layer, subject_digest, trust).verdict(artifact) for layer in signing]
+    return [_layer(artifact, layer, subject_digest, trust).verdict(artifact, i) for i, layer in signing]
 
 
 def _layer(artifact: SignatureArtifact, layer: dict[str, Any], subject_digest: str, trust: TrustMaterial) -> Outcome:

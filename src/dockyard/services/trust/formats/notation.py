@@ -32,18 +32,18 @@ def verify(artifact: SignatureArtifact, subject_digest: str, trust: TrustMateria
         manifest = parse_json(artifact.manifest, "signature manifest")
     except Malformed as exc:
         return [invalid(str(exc)).verdict(artifact)]
-    found = [layer for layer in layers(manifest) if layer.get("mediaType") in readers]
+    found = layers(manifest, readers)
     if not found:
         return [invalid("no JWS or COSE envelope layer").verdict(artifact)]
     verdicts = []
-    for layer in found:
+    for index, layer in found:
         name = layer.get("digest") if isinstance(layer.get("digest"), str) else None
         try:
             envelope = readers[layer["mediaType"]](blob_of(artifact, layer))
             outcome = check(envelope, subject_digest, trust, now, name)
         except (Malformed, ValueError) as exc:
             outcome = invalid(str(exc), name)
-        verdicts.append(outcome.verdict(artifact))
+        verdicts.append(outcome.verdict(artifact, index))
     return verdicts
 
 

@@ -6,6 +6,7 @@ of [protected bstr, unprotected map, payload bstr, signature bstr]; protected la
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 import cbor2
@@ -32,10 +33,11 @@ def read(data: bytes) -> Envelope:
     if not isinstance(message, cbor2.CBORTag) or message.tag != 18:
         raise Malformed("the envelope is not a COSE_Sign1_Tagged message")
     parts = message.value
-    if not isinstance(parts, list) or len(parts) != 4:
+    # cbor2 decodes the contents of a tag as immutable values (tuples, frozendicts).
+    if not isinstance(parts, list | tuple) or len(parts) != 4:
         raise Malformed("COSE_Sign1 has four elements")
     protected_raw, unprotected, payload, signature = parts
-    if not isinstance(protected_raw, bytes) or not isinstance(unprotected, dict):
+    if not isinstance(protected_raw, bytes) or not isinstance(unprotected, Mapping):
         raise Malformed("COSE_Sign1 headers are malformed")
     if not isinstance(payload, bytes) or not isinstance(signature, bytes):
         raise Malformed("COSE_Sign1 payload and signature must be byte strings (detached payloads are not used)")
@@ -43,7 +45,7 @@ def read(data: bytes) -> Envelope:
         protected = cbor2.loads(protected_raw)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError):
         raise Malformed("the protected header is not CBOR") from None
-    if not isinstance(protected, dict):
+    if not isinstance(protected, Mapping):
         raise Malformed("the protected header is not a map")
     alg = ALGS.get(protected.get(ALG))  # type: ignore[arg-type]
     if alg is None:
@@ -51,7 +53,7 @@ def read(data: bytes) -> Envelope:
     if protected.get(CONTENT_TYPE) != PAYLOAD_TYPE:
         raise Malformed(f"content type {protected.get(CONTENT_TYPE)!r} is not {PAYLOAD_TYPE}")
     critical = protected.get(CRIT)
-    if not isinstance(critical, list):
+    if not isinstance(critical, list | tuple):
         raise Malformed("crit must be a list")
     headers: dict[str, Any] = {SIGNING_SCHEME: protected.get(SIGNING_SCHEME)}
     for name in (SIGNING_TIME, AUTHENTIC_SIGNING_TIME, EXPIRY):
@@ -60,7 +62,7 @@ def read(data: bytes) -> Envelope:
     chain = unprotected.get(X5CHAIN, protected.get(X5CHAIN))
     if isinstance(chain, bytes):
         chain = [chain]
-    if not isinstance(chain, list) or not chain or not all(isinstance(cert, bytes) for cert in chain):
+    if not isinstance(chain, list | tuple) or not chain or not all(isinstance(cert, bytes) for cert in chain):
         raise Malformed("the envelope has no x5chain")
     signed = cbor2.dumps(["Signature1", protected_raw, b"", payload])
     return Envelope(

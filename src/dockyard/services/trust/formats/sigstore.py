@@ -55,10 +55,10 @@ def verify(artifact: SignatureArtifact, subject_digest: str, trust: TrustMateria
         manifest = parse_json(artifact.manifest, "signature manifest")
     except Malformed as exc:
         return [invalid(str(exc)).verdict(artifact)]
-    found = [layer for layer in layers(manifest) if is_bundle_type(layer.get("mediaType"))]
+    found = layers(manifest, _BUNDLE_TYPES)
     if not found:
         return [invalid("no sigstore bundle layer").verdict(artifact)]
-    return [_layer(artifact, layer, subject_digest, trust).verdict(artifact) for layer in found]
+    return [_layer(artifact, layer, subject_digest, trust).verdict(artifact, i) for i, layer in found]
 
 
 def _layer(artifact: SignatureArtifact, layer: dict[str, Any], subject_digest: str, trust: TrustMaterial) -> Outcome:
