@@ -4,7 +4,6 @@ found for an image with their verdicts (docs/trust.md).
 No `from __future__ import annotations`: the routes of both scopes are made in one function, and
 FastAPI reads their annotations, which must name the local `Scope` dependency, as objects."""
 
-
 from collections.abc import Callable
 from typing import Annotated, Any
 

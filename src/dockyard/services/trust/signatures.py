@@ -32,6 +32,7 @@ from dockyard.oci.names import project_of
 from dockyard.services.events import ChangeEvent, Listener, ManifestDeleted, ManifestPushed
 from dockyard.services.projects import in_project
 from dockyard.services.queue import Claim, WorkQueue
+from dockyard.services.trust import formats
 from dockyard.services.trust.material import TrustService
 from dockyard.services.trust.model import SignatureArtifact, SignatureFormat, SignatureState, Verdict
 from dockyard.storage.base import BlobStore
@@ -103,8 +104,6 @@ class SignatureService:
         if found is None:
             return
         media_type, content = found
-        from dockyard.services.trust import formats  # TEMP until h/sigverify lands
-
         kind = formats.classify(media_type, content, event.tag)
         if kind is None:
             return
@@ -177,9 +176,10 @@ class SignatureService:
             parsed = parse_manifest(content, media_type, max_bytes=None)  # admitted at push time
         except InvalidManifest as exc:
             return f"the signature manifest does not parse: {exc.message}"
-        wanted = [d for d in parsed.layers][: MAX_BLOBS + 1]
-        if len(wanted) > MAX_BLOBS:
-            return f"the signature manifest names more than {MAX_BLOBS} blobs"
+        # The layers hold the signatures; cosign's config lists their payloads, so it is read too.
+        if len(parsed.layers) > MAX_BLOBS:
+            return f"the signature manifest names more than {MAX_BLOBS} layers"
+        wanted = ([parsed.config] if parsed.config is not None else []) + list(parsed.layers)
         blobs: dict[str, bytes] = {}
         for descriptor in wanted:
             if descriptor.size > self.max_blob_bytes:
@@ -196,8 +196,6 @@ class SignatureService:
             row = conn.execute(sa.select(s.signatures).where(sig.id == int(claim.item.body["id"]))).first()
         if row is None:
             return  # the signature went with its manifest: nothing to verify
-        from dockyard.services.trust import formats  # TEMP until h/sigverify lands
-
         kind = SignatureFormat(row.format)
         t = now()
         found = self.artifact(row.repository, row.signature_digest, kind)
