@@ -30,7 +30,7 @@ def push_index(reg: Registry, children: list[str], tag: str | None = None, repo:
                 {
                     "mediaType": mt.OCI_MANIFEST,
                     "digest": d,
-                    "size": 100,
+                    "size": len(reg.services.manifests.get(repo, d).content),
                     "platform": {"os": "linux", "architecture": f"arch{i}"},
                 }
                 for i, d in enumerate(children)
