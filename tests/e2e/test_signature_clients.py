@@ -37,7 +37,10 @@ def skopeo(*args: str, check: bool = True):  # type: ignore[no-untyped-def]
 
 
 def api(server: Server, method: str, path: str, **kw: Any) -> httpx.Response:
-    return httpx.request(method, f"{server.url}/api/v1{path}", auth=(server.username, server.password), **kw)
+    # A generous timeout: each Basic login is a full-cost argon2 verification in the server process.
+    return httpx.request(
+        method, f"{server.url}/api/v1{path}", auth=(server.username, server.password), timeout=60, **kw
+    )
 
 
 def project_with_key(server: Server) -> tuple[str, Any]:

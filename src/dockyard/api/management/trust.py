@@ -47,7 +47,10 @@ def _checked(check: object) -> AfterValidator:
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
 PublicKeyPem = Annotated[str, StringConstraints(max_length=pem.MAX_PEM_BYTES), _checked(pem.check_public_key)]
 CertificatePem = Annotated[str, StringConstraints(max_length=pem.MAX_PEM_BYTES), _checked(pem.check_certificate)]
-Identity_ = Annotated[str, StringConstraints(min_length=1, max_length=MAX_IDENTITY_LENGTH, pattern=r"^[^\x00]*$")]
+# An X.509 subject: something besides white space, and no NUL.
+SubjectName = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_IDENTITY_LENGTH, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
+]
 TagPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-*?\[\]!]{1,128}$")]
 
 
@@ -69,7 +72,7 @@ class KeyOut(BaseModel):
 class CertificateIn(Body):
     name: Name = Field(examples=["acme-root"])
     certificate: CertificatePem = Field(description="PEM X.509 certificate: a root or intermediate CA.")
-    identities: list[Identity_] = Field(
+    identities: list[SubjectName] = Field(
         default_factory=list,
         max_length=MAX_IDENTITIES,
         description="X.509 subjects of signing certificates trusted under it (empty: any that chains to it).",
