@@ -158,3 +158,38 @@ def test_classify_and_signed_digest() -> None:
     plain = json.dumps({"schemaVersion": 2, "mediaType": signed.media_type, "layers": []}).encode()
     assert formats.classify(signed.media_type, plain, signed.tag) is None
     assert formats.classify("application/vnd.oci.image.index.v1+json", signed.manifest, signed.tag) is None
+
+
+D34 = "sha256:" + "d34db33f" * 8
+
+
+@pytest.mark.parametrize(
+    ("reference", "annotations", "expected"),
+    [
+        (
+            "example.com/test/image",
+            None,
+            '{"critical":{"identity":{"docker-reference":"example.com/test/image"},"image":{"docker-manifest-digest":"'
+            + D34
+            + '"},"type":"cosign container image signature"},"optional":null}',
+        ),
+        (
+            "example.com/cosign/test/image",
+            {
+                "creator": "anyone",
+                "some_struct": {"foo": "bar", "false": True, "nothing": None},
+                "CamelCase WithSpace": 8.314,
+            },
+            '{"critical":{"identity":{"docker-reference":"example.com/cosign/test/image"},"image":{"docker-manifest-digest":"'
+            + D34
+            + '"},"type":"cosign container image signature"},'
+            '"optional":{"CamelCase WithSpace":8.314,"creator":"anyone",'
+            '"some_struct":{"false":true,"foo":"bar","nothing":null}}}',
+        ),
+    ],
+)
+def test_payload_matches_sigstores_own_marshalling_vectors(
+    reference: str, annotations: dict[str, object] | None, expected: str
+) -> None:
+    # sigstore/sigstore pkg/signature/payload/payload_test.go, TestMarshalCosign.
+    assert simple_signing_payload(reference, D34, annotations) == expected.encode()

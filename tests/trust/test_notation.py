@@ -257,3 +257,19 @@ def test_garbage_envelopes_are_invalid() -> None:
     for make in (make_notation_jws, make_notation_cose):
         signed = tamper_blob(make(IMAGE, leaf, ca.chain(leaf)), lambda _: b"\xff\x00garbage")
         assert check(signed, store(ca)).state is SignatureState.INVALID
+
+
+def test_trust_material_checks_for_the_api() -> None:
+    from dockyard.services.trust.formats import x509chain
+
+    ca = TestCA.create("Checked Root")
+    assert "CN=Checked Root" in x509chain.check_trust_certificate(ca.root.pem)
+    with pytest.raises(ValueError, match="not a CA"):
+        x509chain.check_trust_certificate(ca.issue_leaf().pem)
+    with pytest.raises(ValueError):
+        x509chain.check_trust_certificate("garbage")
+    x509chain.check_identity("x509.subject: C=US, ST=WA, O=acme")
+    x509chain.check_identity("*")
+    for bad in ("", "x509.subject:", "C=US, nonsense", "C="):
+        with pytest.raises(ValueError):
+            x509chain.check_identity(bad)

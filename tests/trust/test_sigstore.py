@@ -10,7 +10,13 @@ import time
 import pytest
 
 from dockyard.services.trust import formats
-from dockyard.services.trust.model import SignatureFormat, SignatureState, TrustedKey, TrustMaterial
+from dockyard.services.trust.model import (
+    SignatureFormat,
+    SignatureState,
+    TrustedCertificate,
+    TrustedKey,
+    TrustMaterial,
+)
 from tests.support.signatures import (
     KEY_KINDS,
     TestCA,
@@ -91,6 +97,21 @@ def test_keyless_bundle_is_untrusted_with_a_reason() -> None:
     [verdict] = check(signed, trust("release", leaf.key))
     assert verdict.state is SignatureState.UNTRUSTED
     assert "keyless" in verdict.message
+
+
+def test_certificate_bundle_chaining_to_a_trusted_ca_verifies() -> None:
+    ca, stranger = TestCA.create(), TestCA.create("Another Root")
+    leaf = ca.issue_leaf()
+    signed = make_sigstore_bundle(IMAGE, leaf.key, keyless_certificate=leaf.cert)
+    anchored = TrustMaterial(certificates=(TrustedCertificate("private-ca", ca.root.pem),))
+    [verdict] = check(signed, anchored)
+    assert (verdict.state, verdict.signer) == (SignatureState.VERIFIED, leaf.subject), verdict.message
+    assert verdict.expires_at == pytest.approx(leaf.cert.not_valid_after_utc.timestamp())
+    [verdict] = check(signed, TrustMaterial(certificates=(TrustedCertificate("other", stranger.root.pem),)))
+    assert verdict.state is SignatureState.UNTRUSTED
+    forged = make_sigstore_bundle(IMAGE, ca.issue_leaf().key, keyless_certificate=leaf.cert)
+    [verdict] = check(forged, anchored)
+    assert verdict.state is SignatureState.INVALID
 
 
 def test_not_a_bundle_is_invalid() -> None:

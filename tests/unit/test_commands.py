@@ -24,6 +24,7 @@ GROUPS = {
     "storage": "storage",
     "retention": "retention",
     "vulndb": "vulndb",
+    "keys": "keys",
 }
 
 
@@ -45,6 +46,7 @@ def test_subgroups_and_top_level_commands_have_their_modules() -> None:
     assert top["scan"] == "dockyard.commands.scan"
     assert top["scanner-adapter"] == "dockyard.commands.scanner_adapter"
     assert top["serve"] == "dockyard.cli"
+    assert top["sign"] == top["verify"] == "dockyard.commands.signing"
 
 
 class FakeServices:

@@ -10,11 +10,13 @@ from dockyard.commands import (
     audit,
     gc,
     immutability,
+    keys,
     projects,
     retention,
     robots,
     scan,
     scanner_adapter,
+    signing,
     storage,
     tokens,
     users,
@@ -39,3 +41,6 @@ def register(app: typer.Typer) -> None:
     app.command("scan")(scan.scan_command)
     app.add_typer(vulndb.app, name="vulndb")
     app.command("worker")(worker.worker_command)
+    app.add_typer(keys.app, name="keys")
+    app.command("sign")(signing.sign_command)
+    app.command("verify")(signing.verify_command)

@@ -65,6 +65,13 @@ def b64decode(value: object) -> bytes:
         raise ValueError("not valid base64") from None
 
 
+def b64decode_either(value: object) -> bytes:
+    """Standard or URL-safe base64 (DSSE: "verifiers MUST accept either alphabet")."""
+    if isinstance(value, str) and ("-" in value or "_" in value):
+        value = value.replace("-", "+").replace("_", "/")
+    return b64decode(value)
+
+
 def b64url_decode(value: object) -> bytes:
     """Unpadded base64url (JWS); padding is tolerated."""
     if not isinstance(value, str) or not value.isascii():

@@ -5,7 +5,8 @@ The bundle (sigstore/protobuf-specs protos/sigstore_bundle.proto, JSON form) car
 here the artifact is the image manifest, so the digest must be the subject's) or a `dsseEnvelope`
 (secure-systems-lab/dsse: the signature is over PAE(payloadType, payload); the payload is an in-toto
 Statement one of whose subjects must carry the image's digest). Keyless bundles (a Fulcio certificate
-and Rekor entries) need an online trust root and are reported UNTRUSTED."""
+and Rekor entries) need an online trust root and are reported UNTRUSTED, unless the certificate chains
+to a trusted certificate and is valid now (a private CA)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 
-from dockyard.services.trust.formats import keys
+from dockyard.services.trust.formats import keys, x509chain
 from dockyard.services.trust.formats.common import Malformed, Outcome, blob_of, invalid, layers, parse_json
 from dockyard.services.trust.model import SignatureArtifact, SignatureState, TrustMaterial, Verdict
 
@@ -58,10 +59,12 @@ def verify(artifact: SignatureArtifact, subject_digest: str, trust: TrustMateria
     found = layers(manifest, _BUNDLE_TYPES)
     if not found:
         return [invalid("no sigstore bundle layer").verdict(artifact)]
-    return [_layer(artifact, layer, subject_digest, trust).verdict(artifact, i) for i, layer in found]
+    return [_layer(artifact, layer, subject_digest, trust, now).verdict(artifact, i) for i, layer in found]
 
 
-def _layer(artifact: SignatureArtifact, layer: dict[str, Any], subject_digest: str, trust: TrustMaterial) -> Outcome:
+def _layer(
+    artifact: SignatureArtifact, layer: dict[str, Any], subject_digest: str, trust: TrustMaterial, now: float
+) -> Outcome:
     name = layer.get("digest") if isinstance(layer.get("digest"), str) else None
     try:
         bundle = parse_json(blob_of(artifact, layer), "bundle")
@@ -79,7 +82,7 @@ def _layer(artifact: SignatureArtifact, layer: dict[str, Any], subject_digest: s
     except (Malformed, ValueError) as exc:
         return invalid(str(exc), name)
     if "publicKey" not in material:
-        return Outcome(SignatureState.UNTRUSTED, KEYLESS, layer=name)
+        return _certificate(material, check, trust, now, name)
     for trusted in trust.keys:
         try:
             key = keys.load_public_key(trusted.public_key_pem)
@@ -92,6 +95,39 @@ def _layer(artifact: SignatureArtifact, layer: dict[str, Any], subject_digest: s
     return Outcome(
         SignatureState.UNTRUSTED, "no trusted key verifies this bundle (another key, or altered)", layer=name
     )
+
+
+def _certificate(
+    material: dict[str, Any], check: Check, trust: TrustMaterial, now: float, layer: str | None
+) -> Outcome:
+    """A bundle signed with a certificate: verified only when its chain leads to one of the trusted
+    certificates (bring-your-own PKI) and it is valid now. Fulcio's short-lived certificates would
+    need the transparency log's signing time, which is not checked: they are untrusted."""
+    if not trust.certificates:
+        return Outcome(SignatureState.UNTRUSTED, KEYLESS, layer=layer)
+    try:
+        chain = x509chain.load_chain(_certificates(material))
+        key = keys.checked_key(chain[0].public_key())
+    except (Malformed, ValueError, keys.UnsupportedKey) as exc:
+        return invalid(str(exc), layer)
+    signer = x509chain.subject(chain[0]) or "(empty subject)"
+    if not check(key):
+        return invalid("the signature does not verify with the bundle's certificate", layer)
+    chained = x509chain.evaluate(chain, trust.certificates, now)
+    if chained.state is not SignatureState.VERIFIED:
+        note = f"{chained.message}; {KEYLESS}" if chained.state is SignatureState.UNTRUSTED else chained.message
+        return Outcome(chained.state, note, signer, layer=layer)
+    return Outcome(SignatureState.VERIFIED, f"signed by {signer}, {chained.message}", signer, chained.expires_at, layer)
+
+
+def _certificates(material: dict[str, Any]) -> list[bytes]:
+    if isinstance(material.get("certificate"), dict):
+        return [keys.b64decode(material["certificate"].get("rawBytes"))]
+    chain = material.get("x509CertificateChain")
+    certificates = chain.get("certificates") if isinstance(chain, dict) else None
+    if not isinstance(certificates, list) or not certificates:
+        raise Malformed("the bundle has neither a public key nor certificates")
+    return [keys.b64decode(c.get("rawBytes") if isinstance(c, dict) else None) for c in certificates]
 
 
 def _message_signature(section: object, subject_digest: str) -> Check:
@@ -115,11 +151,11 @@ def _dsse(envelope: object, subject_digest: str) -> Check:
     payload_type = envelope.get("payloadType")
     if payload_type != IN_TOTO:
         raise Malformed(f"DSSE payload type {payload_type!r} is not {IN_TOTO}")
-    payload = keys.b64decode(envelope.get("payload"))
+    payload = keys.b64decode_either(envelope.get("payload"))
     signatures = envelope.get("signatures")
     if not isinstance(signatures, list) or not signatures:
         raise Malformed("the DSSE envelope has no signatures")
-    sigs = [keys.b64decode(item.get("sig") if isinstance(item, dict) else None) for item in signatures]
+    sigs = [keys.b64decode_either(item.get("sig") if isinstance(item, dict) else None) for item in signatures]
     statement = parse_json(payload, "in-toto statement")
     if statement.get("_type") not in STATEMENTS:
         raise Malformed(f"the DSSE payload is not an in-toto statement ({statement.get('_type')!r})")

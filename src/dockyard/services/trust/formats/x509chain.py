@@ -41,6 +41,24 @@ def load_chain(ders: list[bytes]) -> list[x509.Certificate]:
     return chain
 
 
+def check_trust_certificate(pem: str) -> str:
+    """For the API that stores trust material: the certificate's subject, or ValueError when it is not
+    one PEM X.509 CA certificate (a trust store anchors chains, so it must be able to issue)."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        raise ValueError("not a PEM X.509 certificate") from None
+    if not _is_ca(cert):
+        raise ValueError(f"{subject(cert)} is not a CA certificate (basicConstraints CA:TRUE)")
+    return subject(cert)
+
+
+def check_identity(identity: str) -> None:
+    """ValueError unless `identity` is `*` or a list of RDNs (`x509.subject: C=US, ST=WA, O=acme`)."""
+    if identity.strip() != "*" and not _parse_identity(identity):
+        raise ValueError(f"{identity!r} is not an X.509 subject such as 'x509.subject: C=US, ST=WA, O=acme'")
+
+
 def subject(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()
 
@@ -107,7 +125,7 @@ def _parse_identity(identity: str) -> set[tuple[str, str]]:
     found = set()
     for part in parts:
         key, sep, value = part.partition("=")
-        if not sep:
+        if not sep or not key.strip() or not value.strip():
             return set()
         found.add((key.strip().upper(), value.strip()))
     return found
