@@ -30,14 +30,16 @@ def _expiry_in_the_future(case: schemathesis.Case) -> schemathesis.Case:
 
 
 def _valid_trust_material(case: schemathesis.Case) -> schemathesis.Case:
-    """Likewise: a public key or certificate must be one that parses (PEM of an accepted algorithm),
-    which no pattern can say. Valid requests get real material; refusing bad material is tested in
-    tests/trust/test_trust_api.py."""
+    """Likewise: a public key, certificate or trusted identity must be one that parses (PEM of an
+    accepted algorithm, an X.509 subject), which no pattern can say. Valid requests get real
+    material; refusing bad material is tested in tests/trust/test_trust_api.py."""
     if isinstance(case.body, dict):
         if isinstance(case.body.get("public_key"), str):
             case.body["public_key"] = ec_pem()
         if isinstance(case.body.get("certificate"), str):
             case.body["certificate"] = ca_pem()
+        if isinstance(case.body.get("identities"), list):
+            case.body["identities"] = ["x509.subject: C=US, O=Acme"][: len(case.body["identities"])]
     return case
 
 

@@ -15,9 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import missing
-from tests.e2e.conftest import Server, require_tool, run
+from tests.e2e.conftest import DOCKYARD, Server, require_tool, run
 from tests.e2e.layouts import build_image, descriptor
 from tests.support.signatures import SignedManifest, make_cosign_signature, new_key, public_pem
 
@@ -112,6 +113,12 @@ def sign(server: Server, repo: str, digest: str, key: Any, tmp: Path) -> str:
         f"oci:{sig_layout}:sig",
         f"docker://{server.host}/{repo}:{signed.tag}",
     )
+    wait_verified(server, repo, digest)
+    return signed.digest
+
+
+def wait_verified(server: Server, repo: str, digest: str) -> None:
+    """Until the server's `signatures` duty has verified the image's one signature."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         r = api(server, "GET", f"/repositories/{repo}/manifests/{digest}/signatures")
@@ -119,7 +126,7 @@ def sign(server: Server, repo: str, digest: str, key: Any, tmp: Path) -> str:
         states = [e["state"] for e in r.json()]
         if states and states[0] != "pending":
             assert states == ["verified"], r.json()
-            return signed.digest
+            return
         time.sleep(0.5)
     raise AssertionError("the signature was not verified within 60 s")
 
@@ -198,7 +205,23 @@ def test_signed_tags_with_skopeo_push_by_digest_sign_then_tag(server: Server, la
     assert refused.returncode != 0 and "denied" in refused.stderr.lower() and "then tag" in refused.stderr
     digest = descriptor(layout, "other")["digest"]
     push(server, layout, "other", f"{repo}@{digest}")  # by digest: no tag, no gate
-    sign(server, repo, digest, key, tmp_path)
+    # Signed with `dockyard sign` (the cosign tag scheme), with the key the project trusts.
+    key_file = tmp_path / "signing.pem"
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    key_file.write_bytes(pem)
+    run(
+        str(DOCKYARD),
+        "sign",
+        f"{server.host}/{repo}@{digest}",
+        "--key",
+        str(key_file),
+        "--plain-http",
+        "--username",
+        server.username,
+        "--password",
+        server.password,
+    )
+    wait_verified(server, repo, digest)
     skopeo(
         "copy",
         "--src-tls-verify=false",

@@ -44,7 +44,7 @@ def dsa_pem() -> str:
     return public_pem(dsa.generate_private_key(2048))
 
 
-def ca_pem(common_name: str = "Test Root CA", days: int = 365) -> str:
+def ca_pem(common_name: str = "Test Root CA", days: int = 365, ca: bool = True) -> str:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = dt.datetime.now(dt.UTC)
@@ -56,7 +56,7 @@ def ca_pem(common_name: str = "Test Root CA", days: int = 365) -> str:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()

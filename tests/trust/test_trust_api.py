@@ -113,6 +113,8 @@ def test_certificates(registry: Registry) -> None:
         {"name": "b", "certificate": pem, "identities": [""]},
         {"name": "b", "certificate": pem, "identities": ["CN=x"] * 101},
         {"name": "b", "certificate": pem, "identities": ["x" * 2000]},
+        {"name": "b", "certificate": pem, "identities": ["not a subject"]},
+        {"name": "b", "certificate": ca_pem(ca=False)},  # a leaf cannot anchor a trust store
     ):
         assert registry.request("POST", CERTS, json=bad).status_code == 422, bad
     assert registry.request("POST", CERTS, json=body).status_code == 409

@@ -19,7 +19,6 @@ from dockyard.services.errors import InvalidInput
 from dockyard.services.trust import pem
 from dockyard.services.trust.material import (
     MAX_IDENTITIES,
-    MAX_IDENTITY_LENGTH,
     MAX_TAG_PATTERNS,
     NAME_PATTERN,
     CertificateInfo,
@@ -47,10 +46,8 @@ def _checked(check: object) -> AfterValidator:
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
 PublicKeyPem = Annotated[str, StringConstraints(max_length=pem.MAX_PEM_BYTES), _checked(pem.check_public_key)]
 CertificatePem = Annotated[str, StringConstraints(max_length=pem.MAX_PEM_BYTES), _checked(pem.check_certificate)]
-# An X.509 subject: something besides white space, and no NUL.
-SubjectName = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_IDENTITY_LENGTH, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")
-]
+# A trusted identity: `x509.subject: C=US, O=acme` (or `*`), as the Notary Project's trust policy.
+SubjectName = Annotated[str, StringConstraints(min_length=1, max_length=1024), _checked(pem.check_identity)]
 TagPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.\-*?\[\]!]{1,128}$")]
 
 
@@ -75,7 +72,8 @@ class CertificateIn(Body):
     identities: list[SubjectName] = Field(
         default_factory=list,
         max_length=MAX_IDENTITIES,
-        description="X.509 subjects of signing certificates trusted under it (empty: any that chains to it).",
+        description="X.509 subjects of signing certificates trusted under it, as `x509.subject: C=US, O=acme` "
+        "(empty, or `*`: any that chains to it).",
     )
 
 

@@ -25,12 +25,11 @@ from dockyard.services.audit import AuditLog, current_actor
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 from dockyard.services.projects import ProjectService
 from dockyard.services.trust.model import TrustedCertificate, TrustedKey, TrustMaterial
-from dockyard.services.trust.pem import check_certificate, check_public_key
+from dockyard.services.trust.pem import check_certificate, check_identity, check_public_key
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,127}$"
 _NAME = re.compile(NAME_PATTERN)
 MAX_IDENTITIES = 100
-MAX_IDENTITY_LENGTH = 1024
 MAX_TAG_PATTERNS = 50
 MAX_TAG_PATTERN_LENGTH = 128
 
@@ -83,13 +82,7 @@ def check_name(name: str) -> str:
 def check_identities(identities: list[str]) -> tuple[str, ...]:
     if len(identities) > MAX_IDENTITIES:
         raise InvalidInput(f"at most {MAX_IDENTITIES} identities", {"count": len(identities)})
-    out = []
-    for identity in identities:
-        value = identity.strip()
-        if not value or len(value) > MAX_IDENTITY_LENGTH or "\x00" in value:
-            raise InvalidInput(f"an identity is an X.509 subject of 1 to {MAX_IDENTITY_LENGTH} characters")
-        out.append(value)
-    return tuple(dict.fromkeys(out))
+    return tuple(dict.fromkeys(check_identity(i) for i in identities))
 
 
 def check_tag_patterns(patterns: list[str]) -> tuple[str, ...]:

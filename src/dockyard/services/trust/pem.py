@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from dockyard.services.errors import InvalidInput
+from dockyard.services.trust.formats import x509chain
 
 MAX_PEM_BYTES = 16 * 1024  # an RSA-8192 public key is under 1.5 KiB, a certificate a few KiB
 MIN_RSA_BITS = 2048
@@ -72,6 +73,18 @@ def check_public_key(pem: str) -> KeyFacts:
     return KeyFacts(algorithm, "sha256:" + hashlib.sha256(der).hexdigest(), normalised.decode())
 
 
+def check_identity(identity: str) -> str:
+    """A trusted identity as the Notary Project writes it (`x509.subject: C=US, O=acme`, or `*`)."""
+    value = identity.strip()
+    if not value or len(value) > 1024 or "\x00" in value:
+        raise InvalidInput("an identity is an X.509 subject of 1 to 1024 characters")
+    try:
+        x509chain.check_identity(value)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
+    return value
+
+
 def check_certificate(pem: str) -> CertificateFacts:
     data = _bounded(pem, "certificate")
     try:
@@ -82,6 +95,10 @@ def check_certificate(pem: str) -> CertificateFacts:
         algorithm = key_algorithm(cert.public_key())
     except InvalidInput as exc:
         raise InvalidInput(f"certificate key: {exc.message}") from None
+    try:
+        x509chain.check_trust_certificate(data.decode("utf-8", "replace"))  # the verifiers' own rule: a CA
+    except ValueError as exc:
+        raise InvalidInput(f"certificate: {exc}") from None
     der = cert.public_bytes(serialization.Encoding.DER)
     return CertificateFacts(
         cert.subject.rfc4514_string(),
