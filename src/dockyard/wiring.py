@@ -185,7 +185,7 @@ def build_services(
     # after the registry's own garbage-collection bookkeeping, which its services install themselves.
     outbox = Outbox(db)
     trust = TrustService(db, audit, ttl=settings.account_check_seconds)
-    signatures = SignatureService(db, store, trust, settings.signature_max_blob_bytes)
+    signatures = SignatureService(db, store, trust, catalog, settings.signature_max_blob_bytes)
     events = Listeners(
         AuditListener(audit), ScanningListener(scans, catalog), SignatureListener(signatures), OutboxListener(outbox)
     )

@@ -32,6 +32,7 @@ from dockyard.oci.names import project_of
 from dockyard.services.events import ChangeEvent, Listener, ManifestDeleted, ManifestPushed
 from dockyard.services.projects import in_project
 from dockyard.services.queue import Claim, WorkQueue
+from dockyard.services.registry.catalog import CatalogService
 from dockyard.services.trust import formats
 from dockyard.services.trust.material import TrustService
 from dockyard.services.trust.model import SignatureArtifact, SignatureFormat, SignatureState, Verdict
@@ -76,31 +77,23 @@ class SignatureService:
         db: Database,
         store: BlobStore,
         trust: TrustService,
+        catalog: CatalogService,
         max_blob_bytes: int = 1024 * 1024,
         queue: WorkQueue | None = None,
     ) -> None:
         self.db = db
         self.store = store
         self.trust = trust
+        self.catalog = catalog  # the registry owns the manifests: it answers what a signature manifest holds
         self.max_blob_bytes = max_blob_bytes
         self.queue = queue or WorkQueue(db, QUEUE, processing_seconds=300.0, retries=3)
         trust.on_change = self.requeue
 
     # --- discovery, in the push's transaction ----------------------------------------------------
-    @staticmethod
-    def _content(conn: Connection, repository: str, digest: str) -> tuple[str, bytes] | None:
-        m, r = s.manifests.c, s.repositories.c
-        row = conn.execute(
-            sa.select(m.media_type, m.content)
-            .select_from(s.manifests.join(s.repositories, r.id == m.repository_id))
-            .where(r.name == repository, m.digest == digest)
-        ).first()
-        return None if row is None else (str(row.media_type), bytes(row.content))
-
     def discovered(self, conn: Connection, event: ManifestPushed) -> None:
         if event.subject is None and tag_subject(event.tag) is None:
             return  # neither a referrer nor in cosign's tag scheme: no signature, and no read
-        found = self._content(conn, event.repository, event.digest)
+        found = self.catalog.manifest_in(conn, event.repository, event.digest)
         if found is None:
             return
         media_type, content = found
@@ -168,7 +161,7 @@ class SignatureService:
     def artifact(self, repository: str, digest: str, kind: SignatureFormat) -> SignatureArtifact | str:
         """The signature manifest and its blobs, or why they cannot be read (a verdict's message)."""
         with self.db.read() as conn:
-            found = self._content(conn, repository, digest)
+            found = self.catalog.manifest_in(conn, repository, digest)
         if found is None:
             return "the signature manifest is no longer stored"
         media_type, content = found
@@ -306,20 +299,14 @@ class SignatureService:
                 return True
         except InvalidManifest:
             pass
-        sig, m, r, tg = s.signatures.c, s.manifests.c, s.repositories.c, s.tags.c
+        sig = s.signatures.c
         with self.db.engine.connect() as conn:
             known = conn.execute(
                 sa.select(sig.id).where(sig.repository == repository, sig.signature_digest == digest).limit(1)
             ).first()
             if known is not None:
                 return True
-            tags = conn.execute(
-                sa.select(tg.name)
-                .select_from(
-                    s.tags.join(s.manifests, m.id == tg.manifest_id).join(s.repositories, r.id == tg.repository_id)
-                )
-                .where(r.name == repository, m.digest == digest, tg.name.startswith("sha256-"))
-            ).scalars()
+            tags = self.catalog.tags_on(conn, repository, digest, prefix="sha256-")
             return any(tag_subject(name) is not None for name in tags)
 
 
