@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +17,6 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import missing
 from tests.e2e.conftest import DOCKYARD, Server, require_tool, run
@@ -75,6 +76,14 @@ def pull(server: Server, ref: str, out: Path, check: bool = True):  # type: igno
         f"oci:{out}:x",
         check=check,
     )
+
+
+def set_policy(server: Server, project: str, **policy: object) -> None:
+    r = api(server, "PATCH", f"/projects/{project}/trust-policy", json=policy)
+    assert r.status_code == 200, r.text
+    # Each server process remembers a project's policy for `account_check_seconds` (1 s): the other
+    # worker may answer from what it read before the change until then.
+    time.sleep(1.5)
 
 
 def signature_layout(path: Path, signed: SignedManifest) -> Path:
@@ -197,30 +206,50 @@ def test_oras_pull_refused_until_signed(
 
 
 def test_signed_tags_with_skopeo_push_by_digest_sign_then_tag(server: Server, layout: Path, tmp_path: Path) -> None:
-    project, key = project_with_key(server)
+    project, _ = project_with_key(server)
     repo = f"{project}/app"
-    r = api(server, "PATCH", f"/projects/{project}/trust-policy", json={"signed_tags": ["v*", "release-*"]})
-    assert r.status_code == 200, r.text
+    set_policy(server, project, signed_tags=["v*", "release-*"])
     refused = push(server, layout, "other", f"{repo}:v1", check=False)
     assert refused.returncode != 0 and "denied" in refused.stderr.lower() and "then tag" in refused.stderr
     digest = descriptor(layout, "other")["digest"]
     push(server, layout, "other", f"{repo}@{digest}")  # by digest: no tag, no gate
-    # Signed with `dockyard sign` (the cosign tag scheme), with the key the project trusts.
-    key_file = tmp_path / "signing.pem"
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    key_file.write_bytes(pem)
-    run(
-        str(DOCKYARD),
-        "sign",
-        f"{server.host}/{repo}@{digest}",
-        "--key",
-        str(key_file),
-        "--plain-http",
-        "--username",
-        server.username,
-        "--password",
-        server.password,
+    # Signed with `dockyard sign` (the cosign tag scheme) with a key pair from `dockyard keys generate`,
+    # as docs/trust.md shows it; the project trusts its public half.
+    env = {**os.environ, "COSIGN_PASSWORD": "e2e-password"}
+    prefix = tmp_path / "cosign"
+    subprocess.run(
+        [str(DOCKYARD), "keys", "generate", "--output-key-prefix", str(prefix)],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
+    r = api(
+        server,
+        "POST",
+        f"/projects/{project}/trust/keys",
+        json={"name": "release", "public_key": (tmp_path / "cosign.pub").read_text()},
+    )
+    assert r.status_code == 201, r.text
+    signing = subprocess.run(
+        [
+            str(DOCKYARD),
+            "sign",
+            f"{server.host}/{repo}@{digest}",
+            "--key",
+            f"{prefix}.key",
+            "--plain-http",
+            "--username",
+            server.username,
+            "--password",
+            server.password,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert signing.returncode == 0, signing.stderr
     wait_verified(server, repo, digest)
     skopeo(
         "copy",

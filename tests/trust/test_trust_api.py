@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dockyard.services.auth.permissions import Role
 from tests.api.conftest import Registry, basic
 from tests.support.trust_material import ca_pem, dsa_pem, ec_pem, ed25519_pem, rsa_pem
 
@@ -172,3 +173,32 @@ def test_changes_are_audited_without_the_key_material(registry: Registry) -> Non
     registry.request("POST", KEYS, json={"name": "ci", "public_key": "junk"})
     after = registry.request("GET", "/api/v1/audit", params={"limit": 100}).json()["events"]
     assert len(after) == len(events)
+
+
+def test_each_kind_of_credential(registry: Registry) -> None:
+    """A maintainer's password and personal access token may change the project's trust material; the
+    same with only developer rights, a robot (even one with every registry action) and a registry
+    token may not."""
+    svc = registry.services
+    for name, role in (("maint", Role.MAINTAINER), ("dev", Role.DEVELOPER)):
+        svc.users.create(name, "password-123")
+        svc.projects.set_member(PROJECT, "user", name, role)
+    pat = svc.access_tokens.create("maint", "ci").secret
+    bot = svc.robots.create("trustbot", {PROJECT: ["pull", "push", "delete"]})
+    token = registry.http.get(
+        "/token",
+        params={"service": "dockyard", "scope": f"repository:{PROJECT}/app:pull,push"},
+        headers=basic("maint", "password-123"),
+    ).json()["token"]
+    cases = [
+        ("maintainer password", basic("maint", "password-123"), 201),
+        ("maintainer access token", basic("maint", pat), 201),
+        ("developer password", basic("dev", "password-123"), 403),
+        ("robot secret", basic(bot.robot.name, bot.secret), 403),
+        ("registry token", {"Authorization": f"Bearer {token}"}, 401),
+        ("anonymous", {}, 401),
+    ]
+    for i, (label, headers, expected) in enumerate(cases):
+        r = registry.http.post(KEYS, json={"name": f"k{i}", "public_key": ec_pem()}, headers=headers)
+        assert r.status_code == expected, (label, r.text)
+    assert _keys(registry) == ["k0", "k1"]
