@@ -191,6 +191,18 @@ class Settings(BaseSettings):
     )
     scan_on_push: bool = Field(True, description="Scan images when they are pushed (projects can override it).")
     scan_interval_seconds: float = Field(2, gt=0, description="How often the scan queue is looked at.")
+    signature_interval_seconds: float = Field(
+        2,
+        ge=0,
+        description="How often the signature queue is looked at (signatures are verified off the request path; "
+        "0: never).",
+    )
+    signature_max_blob_bytes: int = Field(
+        1024 * 1024,
+        gt=0,
+        le=64 * 1024 * 1024,
+        description="The largest blob of a signature manifest read to verify it (larger: the signature is invalid).",
+    )
     scan_allowlist: list[str] = Field(
         default_factory=list, description="Advisory or CVE ids no project's pull policy blocks on (system-wide)."
     )

@@ -31,6 +31,8 @@ from dockyard.services.gates.licences import LicenceGate
 from dockyard.services.gates.quarantine import QuarantineGate
 from dockyard.services.gates.scan_policy import ScanPolicies
 from dockyard.services.gates.scan_severity import ScanSeverityGate
+from dockyard.services.gates.signature import SignatureGate
+from dockyard.services.gates.signed_tags import SignedTagsGate
 from dockyard.services.gates.unscanned import UnscannedGate
 from dockyard.services.history import TagHistoryListener, TagHistoryService
 from dockyard.services.lifecycle import leases
@@ -46,7 +48,9 @@ from dockyard.services.scanning.external import HarborAdapterScanner
 from dockyard.services.scanning.listener import ScanningListener
 from dockyard.services.scanning.scanner import ScanService
 from dockyard.services.trust.auto_quarantine import AutoQuarantine
+from dockyard.services.trust.material import TrustService
 from dockyard.services.trust.quarantine import QuarantineService
+from dockyard.services.trust.signatures import SignatureListener, SignatureService
 from dockyard.storage.base import BlobStore
 from dockyard.storage.factory import open_store
 
@@ -79,6 +83,8 @@ class Services:
     exposure: ExposureService  # who pulled what an advisory affects
     quarantines: QuarantineService
     admission: AdmissionService  # POST /admission/validate
+    trust: TrustService  # trust material and trust policies
+    signatures: SignatureService  # signatures found, their verification and verdicts
     events: Listeners
     outbox: Outbox
     http: httpx.Client  # outbound HTTP: the external scanner, vulnerability sources, OIDC; webhooks next
@@ -188,8 +194,14 @@ def build_services(
     # The registry's listeners, in this order, inside each change's transaction (services/events),
     # after the registry's own garbage-collection bookkeeping, which its services install themselves.
     outbox = Outbox(db)
+    trust = TrustService(db, audit, ttl=settings.account_check_seconds)
+    signatures = SignatureService(db, store, trust, catalog, settings.signature_max_blob_bytes)
     events = Listeners(
-        AuditListener(audit), TagHistoryListener(), ScanningListener(scans, catalog), OutboxListener(outbox)
+        AuditListener(audit),
+        TagHistoryListener(),
+        ScanningListener(scans, catalog),
+        SignatureListener(signatures),
+        OutboxListener(outbox),
     )
     grace = settings.gc_grace_seconds
     uploads = UploadService(db, store, grace, settings.max_upload_sessions_per_identity, events)
@@ -206,7 +218,8 @@ def build_services(
     scan_policies = ScanPolicies(db, projects, settings.scan_allowlist, ttl=settings.account_check_seconds)
     quarantines = QuarantineService(db, events, audit, projects, ttl=settings.account_check_seconds)
     scans.results.after_findings = AutoQuarantine(quarantines, scan_policies).findings_changed
-    gates = gate_chain(scan_policies, policy, quarantines)
+    gates = gate_chain(scan_policies, policy, quarantines, trust, signatures)
+    manifests.gates = gates  # a push by tag passes the tag-time gates before it is stored
     admission = AdmissionService(
         manifests,
         gates,
@@ -252,13 +265,21 @@ def build_services(
         exposure=ExposureService(db, scans, catalog, audit),
         quarantines=quarantines,
         admission=admission,
+        trust=trust,
+        signatures=signatures,
         events=events,
         outbox=outbox,
         http=http,
     )
 
 
-def gate_chain(scan_policies: ScanPolicies, policy: AccessPolicy, quarantines: QuarantineService) -> GateChain:
+def gate_chain(
+    scan_policies: ScanPolicies,
+    policy: AccessPolicy,
+    quarantines: QuarantineService,
+    trust: TrustService,
+    signatures: SignatureService,
+) -> GateChain:
     """The gates, in the order they are asked: the first refusal is the one a client sees."""
     may_pull_quarantined = lambda caller: policy.can_system(caller, SystemPermission.PULL_QUARANTINED)  # noqa: E731
     return GateChain(
@@ -267,6 +288,8 @@ def gate_chain(scan_policies: ScanPolicies, policy: AccessPolicy, quarantines: Q
             UnscannedGate(scan_policies),
             ScanSeverityGate(scan_policies),
             LicenceGate(scan_policies),
+            SignatureGate(trust, signatures),
+            SignedTagsGate(trust, signatures),
         ],
         # The scanner identity must read an image to judge it.
         exempt=lambda caller: policy.can_system(caller, SystemPermission.BYPASS_PULL_GATE),
@@ -326,6 +349,8 @@ def maintenance(services: Services) -> Maintenance:
             Duty("scrub", s.scrub_interval_seconds, lambda: services.scrubber.run(s.scrub_rate_mb * 1_000_000)),
             # Not under a lease: every replica takes scans from the work queue (its claims are per item).
             Duty("scan", s.scan_interval_seconds if s.scanner_enabled else 0, services.scans.run, exclusive=False),
+            # Likewise: signatures are verified from the work queue by every replica.
+            Duty("signatures", s.signature_interval_seconds, services.signatures.run, exclusive=False),
             Duty(
                 VULNDB,
                 s.vulndb_update_interval_seconds,

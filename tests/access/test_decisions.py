@@ -28,6 +28,7 @@ from dockyard.services.auth.provisioning import ensure_push_projects, request_ac
 from dockyard.services.auth.scopes import Scope
 from dockyard.wiring import Services
 from tests.api.conftest import ADMIN, ADMIN_PASSWORD, Registry, basic, sha256
+from tests.support.trust_material import ca_pem, ec_pem
 
 PASSWORD = "password-123"
 
@@ -275,6 +276,20 @@ def system_ops(registry: Registry) -> Iterator[SystemOp]:
         P.CREATE_PROJECTS,
         lambda c, h: c.post("/api/v1/projects", json={"name": f"p{next(n)}"}, headers=h),
     )
+    yield SystemOp(
+        "POST system trust key",
+        P.MANAGE_TRUST,
+        lambda c, h: c.post(
+            "/api/v1/system/trust/keys", json={"name": f"k{next(n)}", "public_key": ec_pem()}, headers=h
+        ),
+    )
+
+    def delete_system_certificate(c: httpx.Client, h: dict[str, str]) -> httpx.Response:
+        name = f"c{next(n)}"
+        svc.trust.add_certificate(None, name, ca_pem(), [])
+        return c.delete(f"/api/v1/system/trust/certificates/{name}", headers=h)
+
+    yield SystemOp("DELETE system trust certificate", P.MANAGE_TRUST, delete_system_certificate)
     # A project the caller is no member of: others are told it does not exist.
     yield SystemOp("GET private project", P.ALL_PROJECTS, lambda c, h: c.get("/api/v1/projects/sys2", headers=h), 404)
 

@@ -18,6 +18,7 @@ from dockyard.oci import mediatypes as mt
 from dockyard.services.auth.permissions import Permission
 from tests.access.conftest import PROJECT, Principal
 from tests.api.conftest import ADMIN, Registry, sha256
+from tests.support.trust_material import ca_pem, ec_pem
 
 REPO = f"{PROJECT}/app"
 _counter = itertools.count()
@@ -234,6 +235,68 @@ def management_ops(reg: Registry) -> list[Op]:
             lambda r, h: r.http.patch(
                 f"{base}/quarantine-policy", json={"auto_quarantine_severity": "high"}, headers=h
             ),
+        ),
+        # Signature trust (docs/trust.md): material and policy are maintainers' and up.
+        Op(
+            "POST trust key",
+            Permission.TRUST_MANAGE,
+            lambda r, h: r.http.post(f"{base}/trust/keys", json={"name": unique(), "public_key": ec_pem()}, headers=h),
+        ),
+        Op("GET trust keys", Permission.PROJECT_READ, lambda r, h: r.http.get(f"{base}/trust/keys", headers=h)),
+        Op(
+            "GET trust key",
+            Permission.PROJECT_READ,
+            lambda r, h: (
+                r.http.post(
+                    f"{base}/trust/keys", json={"name": (k := unique()), "public_key": ec_pem()}, headers=ADMIN
+                ),
+                r.http.get(f"{base}/trust/keys/{k}", headers=h),
+            )[1],
+        ),
+        Op(
+            "DELETE trust key",
+            Permission.TRUST_MANAGE,
+            lambda r, h: (
+                r.http.post(
+                    f"{base}/trust/keys", json={"name": (k := unique()), "public_key": ec_pem()}, headers=ADMIN
+                ),
+                r.http.delete(f"{base}/trust/keys/{k}", headers=h),
+            )[1],
+        ),
+        Op(
+            "POST trust certificate",
+            Permission.TRUST_MANAGE,
+            lambda r, h: r.http.post(
+                f"{base}/trust/certificates",
+                json={"name": unique(), "certificate": ca_pem(), "identities": ["CN=signer"]},
+                headers=h,
+            ),
+        ),
+        Op(
+            "GET trust certificates",
+            Permission.PROJECT_READ,
+            lambda r, h: r.http.get(f"{base}/trust/certificates", headers=h),
+        ),
+        Op(
+            "DELETE trust certificate",
+            Permission.TRUST_MANAGE,
+            lambda r, h: (
+                r.http.post(
+                    f"{base}/trust/certificates", json={"name": (c := unique()), "certificate": ca_pem()}, headers=ADMIN
+                ),
+                r.http.delete(f"{base}/trust/certificates/{c}", headers=h),
+            )[1],
+        ),
+        Op("GET trust policy", Permission.PROJECT_READ, lambda r, h: r.http.get(f"{base}/trust-policy", headers=h)),
+        Op(
+            "PATCH trust policy",
+            Permission.TRUST_MANAGE,
+            lambda r, h: r.http.patch(f"{base}/trust-policy", json={"signed_tags": []}, headers=h),
+        ),
+        Op(
+            "GET signatures",
+            Permission.PULL,
+            lambda r, h: r.http.get(f"/api/v1/repositories/{REPO}/manifests/v1/signatures", headers=h),
         ),
         Op("POST vulndb update", None, lambda r, h: r.http.post("/api/v1/vulndb/update", headers=h)),
         Op("POST project", None, lambda r, h: r.http.post("/api/v1/projects", json={"name": unique()}, headers=h)),

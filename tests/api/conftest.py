@@ -92,7 +92,8 @@ class Registry:
 def make_settings(tmp_path: Path, database: Database) -> Settings:
     # No background scanning and no scheduled database update (tests that want them run the scanner or
     # the update themselves: an app's loop would otherwise update the empty database at its start, on
-    # its own thread, in the middle of what a test checks), and no feeds to download.
+    # its own thread, in the middle of what a test checks), no background signature verification, and no
+    # feeds to download.
     return Settings(
         data_dir=tmp_path,
         database_url=database.url,
@@ -101,6 +102,7 @@ def make_settings(tmp_path: Path, database: Database) -> Settings:
         vulndb_sources=[],
         vulndb_update_interval_seconds=0,
         scanner_enabled=False,
+        signature_interval_seconds=0,  # signatures are verified when a test runs the queue
     )
 
 

@@ -15,6 +15,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 
 from tests.api.conftest import ADMIN, Registry
+from tests.support.trust_material import ca_pem, ec_pem
 
 EXAMPLES = 8  # per operation and mode: bounded, and derandomized so CI cannot fail by chance
 
@@ -48,6 +49,20 @@ def _exposure_selector(case: schemathesis.Case) -> schemathesis.Case:
     return case
 
 
+def _valid_trust_material(case: schemathesis.Case) -> schemathesis.Case:
+    """Likewise: a public key, certificate or trusted identity must be one that parses (PEM of an
+    accepted algorithm, an X.509 subject), which no pattern can say. Valid requests get real
+    material; refusing bad material is tested in tests/trust/test_trust_api.py."""
+    if isinstance(case.body, dict):
+        if isinstance(case.body.get("public_key"), str):
+            case.body["public_key"] = ec_pem()
+        if isinstance(case.body.get("certificate"), str):
+            case.body["certificate"] = ca_pem()
+        if isinstance(case.body.get("identities"), list):
+            case.body["identities"] = ["x509.subject: C=US, O=Acme"][: len(case.body["identities"])]
+    return case
+
+
 def _failures(registry: Registry, mode: GenerationMode) -> list[str]:
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", registry.http.app)
     found: list[str] = []
@@ -56,7 +71,7 @@ def _failures(registry: Registry, mode: GenerationMode) -> list[str]:
 
         strategy = operation.as_strategy(generation_mode=mode)
         if mode.is_positive:
-            strategy = strategy.map(_expiry_in_the_future).map(_exposure_selector)
+            strategy = strategy.map(_expiry_in_the_future).map(_exposure_selector).map(_valid_trust_material)
 
         @given(case=strategy)
         @settings(

@@ -526,3 +526,98 @@ quarantine_policies = sa.Table(
 # A repository's tags newest first (the tags page's keyset), and a project's repositories.
 sa.Index("ix_tags_repository_updated", tags.c.repository_id, tags.c.updated_at)
 sa.Index("ix_repositories_project", repositories.c.project_id)
+# --- signatures (area: signatures) ------------------------------------------------------------------
+
+# Trust material: cosign public keys and Notary Project trust-store certificates, per project, or
+# system-wide (project_id NULL: applies to every project). Owned by services/trust/material.py.
+trust_keys = sa.Table(
+    "trust_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("public_key", sa.Text, nullable=False),  # PEM (SubjectPublicKeyInfo)
+    sa.Column("algorithm", sa.String(32), nullable=False),  # ecdsa-p256, ecdsa-p384, rsa-3072, ed25519, …
+    sa.Column("fingerprint", sa.String(100), nullable=False),  # sha256 of the DER public key
+    sa.Column("created_by", sa.String(255), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+    # NULLs are distinct in a unique constraint: system-wide names are unique by their own index.
+    sa.Index(
+        "ix_trust_keys_system_name",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("project_id IS NULL"),
+        postgresql_where=sa.text("project_id IS NULL"),
+    ),
+)
+
+trust_certificates = sa.Table(
+    "trust_certificates",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("certificate", sa.Text, nullable=False),  # PEM
+    sa.Column("identities", sa.Text, nullable=False),  # JSON list of trusted X.509 subjects ([]: any)
+    sa.Column("subject", sa.Text, nullable=False),  # the certificate's own subject (RFC 4514)
+    sa.Column("fingerprint", sa.String(100), nullable=False),
+    sa.Column("not_after", Timestamp, nullable=False),
+    sa.Column("created_by", sa.String(255), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("project_id", "name"),
+    sa.Index(
+        "ix_trust_certificates_system_name",
+        "name",
+        unique=True,
+        sqlite_where=sa.text("project_id IS NULL"),
+        postgresql_where=sa.text("project_id IS NULL"),
+    ),
+)
+
+# A project's signature policy (no row: nothing required).
+trust_policies = sa.Table(
+    "trust_policies",
+    metadata,
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("require_signature", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("signed_tags", sa.Text, nullable=False, server_default="[]"),  # JSON list of fnmatch patterns
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# A signature found in a repository: the signature manifest and the digest it signs. Owned by
+# services/trust/signatures.py; found by the registry listener when the signature is pushed.
+signatures = sa.Table(
+    "signatures",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("repository", sa.String(255), nullable=False),
+    sa.Column("signature_digest", sa.String(150), nullable=False),
+    sa.Column("subject_digest", sa.String(150), nullable=False),
+    sa.Column("format", sa.String(32), nullable=False),
+    sa.Column("discovered_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("repository", "signature_digest"),
+    sa.Index("ix_signatures_subject", "repository", "subject_digest"),
+)
+
+# One verdict per signature in a signature manifest (a cosign .sig manifest holds one per layer),
+# replaced as a whole each time the signature is verified again.
+signature_verdicts = sa.Table(
+    "signature_verdicts",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "signature_id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        sa.ForeignKey("signatures.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("format", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # verified | invalid | untrusted | expired
+    sa.Column("signer", sa.Text, nullable=True),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("verified_at", Timestamp, nullable=False),
+    sa.UniqueConstraint("signature_id", "position"),
+)

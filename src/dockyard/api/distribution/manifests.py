@@ -27,11 +27,12 @@ async def get_manifest(request: Request) -> Response:
 
 async def put_manifest(request: Request) -> Response:
     name, reference = request.path_params["name"], request.path_params["reference"]
-    await require(request, name, "pull", "push")
+    identity = await require(request, name, "pull", "push")
     svc = services(request)
     body = await read_limited(request, svc.settings.max_manifest_bytes)
     content_type = request.headers.get("content-type", "")  # none declared: refused by the parser
-    result = await run_in_threadpool(svc.manifests.put, name, reference, body, content_type)
+    # A push by tag passes the tag-time gates (signed tags) in the service, before anything is stored.
+    result = await run_in_threadpool(svc.manifests.put, name, reference, body, content_type, identity)
     headers = {
         "Location": f"/v2/{name}/manifests/{result.digest}",
         "Docker-Content-Digest": result.digest,

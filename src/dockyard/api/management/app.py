@@ -12,7 +12,18 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from dockyard.api.errors import allowed_methods, status_for
-from dockyard.api.management import audit, exposure, history, lifecycle, projects, quarantine, robots, scanning, users
+from dockyard.api.management import (
+    audit,
+    exposure,
+    history,
+    lifecycle,
+    projects,
+    quarantine,
+    robots,
+    scanning,
+    trust,
+    users,
+)
 from dockyard.api.management.models import problems
 from dockyard.api.middleware import ErrorBoundary
 from dockyard.api.problem import problem
@@ -84,7 +95,7 @@ def create_management_app(services: Services) -> FastAPI:
         },
     )
     app.state.services = services
-    modules = (projects, users, robots, audit, lifecycle, scanning, history, exposure, quarantine)
+    modules = (projects, users, robots, audit, lifecycle, scanning, history, exposure, quarantine, trust)
     for module in modules:
         app.include_router(module.router, responses=COMMON_ERRORS)
     # The operations themselves, for the Allow header of a 405 (FastAPI nests included routers).

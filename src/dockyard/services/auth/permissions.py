@@ -46,6 +46,7 @@ class Permission(StrEnum):
     WEBHOOK_MANAGE = "webhook:manage"
     AUDIT_READ = "audit:read"  # the project's audit events
     QUARANTINE_MANAGE = "quarantine:manage"  # quarantine and release images of the project
+    TRUST_MANAGE = "trust:manage"  # signature trust material (keys, certificates) and the trust policy
 
 
 # The least role that holds each permission. A system administrator holds all of them everywhere.
@@ -58,6 +59,7 @@ MATRIX: dict[Permission, Role] = {
     Permission.TAG_POLICY_MANAGE: Role.MAINTAINER,
     Permission.WEBHOOK_MANAGE: Role.MAINTAINER,
     Permission.QUARANTINE_MANAGE: Role.MAINTAINER,
+    Permission.TRUST_MANAGE: Role.MAINTAINER,
     Permission.ROBOT_READ: Role.MAINTAINER,
     Permission.PROJECT_UPDATE: Role.ADMIN,
     Permission.PROJECT_DELETE: Role.ADMIN,
@@ -101,6 +103,7 @@ class SystemPermission(StrEnum):
     RUN_GC = "system:gc"  # garbage collection on demand
     UPDATE_VULNDB = "system:vulndb-update"  # ask for a vulnerability database update; see who asked
     READ_METRICS = "system:metrics"  # GET /metrics (its series name every project, private ones too)
+    MANAGE_TRUST = "system:trust"  # system-wide signature trust material (applies to every project)
     BYPASS_PULL_GATE = "registry:bypass-pull-gate"  # pull what the scan policy blocks (to judge it)
     PULL_QUARANTINED = "registry:pull-quarantined"  # pull a quarantined image (where pulls are allowed)
     MANAGE_QUARANTINE = "system:quarantine"  # quarantine and release in any project; list them all
@@ -119,6 +122,7 @@ SYSTEM_MATRIX: dict[SystemPermission, frozenset[SystemRole]] = {
     SystemPermission.REMOVE_TAG_RULES: _ADMINISTRATOR,
     SystemPermission.RUN_GC: _ADMINISTRATOR,
     SystemPermission.UPDATE_VULNDB: _ADMINISTRATOR,
+    SystemPermission.MANAGE_TRUST: _ADMINISTRATOR,
     SystemPermission.READ_METRICS: _ADMINISTRATOR,  # and the accounts named in `metrics_users` (api/metrics.py)
     # The scanner must read what it is asked to judge; nobody else, administrators included, is exempt.
     SystemPermission.BYPASS_PULL_GATE: frozenset({SystemRole.SCANNER}),

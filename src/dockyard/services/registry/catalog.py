@@ -118,6 +118,31 @@ class CatalogService:
         m = s.manifests.c
         return conn.execute(sa.select(m.id).where(m.digest == digest).limit(1)).first() is not None
 
+    @staticmethod
+    def manifest_in(conn: sa.Connection, repository: str, digest: str) -> tuple[str, bytes] | None:
+        """A manifest's media type and bytes in one repository (in the caller's transaction: a
+        listener reads what its push is storing)."""
+        m, r = s.manifests.c, s.repositories.c
+        row = conn.execute(
+            sa.select(m.media_type, m.content)
+            .select_from(s.manifests.join(s.repositories, r.id == m.repository_id))
+            .where(r.name == repository, m.digest == digest)
+        ).first()
+        return None if row is None else (str(row.media_type), bytes(row.content))
+
+    @staticmethod
+    def tags_on(conn: sa.Connection, repository: str, digest: str, prefix: str = "") -> list[str]:
+        """The tags of a repository that point at `digest` (those starting with `prefix`)."""
+        m, r, t = s.manifests.c, s.repositories.c, s.tags.c
+        stmt = (
+            sa.select(t.name)
+            .select_from(s.tags.join(s.manifests, m.id == t.manifest_id).join(s.repositories, r.id == t.repository_id))
+            .where(r.name == repository, m.digest == digest)
+        )
+        if prefix:
+            stmt = stmt.where(t.name.startswith(prefix, autoescape=True))
+        return [str(n) for n in conn.execute(stmt).scalars()]
+
     def manifest_content(self, digest: str) -> tuple[str, bytes] | None:
         """A stored manifest's media type and bytes, in whichever repository it is."""
         m = s.manifests.c

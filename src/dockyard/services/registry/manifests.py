@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -37,6 +38,10 @@ from dockyard.services.registry.manifest_rows import delete_manifest_rows
 from dockyard.services.registry.read_cache import ContentCache, StampedCache
 from dockyard.services.registry.repositories import ensure_repository, repository_id
 from dockyard.services.registry.validation import check_digest, check_name, check_tag
+
+if TYPE_CHECKING:
+    from dockyard.services.auth.identity import Identity
+    from dockyard.services.gates.chain import GateChain
 
 
 def _existing_tag(name: str, reference: str) -> None:
@@ -79,6 +84,8 @@ class ManifestService:
         # Told of pushes, tag moves and deletes in their transactions (the collector's queue, always;
         # then the listeners given: audit, scans, the outbox), and of pulls after the read.
         self.events = with_gc_bookkeeping(db, grace, events)
+        # The tag-time gates (signed tags), asked before a push by tag stores anything; set by wiring.
+        self.gates: GateChain | None = None
         m, t, r = s.manifests.c, s.tags.c, s.repositories.c
         cols = (m.digest, m.media_type, m.content)
         # Prepared once: GET by tag is the hottest read in the registry.
@@ -124,7 +131,9 @@ class ManifestService:
         self.events.pulled(ManifestPulled(repository=name, digest=digest, tag=tag))
 
     # --- push -------------------------------------------------------------------------------
-    def put(self, name: str, reference: str, body: bytes, content_type: str | None) -> PushResult:
+    def put(
+        self, name: str, reference: str, body: bytes, content_type: str | None, caller: Identity | None = None
+    ) -> PushResult:
         check_name(name)
         if len(body) > self.max_bytes:
             raise TooLarge(f"manifest is {len(body)} bytes, the limit is {self.max_bytes}", {"size": len(body)})
@@ -144,6 +153,10 @@ class ManifestService:
             parsed = parse_manifest(body, content_type or "", self.max_bytes)
         except InvalidManifest as exc:
             raise ManifestInvalid(exc.message, exc.detail) from None
+        if tag is not None and self.gates is not None:
+            from dockyard.services.gates.model import Stage, Subject  # the gates import the registry's peers
+
+            self.gates.enforce(Stage.TAG, Subject(name, digest, parsed.media_type, body, tag=tag, caller=caller))
 
         with self.db.write() as conn:
             repo_id = ensure_repository(self.db, conn, name)

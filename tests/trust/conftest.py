@@ -1,0 +1,1 @@
+from tests.api.conftest import registry, services  # noqa: F401 - fixtures
