@@ -1,8 +1,8 @@
 """signatures: trust material (keys, certificates) per project and system-wide, trust policies, found
 signatures and their verdicts
 
-Revision ID: 0013_signatures
-Revises: 0012
+Revision ID: 0017
+Revises: 0016
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0013_signatures"
-down_revision: str | None = "0012"
+revision: str = "0017"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
