@@ -165,16 +165,7 @@ class ManifestService:
             moved_from = self._set_tag(conn, name, repo_id, tag, manifest_id) if tag is not None else None
             self.events.changed(
                 conn,
-                ManifestPushed(
-                    repository=name,
-                    digest=digest,
-                    tag=tag,
-                    media_type=parsed.media_type,
-                    size=len(body),
-                    config_digest=parsed.config.digest if parsed.config is not None else None,
-                    children=tuple(d.digest for d in parsed.manifests),
-                    subject=parsed.subject.digest if parsed.subject else None,
-                ),
+                pushed_event(name, digest, tag, parsed, len(body)),
             )
             if moved_from is not None:
                 assert tag is not None
@@ -384,16 +375,7 @@ class ManifestService:
             parsed = parse_manifest(bytes(row.content), row.media_type, max_bytes=None)
             self.events.changed(
                 conn,
-                ManifestPushed(
-                    repository=name,
-                    digest=digest,
-                    tag=tag,
-                    media_type=parsed.media_type,
-                    size=len(row.content),
-                    config_digest=parsed.config.digest if parsed.config is not None else None,
-                    children=tuple(d.digest for d in parsed.manifests),
-                    subject=parsed.subject.digest if parsed.subject else None,
-                ),
+                pushed_event(name, digest, tag, parsed, len(row.content)),
             )
             return None
 
@@ -422,3 +404,17 @@ class ManifestService:
                 d["annotations"] = json.loads(row.annotations)
             descriptors.append(d)
         return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": descriptors}
+
+
+def pushed_event(name: str, digest: str, tag: str | None, parsed: ParsedManifest, size: int) -> ManifestPushed:
+    """What a stored manifest (pushed, or newly tagged by a revert) tells the listeners."""
+    return ManifestPushed(
+        repository=name,
+        digest=digest,
+        tag=tag,
+        media_type=parsed.media_type,
+        size=size,
+        config_digest=parsed.config.digest if parsed.config is not None else None,
+        children=tuple(d.digest for d in parsed.manifests),
+        subject=parsed.subject.digest if parsed.subject else None,
+    )
