@@ -61,11 +61,12 @@ def drop_pg_database(url: str, admin: sa.Engine) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def cheap_password_hashing() -> Iterator[None]:
-    """argon2id with its smallest cost in the test process: the default (64 MiB, three passes) takes
-    about a second per hash or verification on a busy 2-core CI machine, and the in-process tests
-    create and log in hundreds of accounts. Still real argon2id hashes and verifications (what the
-    tests check); the cost parameters are argon2's own defaults, which the server processes of the
-    end-to-end tests keep."""
+    """argon2id at its smallest cost (one pass over 8 KiB) in the test process. The production setting
+    (passwords.make_hasher: OWASP's 19 MiB, two passes) costs tens of milliseconds per hash or
+    verification, more on a busy 2-core CI machine, and the in-process tests create and log in
+    hundreds of accounts. Still real argon2id hashes and verifications (what the tests check). The
+    server processes of the end-to-end tests keep the production setting, and test_passwords checks
+    that setting itself."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
         passwords.dummy_hash.cache_clear()

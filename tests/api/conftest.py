@@ -92,7 +92,10 @@ class Registry:
 def make_settings(tmp_path: Path, database: Database) -> Settings:
     # No background scanning and no scheduled database update (tests that want them run the scanner or
     # the update themselves: an app's loop would otherwise update the empty database at its start, on
-    # its own thread, in the middle of what a test checks), and no feeds to download.
+    # its own thread, in the middle of what a test checks), and no feeds to download. An unpaced
+    # collector: the default pacer starts at a 5% duty, sleeping 19 times as long as each transaction
+    # took (seconds per collection on a busy PostgreSQL); pacing is tested with an injected clock and
+    # sleep (lifecycle/test_gc_pacing.py) and in its default form by the e2e servers.
     return Settings(
         data_dir=tmp_path,
         database_url=database.url,
@@ -101,6 +104,7 @@ def make_settings(tmp_path: Path, database: Database) -> Settings:
         vulndb_sources=[],
         vulndb_update_interval_seconds=0,
         scanner_enabled=False,
+        gc_pace=1.0,
     )
 
 

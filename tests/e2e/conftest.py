@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import create_pg_database, drop_pg_database, missing
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 DOCKYARD = Path(sys.executable).with_name("dockyard")
@@ -58,6 +59,7 @@ class Server:
             params={"service": "dockyard", "scope": scope},
             auth=(self.username, self.password),
             verify=self.verify or True,
+            timeout=TIMEOUT,
         )
         r.raise_for_status()
         return str(r.json()["token"])

@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e.conftest import Server, require_tool, run, running_server
 from tests.e2e.layouts import build_image
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +68,10 @@ def test_deleted_image_is_collected_while_serving(gc_server: tuple[Server, Path]
     skopeo("copy", "--src-tls-verify=false", "--src-creds", server.creds, f"docker://{server.host}/team/gc:keep",
            f"oci:{out}:keep")  # fmt: skip
     events = httpx.get(
-        f"{server.url}/api/v1/audit", params={"actor": "system:gc"}, auth=(server.username, server.password)
+        f"{server.url}/api/v1/audit",
+        params={"actor": "system:gc"},
+        auth=(server.username, server.password),
+        timeout=TIMEOUT,
     ).json()["events"]
     # skopeo deletes the manifest itself (by digest); the collector removed its blobs.
     assert {e["action"] for e in events} == {"gc.blob"} and len(events) >= 2

@@ -28,6 +28,7 @@ from tests.conftest import create_pg_database, drop_pg_database, missing
 from tests.e2e.cluster import Cluster, Replica, running_cluster, timestamp, wait_until
 from tests.e2e.conftest import require_tool, run
 from tests.e2e.layouts import add_index, all_blob_digests, build_image, descriptor
+from tests.support.http import TIMEOUT
 from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.e2e
@@ -92,6 +93,7 @@ def token(cluster: Cluster, scope: str) -> str:
         params={"service": "dockyard", "scope": scope},
         auth=(cluster.username, cluster.password),
         verify=cluster.balancer.tls_context(),
+        timeout=TIMEOUT,
     )
     r.raise_for_status()
     return str(r.json()["token"])
@@ -109,11 +111,13 @@ def balancer_client(cluster: Cluster, repo: str) -> httpx.Client:
 
 def replica_get(cluster: Cluster, replica: Replica, repo: str, path: str, method: str = "GET") -> httpx.Response:
     bearer = token(cluster, f"repository:{repo}:pull")
-    return httpx.request(method, f"{replica.url}/v2/{repo}/{path}", headers={"Authorization": f"Bearer {bearer}"})
+    return httpx.request(
+        method, f"{replica.url}/v2/{repo}/{path}", headers={"Authorization": f"Bearer {bearer}"}, timeout=TIMEOUT
+    )
 
 
 def test_the_balancer_terminates_tls_and_names_itself_in_the_token_realm(cluster: Cluster) -> None:
-    r = httpx.get(f"{cluster.balancer.url}/v2/", verify=cluster.balancer.tls_context())
+    r = httpx.get(f"{cluster.balancer.url}/v2/", verify=cluster.balancer.tls_context(), timeout=TIMEOUT)
     assert r.status_code == 401
     assert f'realm="{cluster.balancer.url}/token"' in r.headers["www-authenticate"]
 

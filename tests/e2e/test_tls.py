@@ -22,6 +22,7 @@ import pytest
 
 from tests.e2e.conftest import Server, require_tool, run, running_server
 from tests.e2e.layouts import build_image, descriptor
+from tests.support.http import TIMEOUT
 from tests.support.tls import issue, make_tls_files, serial
 
 pytestmark = pytest.mark.e2e
@@ -118,7 +119,7 @@ def test_plain_http_and_unknown_ca_are_refused(tls_server: tuple[Server, Path], 
         httpx.get(f"http://{srv.host}/v2/", timeout=10)
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"https://{srv.host}/v2/", timeout=10)  # the system's CAs do not know the test CA
-    r = httpx.get(f"https://{srv.host}/v2/", verify=srv.verify or True)
+    r = httpx.get(f"https://{srv.host}/v2/", verify=srv.verify or True, timeout=TIMEOUT)
     assert r.status_code == 401
     # Served directly over TLS, the token realm is https as well.
     assert f'realm="https://{srv.host}/token"' in r.headers["www-authenticate"]
@@ -250,6 +251,7 @@ def test_containerd_pull_and_push_with_hosts_toml(
             "Accept": "application/vnd.oci.image.manifest.v1+json",
         },
         verify=srv.verify or True,
+        timeout=TIMEOUT,
     )
     assert r.status_code == 200
     assert r.headers["docker-content-digest"] == descriptor(layout, "app")["digest"]
@@ -314,7 +316,7 @@ def test_renewed_certificate_is_served_without_cutting_a_download(tmp_path: Path
             received.extend(chunks)  # the connection begun before the reload carries on to the end
         assert hashlib.sha256(b"".join(received)).hexdigest() == digest.removeprefix("sha256:")
         # And new requests work on the new certificate.
-        assert httpx.get(f"{srv.url}/readyz", verify=srv.verify or True).status_code == 200
+        assert httpx.get(f"{srv.url}/readyz", verify=srv.verify or True, timeout=TIMEOUT).status_code == 200
         if server == "uvicorn":
             # Its workers share one listening socket and the old one retires only once the new one is
             # ready: no connection is refused during the reload. (granian's workers listen each on their
@@ -342,7 +344,9 @@ def test_files_that_do_not_load_keep_the_old_certificate(tmp_path: Path) -> None
 def test_client_certificate_is_required_when_a_client_ca_is_set(tmp_path: Path, server: str) -> None:
     with https_server(tmp_path, client_ca=True, server=server) as (srv, certs):
         ca = certs / "ca.pem"
-        with_cert = httpx.get(f"{srv.url}/v2/", verify=trusting(ca, (certs / "client.pem", certs / "client.key")))
+        with_cert = httpx.get(
+            f"{srv.url}/v2/", verify=trusting(ca, (certs / "client.pem", certs / "client.key")), timeout=TIMEOUT
+        )
         assert with_cert.status_code == 401  # TLS admitted the client; registry authentication still applies
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{srv.url}/v2/", verify=trusting(ca), timeout=10)
