@@ -103,13 +103,16 @@ def pg_database_url() -> Iterator[str]:
 
 def _empty_pg(db: Database) -> None:
     """Every table emptied and every sequence restarted. DELETE rather than TRUNCATE: a test leaves a
-    few rows, and TRUNCATE of the 30 tables (new files for each) took 0.5-1 s per test, DELETE 0.05 s."""
+    few rows, and TRUNCATE of the 30 tables (new files for each) took 0.5-1 s per test, DELETE 0.05 s.
+    All in one round trip (one statement each, children before the rows they refer to): on a busy
+    machine each round trip waits for the server process to be scheduled, which made fifty of them
+    take 0.4-0.5 s."""
     with db.engine.begin() as conn:
-        for table in reversed(schema.metadata.sorted_tables):  # children before the rows they refer to
-            conn.execute(table.delete())
+        quote = conn.dialect.identifier_preparer
         sequences = conn.exec_driver_sql("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")
-        for (sequence,) in sequences.all():
-            conn.exec_driver_sql(f'ALTER SEQUENCE "{sequence}" RESTART')
+        statements = [f"DELETE FROM {quote.format_table(t)}" for t in reversed(schema.metadata.sorted_tables)]
+        statements += [f"ALTER SEQUENCE {quote.quote(name)} RESTART" for (name,) in sequences.all()]
+        conn.exec_driver_sql(";\n".join(statements))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
