@@ -350,7 +350,7 @@ def test_the_collector_aborts_the_multipart_upload_of_an_abandoned_session(
             )
     finally:
         engine.dispose()
-    wait_until("the collector to expire the session", lambda: session_row(cluster, upload_id) is None, deadline=90)
+    wait_until("the collector to expire the session", lambda: session_row(cluster, upload_id) is None)
     wait_until("the session's staging to leave the bucket", lambda: staged(s3_server, bucket, upload_id) == ([], []))
 
 
@@ -398,7 +398,7 @@ def test_duties_run_one_at_a_time_and_move_on_when_their_holder_dies(cluster: Cl
         holder = lease_holder(cluster, "scrub")
         return holder_replica(cluster, holder) if holder else None
 
-    victim = wait_until("a replica to be scrubbing", scrub_holder, deadline=90)
+    victim = wait_until("a replica to be scrubbing", scrub_holder)
     assert isinstance(victim, Replica)
     cluster.kill(victim)
     killed_at = cluster.killed_at[victim.name]
@@ -409,7 +409,7 @@ def test_duties_run_one_at_a_time_and_move_on_when_their_holder_dies(cluster: Cl
             for start, _, holder in duty_runs(cluster).get("scrub", [])
         )
 
-    wait_until("another replica to take over the scrub", taken_over, deadline=90)
+    wait_until("another replica to take over the scrub", taken_over)
 
     runs = duty_runs(cluster)
     assert {"gc", "scrub", "retention", "vulndb"} <= set(runs)  # every exclusive duty ran
