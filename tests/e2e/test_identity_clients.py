@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, require_tool, run
+from tests.e2e.conftest import PATIENCE, Server, require_tool, run
 from tests.e2e.layouts import build_image
 from tests.support.http import TIMEOUT
 
@@ -126,7 +126,7 @@ def test_audit_names_each_identity(server: Server, small_layout: Path, people: d
     push(server, small_layout, people["robot"], "acme/audited:v1")
     inspect(server, "acme/audited:v1", "--creds", people["pat"])
     # Pull events are written in batches, within a second, by whichever worker served the pull.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while True:
         events = Api(server)("GET", "/audit", params={"repository": "acme/audited"})["events"]
         seen = {(e["action"], e["actor"], e["actor_kind"]) for e in events}

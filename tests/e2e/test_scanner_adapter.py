@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import DOCKYARD, Server, free_port, process, require_tool, run, running_server
+from tests.e2e.conftest import DOCKYARD, PATIENCE, Server, free_port, process, require_tool, run, running_server
 from tests.scan.conftest import node_modules, shared_vulndb, site_packages
 from tests.scan.images import debian_app_layout
 from tests.support.http import TIMEOUT
@@ -126,7 +126,7 @@ def test_the_registry_scans_through_the_adapter(
     layout = debian_app_layout(tmp_path / "layout", site_packages, node_modules)
     skopeo("copy", "--dest-tls-verify=false", "--dest-creds", registry.creds, f"oci:{layout}:latest",
            f"docker://{registry.host}/team/app:1.0")  # fmt: skip
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + PATIENCE
     while True:
         image = api.get("/api/v1/repositories/team/app/manifests/1.0/scan").json()["images"][0]
         if image["status"] in ("done", "failed") or time.monotonic() > deadline:

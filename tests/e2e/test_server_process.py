@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DOCKYARD, Server, running_server
+from tests.e2e.conftest import DOCKYARD, PATIENCE, Server, running_server
 from tests.support.http import TIMEOUT
 
 SECRET_ENV = {
@@ -48,7 +48,7 @@ def log_events(srv: Server) -> list[dict[str, Any]]:
 
 
 def wait_for_event(srv: Server, match: Callable[[dict[str, Any]], bool], count: int = 1) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + PATIENCE
     while True:
         found = [e for e in log_events(srv) if match(e)]
         if len(found) >= count:
@@ -213,7 +213,7 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path: Path,
         assert len(before) == 2
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + PATIENCE
         while victim in children(srv.pid) or Path(f"/proc/{victim}").exists():  # until it is reaped
             assert time.monotonic() < deadline
             time.sleep(0.05)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, require_tool, run, running_server
+from tests.e2e.conftest import PATIENCE, Server, require_tool, run, running_server
 from tests.e2e.layouts import build_image, descriptor
 from tests.support.http import TIMEOUT
 from tests.support.tls import issue, make_tls_files, serial
@@ -73,7 +73,7 @@ def served_serial(host: str, ca: Path) -> int:
 
 
 def wait_for_serial(host: str, ca: Path, wanted: int) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     while True:
         try:
             if served_serial(host, ca) == wanted:
@@ -198,7 +198,7 @@ def containerd() -> Iterator[str]:
     log = open(folder / "containerd.log", "wb")  # noqa: SIM115 -- closed below, after the daemon
     proc = subprocess.Popen([binary, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         ctr = require_tool("ctr")
         while subprocess.run([ctr, "--address", address, "version"], capture_output=True).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -330,7 +330,7 @@ def test_files_that_do_not_load_keep_the_old_certificate(tmp_path: Path) -> None
         (certs / "server.key").write_bytes(b"not a key\n")
         os.kill(srv.pid, signal.SIGHUP)
         # Refused with an error in the log; the workers still serve the old certificate.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while "reload refused" not in srv.log.read_text():
             assert time.monotonic() < deadline, srv.log.read_text()
             time.sleep(0.2)
