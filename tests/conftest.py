@@ -20,6 +20,7 @@ from argon2 import PasswordHasher
 
 from dockyard.db import schema
 from dockyard.db.engine import Database
+from dockyard.logs import configure as configure_logging
 from dockyard.services.auth import passwords
 
 if TYPE_CHECKING:
@@ -72,6 +73,15 @@ def cheap_password_hashing() -> Iterator[None]:
         passwords.dummy_hash.cache_clear()
         yield
     passwords.dummy_hash.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dockyard_logging() -> None:
+    """The test process logs as every Dockyard process does (dockyard.logs). Unconfigured, structlog
+    renders an exception with rich, local variables included: 15-20 s for the one 500 of
+    test_an_internal_error_is_a_problem_too, and the locals of every frame in the output. Until now the
+    format also depended on the order of the tests (the first in-process CLI command configured it)."""
+    configure_logging()
 
 
 @pytest.fixture(scope="session")
