@@ -25,6 +25,7 @@ from dockyard.wiring import Services, build_services, prepare
 from tests.access.test_ldap import ldap_settings
 from tests.access.test_oidc import oidc_registry, provider  # noqa: F401 - the strict provider and a registry using it
 from tests.api.conftest import Registry, basic, make_settings
+from tests.support.http import TIMEOUT
 from tests.support.slapd import SlapdServer
 
 CREATORS = 16
@@ -152,7 +153,7 @@ def test_concurrent_first_oidc_browser_logins_create_one_user_and_show_one_secre
     def browser_login(i: int) -> httpx.Response:
         browser = TestClient(reg.http.app, base_url="http://registry.test")  # its own cookie jar
         start = browser.get("/auth/oidc/login", follow_redirects=False)
-        at_provider = httpx.get(start.headers["location"], follow_redirects=False)
+        at_provider = httpx.get(start.headers["location"], follow_redirects=False, timeout=TIMEOUT)
         callback = at_provider.headers["location"]
         return browser.get(callback[callback.index("/auth/oidc/callback") :])
 

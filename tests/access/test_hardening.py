@@ -4,6 +4,7 @@ and answers do not tell whether a private project or an account exists."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -138,12 +139,21 @@ def test_access_token_robot_and_cli_secrets_cannot_mint_credentials(registry: Re
 
 
 # --- item: nobody locks an account out from elsewhere -------------------------------------------------
+def _barely_slowed(reg: Registry) -> None:
+    """The default thresholds, but a slow-down capped at a millisecond: ten failures would otherwise
+    sleep 0.25 + 0.5 + ... + 4 s before their answers. These tests are about who gets locked where;
+    the slow-down itself is tested in test_identities and test_login_settings."""
+    guard = reg.services.authenticator.guard
+    guard.settings = dataclasses.replace(guard.settings, max_delay_seconds=0.001)
+
+
 def _fail(client: TestClient | httpx.Client, user: str, times: int) -> list[int]:
     return [client.get("/token", headers=basic(user, "wrong-password")).status_code for _ in range(times)]
 
 
 @pytest.mark.parametrize("kind", ["admin", "robot"])
 def test_failures_from_one_address_do_not_lock_the_account_elsewhere(registry: Registry, kind: str) -> None:
+    _barely_slowed(registry)
     registry.services.projects.create("team", creator="admin")
     push_image(registry)
     if kind == "admin":
@@ -175,6 +185,7 @@ def test_account_wide_failures_slow_down_but_never_refuse_the_right_password(reg
 
 
 def test_refused_attempts_are_counted_not_each_audited_and_unlock_clears_the_lock(registry: Registry) -> None:
+    _barely_slowed(registry)
     registry.services.users.create("dev", "dev-password")
     attacker = from_address(registry, "203.0.113.66")
     assert _fail(attacker, "dev", 10) == [401] * 10

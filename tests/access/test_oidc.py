@@ -19,6 +19,7 @@ from dockyard.services.auth.permissions import Role
 from dockyard.wiring import build_services, http_client, prepare
 from tests.access.test_ldap import make_registry
 from tests.api.conftest import ADMIN, Registry, basic, make_settings
+from tests.support.http import TIMEOUT
 from tests.support.oidc_provider import OidcProvider
 
 
@@ -47,7 +48,7 @@ def browser_login(reg: Registry, state_override: str | None = None) -> httpx.Res
     reg.http.cookies.clear()
     start = reg.http.get("/auth/oidc/login", follow_redirects=False)
     assert start.status_code == 302, start.text
-    at_provider = httpx.get(start.headers["location"], follow_redirects=False)
+    at_provider = httpx.get(start.headers["location"], follow_redirects=False, timeout=TIMEOUT)
     assert at_provider.status_code == 302, at_provider.text
     back = urlparse(at_provider.headers["location"])
     assert back.path == "/auth/oidc/callback"

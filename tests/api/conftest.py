@@ -93,7 +93,10 @@ def make_settings(tmp_path: Path, database: Database) -> Settings:
     # No background scanning and no scheduled database update (tests that want them run the scanner or
     # the update themselves: an app's loop would otherwise update the empty database at its start, on
     # its own thread, in the middle of what a test checks), no background signature verification, and no
-    # feeds to download.
+    # feeds to download. An unpaced collector: the default pacer starts at a 5% duty, sleeping 19 times
+    # as long as each transaction took (seconds per collection on a busy PostgreSQL); pacing is tested
+    # with an injected clock and sleep (lifecycle/test_gc_pacing.py) and in its default form by the e2e
+    # servers.
     return Settings(
         data_dir=tmp_path,
         database_url=database.url,
@@ -103,6 +106,7 @@ def make_settings(tmp_path: Path, database: Database) -> Settings:
         vulndb_update_interval_seconds=0,
         scanner_enabled=False,
         signature_interval_seconds=0,  # signatures are verified when a test runs the queue
+        gc_pace=1.0,
     )
 
 

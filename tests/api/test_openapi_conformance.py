@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
+from schemathesis.specs.openapi._hypothesis import can_negate_path_parameters
 
 from tests.api.conftest import ADMIN, Registry
 from tests.support.trust_material import ca_pem, ec_pem
@@ -63,11 +64,26 @@ def _valid_trust_material(case: schemathesis.Case) -> schemathesis.Case:
     return case
 
 
+def _nothing_to_negate(operation: schemathesis.APIOperation) -> bool:
+    """No invalid request can be made: no body, no query, header or cookie parameter, and path
+    parameters that schemathesis itself says it cannot negate (a path value is always a string on the
+    wire). Hypothesis would reject ~460 draws (1-2 s each operation) before giving up as Unsatisfiable;
+    this is that same outcome, decided by schemathesis' own rule, without the draws."""
+    return (
+        not operation.body
+        and not (len(operation.query) or len(operation.headers) or len(operation.cookies))
+        and len(operation.path_parameters) > 0
+        and not can_negate_path_parameters(operation)
+    )
+
+
 def _failures(registry: Registry, mode: GenerationMode) -> list[str]:
     schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", registry.http.app)
     found: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
+        if mode.is_negative and _nothing_to_negate(operation):
+            continue
 
         strategy = operation.as_strategy(generation_mode=mode)
         if mode.is_positive:

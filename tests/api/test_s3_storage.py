@@ -17,6 +17,7 @@ from dockyard.db.engine import Database
 from dockyard.storage.s3 import S3BlobStore
 from dockyard.wiring import Services, build_services, prepare
 from tests.api.conftest import ADMIN, Registry, make_settings, sha256
+from tests.support.http import TIMEOUT
 from tests.support.s3 import S3Server
 
 
@@ -61,7 +62,7 @@ def _follow(reg: Registry, url: str, **headers: str) -> httpx.Response:
     """GET through the registry; a 307 is followed by a real client to the S3 server."""
     r = reg.request("GET", url, headers=headers, follow_redirects=False)
     if r.status_code == 307:
-        return httpx.get(r.headers["location"], headers=headers)
+        return httpx.get(r.headers["location"], headers=headers, timeout=TIMEOUT)
     return r
 
 

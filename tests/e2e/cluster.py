@@ -21,15 +21,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import DOCKYARD, free_port, require_tool
+from tests.e2e.conftest import DOCKYARD, PATIENCE, free_port, require_tool
 from tests.support.tls import make_tls_files
 
 HAPROXY_CFG = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "haproxy.cfg"
 REPLICAS = 3
 
 
-def wait_until(what: str, check: object, deadline: float = 60.0, every: float = 0.2) -> object:
-    """Poll `check()` until it returns something true (a generous deadline, not a timed assertion)."""
+def wait_until(what: str, check: object, deadline: float = PATIENCE, every: float = 0.2) -> object:
+    """Poll `check()` until it returns something true. The deadline only bounds a failure, see PATIENCE."""
     assert callable(check)
     end = time.monotonic() + deadline
     while True:

@@ -24,9 +24,14 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import create_pg_database, drop_pg_database, missing
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 DOCKYARD = Path(sys.executable).with_name("dockyard")
+# Seconds any wait here allows before it fails: for a server to start, a worker to be replaced, a
+# scan or a collection to finish, a log event to appear. Only a failure waits that long (every wait
+# ends as soon as what it waits for is there); a busy 2-core CI machine needed more than 90 s.
+PATIENCE = 180.0
 
 
 def free_port() -> int:
@@ -58,6 +63,7 @@ class Server:
             params={"service": "dockyard", "scope": scope},
             auth=(self.username, self.password),
             verify=self.verify or True,
+            timeout=TIMEOUT,
         )
         r.raise_for_status()
         return str(r.json()["token"])
@@ -81,11 +87,11 @@ def process(
     verify: ssl.SSLContext | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `args` (its output into `log`) until it answers 200 at `ready_url` (within three minutes: a
-    busy 2-core CI machine can take one); stopped on leaving, killed when it does not stop within 20 s."""
+    busy 2-core CI machine can take one: PATIENCE); stopped on leaving, killed when it does not stop within 20 s."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + PATIENCE
         while True:
             try:
                 if httpx.get(ready_url, headers=headers, timeout=2, verify=verify or True).status_code == 200:

@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, require_tool, run, running_server
+from tests.e2e.conftest import PATIENCE, Server, require_tool, run, running_server
 from tests.e2e.layouts import build_image
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +48,7 @@ def test_deleted_image_is_collected_while_serving(gc_server: tuple[Server, Path]
                f"docker://{server.host}/team/gc:{tag}")  # fmt: skip
     before = blob_files(storage)
     skopeo("delete", "--tls-verify=false", "--creds", server.creds, f"docker://{server.host}/team/gc:doomed")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + PATIENCE
     while len(before - blob_files(storage)) < 2:  # until both are gone, not for a fixed while
         assert time.monotonic() < deadline, f"the background collector removed {before - blob_files(storage)}"
         time.sleep(0.5)
@@ -67,7 +68,10 @@ def test_deleted_image_is_collected_while_serving(gc_server: tuple[Server, Path]
     skopeo("copy", "--src-tls-verify=false", "--src-creds", server.creds, f"docker://{server.host}/team/gc:keep",
            f"oci:{out}:keep")  # fmt: skip
     events = httpx.get(
-        f"{server.url}/api/v1/audit", params={"actor": "system:gc"}, auth=(server.username, server.password)
+        f"{server.url}/api/v1/audit",
+        params={"actor": "system:gc"},
+        auth=(server.username, server.password),
+        timeout=TIMEOUT,
     ).json()["events"]
     # skopeo deletes the manifest itself (by digest); the collector removed its blobs.
     assert {e["action"] for e in events} == {"gc.blob"} and len(events) >= 2

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, require_tool, run
+from tests.e2e.conftest import PATIENCE, Server, require_tool, run
 from tests.e2e.layouts import build_image
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 oras_client = pytest.importorskip("oras.client")
@@ -30,7 +31,9 @@ def skopeo(*args: str, check: bool = True):  # type: ignore[no-untyped-def]
 
 class Api:
     def __init__(self, server: Server) -> None:
-        self.http = httpx.Client(base_url=f"{server.url}/api/v1", auth=(server.username, server.password))
+        self.http = httpx.Client(
+            base_url=f"{server.url}/api/v1", auth=(server.username, server.password), timeout=TIMEOUT
+        )
 
     def __call__(self, method: str, url: str, **kw: object) -> dict:  # type: ignore[type-arg]
         r = self.http.request(method, url, **kw)  # type: ignore[arg-type]
@@ -48,9 +51,9 @@ def people(server: Server) -> dict[str, str]:
         api("POST", "/users", json={"username": name, "password": f"{name}-password"})
         api("PUT", f"/projects/acme/members/user/{name}", json={"role": role})
     robot = api("POST", "/robots", json={"name": "builder", "permissions": {"acme": ["pull", "push"]}})
-    pat = httpx.post(f"{server.url}/api/v1/me/tokens", json={"name": "ci"}, auth=("dev", "dev-password")).json()[
-        "secret"
-    ]
+    pat = httpx.post(
+        f"{server.url}/api/v1/me/tokens", json={"name": "ci"}, auth=("dev", "dev-password"), timeout=TIMEOUT
+    ).json()["secret"]
     return {
         "dev": "dev:dev-password",
         "viewer": "viewer:viewer-password",
@@ -123,7 +126,7 @@ def test_audit_names_each_identity(server: Server, small_layout: Path, people: d
     push(server, small_layout, people["robot"], "acme/audited:v1")
     inspect(server, "acme/audited:v1", "--creds", people["pat"])
     # Pull events are written in batches, within a second, by whichever worker served the pull.
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + PATIENCE
     while True:
         events = Api(server)("GET", "/audit", params={"repository": "acme/audited"})["events"]
         seen = {(e["action"], e["actor"], e["actor_kind"]) for e in events}

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import missing
 from tests.e2e.conftest import Server
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +43,7 @@ def manifest_digest(server: Server, repo: str, ref: str) -> tuple[str, dict, int
     r = httpx.get(
         f"{server.url}/v2/{repo}/manifests/{ref}",
         headers={"Authorization": f"Bearer {token}", "Accept": "application/vnd.oci.image.manifest.v1+json"},
+        timeout=TIMEOUT,
     )
     r.raise_for_status()
     return r.headers["docker-content-digest"], r.json(), len(r.content)
@@ -90,14 +92,17 @@ def test_push_pull_artifact_and_attach_referrer(
 
     token = server.token("repository:artifacts/policy:pull")
     auth = {"Authorization": f"Bearer {token}"}
-    index = httpx.get(f"{server.url}/v2/artifacts/policy/referrers/{digest}", headers=auth).json()
+    index = httpx.get(f"{server.url}/v2/artifacts/policy/referrers/{digest}", headers=auth, timeout=TIMEOUT).json()
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
     entries = {m["digest"]: m for m in index["manifests"]}
     assert sig_digest in entries
     artifact_type = sig_manifest.get("artifactType") or sig_manifest["config"]["mediaType"]
     assert entries[sig_digest]["artifactType"] == artifact_type
     filtered = httpx.get(
-        f"{server.url}/v2/artifacts/policy/referrers/{digest}", params={"artifactType": artifact_type}, headers=auth
+        f"{server.url}/v2/artifacts/policy/referrers/{digest}",
+        params={"artifactType": artifact_type},
+        headers=auth,
+        timeout=TIMEOUT,
     )
     assert [m["digest"] for m in filtered.json()["manifests"]] == [sig_digest]
     assert filtered.headers["oci-filters-applied"] == "artifactType"
@@ -105,5 +110,6 @@ def test_push_pull_artifact_and_attach_referrer(
         f"{server.url}/v2/artifacts/policy/referrers/{digest}",
         params={"artifactType": "application/x-none"},
         headers=auth,
+        timeout=TIMEOUT,
     )
     assert none.json()["manifests"] == []

@@ -28,6 +28,7 @@ from tests.conftest import create_pg_database, drop_pg_database, missing
 from tests.e2e.cluster import Cluster, Replica, running_cluster, timestamp, wait_until
 from tests.e2e.conftest import require_tool, run
 from tests.e2e.layouts import add_index, all_blob_digests, build_image, descriptor
+from tests.support.http import TIMEOUT
 from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.e2e
@@ -92,6 +93,7 @@ def token(cluster: Cluster, scope: str) -> str:
         params={"service": "dockyard", "scope": scope},
         auth=(cluster.username, cluster.password),
         verify=cluster.balancer.tls_context(),
+        timeout=TIMEOUT,
     )
     r.raise_for_status()
     return str(r.json()["token"])
@@ -109,11 +111,13 @@ def balancer_client(cluster: Cluster, repo: str) -> httpx.Client:
 
 def replica_get(cluster: Cluster, replica: Replica, repo: str, path: str, method: str = "GET") -> httpx.Response:
     bearer = token(cluster, f"repository:{repo}:pull")
-    return httpx.request(method, f"{replica.url}/v2/{repo}/{path}", headers={"Authorization": f"Bearer {bearer}"})
+    return httpx.request(
+        method, f"{replica.url}/v2/{repo}/{path}", headers={"Authorization": f"Bearer {bearer}"}, timeout=TIMEOUT
+    )
 
 
 def test_the_balancer_terminates_tls_and_names_itself_in_the_token_realm(cluster: Cluster) -> None:
-    r = httpx.get(f"{cluster.balancer.url}/v2/", verify=cluster.balancer.tls_context())
+    r = httpx.get(f"{cluster.balancer.url}/v2/", verify=cluster.balancer.tls_context(), timeout=TIMEOUT)
     assert r.status_code == 401
     assert f'realm="{cluster.balancer.url}/token"' in r.headers["www-authenticate"]
 
@@ -347,7 +351,7 @@ def test_the_collector_aborts_the_multipart_upload_of_an_abandoned_session(
             )
     finally:
         engine.dispose()
-    wait_until("the collector to expire the session", lambda: session_row(cluster, upload_id) is None, deadline=90)
+    wait_until("the collector to expire the session", lambda: session_row(cluster, upload_id) is None)
     wait_until("the session's staging to leave the bucket", lambda: staged(s3_server, bucket, upload_id) == ([], []))
 
 
@@ -395,7 +399,7 @@ def test_duties_run_one_at_a_time_and_move_on_when_their_holder_dies(cluster: Cl
         holder = lease_holder(cluster, "scrub")
         return holder_replica(cluster, holder) if holder else None
 
-    victim = wait_until("a replica to be scrubbing", scrub_holder, deadline=90)
+    victim = wait_until("a replica to be scrubbing", scrub_holder)
     assert isinstance(victim, Replica)
     cluster.kill(victim)
     killed_at = cluster.killed_at[victim.name]
@@ -406,7 +410,7 @@ def test_duties_run_one_at_a_time_and_move_on_when_their_holder_dies(cluster: Cl
             for start, _, holder in duty_runs(cluster).get("scrub", [])
         )
 
-    wait_until("another replica to take over the scrub", taken_over, deadline=90)
+    wait_until("another replica to take over the scrub", taken_over)
 
     runs = duty_runs(cluster)
     assert {"gc", "scrub", "retention", "vulndb"} <= set(runs)  # every exclusive duty ran

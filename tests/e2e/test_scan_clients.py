@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import DOCKYARD, Server, require_tool, run, running_server
+from tests.e2e.conftest import DOCKYARD, PATIENCE, Server, require_tool, run, running_server
 from tests.scan.conftest import node_modules, shared_vulndb, site_packages
 from tests.scan.images import debian_app_layout
 
@@ -48,7 +48,7 @@ def test_push_scan_report_and_policy_refusal(
            f"docker://{srv.host}/team/app:1.0")  # fmt: skip
 
     api = httpx.Client(base_url=srv.url, auth=(srv.username, srv.password), timeout=30)
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + PATIENCE
     while True:
         report = api.get("/api/v1/repositories/team/app/manifests/1.0/scan").json()
         if report["images"][0]["status"] == "done" or time.monotonic() > deadline:

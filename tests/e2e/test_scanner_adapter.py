@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import DOCKYARD, Server, free_port, process, require_tool, run, running_server
+from tests.e2e.conftest import DOCKYARD, PATIENCE, Server, free_port, process, require_tool, run, running_server
 from tests.scan.conftest import node_modules, shared_vulndb, site_packages
 from tests.scan.images import debian_app_layout
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 __all__ = ["node_modules", "site_packages"]  # the real-package fixtures of the scanner tests
@@ -57,32 +58,46 @@ def registry(adapter: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def test_adapter_protocol(adapter: str) -> None:
-    meta = httpx.get(f"{adapter}/api/v1/metadata", headers={"Authorization": SECRET})
+    meta = httpx.get(f"{adapter}/api/v1/metadata", headers={"Authorization": SECRET}, timeout=TIMEOUT)
     assert meta.headers["content-type"].startswith("application/vnd.scanner.adapter.metadata+json; version=1.0")
     caps = meta.json()["capabilities"][0]
     assert "application/vnd.oci.image.manifest.v1+json" in caps["consumes_mime_types"]
     assert "application/vnd.scanner.adapter.vuln.report.harbor+json; version=1.1" in caps["produces_mime_types"]
-    assert httpx.get(f"{adapter}/api/v1/metadata").status_code == 401
-    bad = httpx.post(f"{adapter}/api/v1/scan", json={"registry": {}}, headers={"Authorization": SECRET})
+    assert httpx.get(f"{adapter}/api/v1/metadata", timeout=TIMEOUT).status_code == 401
+    bad = httpx.post(
+        f"{adapter}/api/v1/scan", json={"registry": {}}, headers={"Authorization": SECRET}, timeout=TIMEOUT
+    )
     assert bad.status_code == 422 and bad.json()["error"]["message"]
-    assert httpx.post(f"{adapter}/api/v1/scan", content=b"{", headers={"Authorization": SECRET}).status_code == 400
-    assert httpx.get(f"{adapter}/api/v1/scan/nope/report", headers={"Authorization": SECRET}).status_code == 404
+    assert (
+        httpx.post(
+            f"{adapter}/api/v1/scan", content=b"{", headers={"Authorization": SECRET}, timeout=TIMEOUT
+        ).status_code
+        == 400
+    )
+    assert (
+        httpx.get(f"{adapter}/api/v1/scan/nope/report", headers={"Authorization": SECRET}, timeout=TIMEOUT).status_code
+        == 404
+    )
     # Only the registries it was told about: nothing else is fetched for a caller.
     metadata_service = {
         "registry": {"url": "http://169.254.169.254"},
         "artifact": {"repository": "a/b", "digest": "sha256:" + "0" * 64},
     }
-    refused = httpx.post(f"{adapter}/api/v1/scan", json=metadata_service, headers={"Authorization": SECRET})
+    refused = httpx.post(
+        f"{adapter}/api/v1/scan", json=metadata_service, headers={"Authorization": SECRET}, timeout=TIMEOUT
+    )
     assert refused.status_code == 403 and "allow-list" in refused.json()["error"]["message"]
     # A registry that is not there: the job fails and its report says why.
     nowhere = {
         "registry": {"url": "http://127.0.0.1:1"},
         "artifact": {"repository": "a/b", "digest": "sha256:" + "0" * 64},
     }
-    job = httpx.post(f"{adapter}/api/v1/scan", json=nowhere, headers={"Authorization": SECRET})
+    job = httpx.post(f"{adapter}/api/v1/scan", json=nowhere, headers={"Authorization": SECRET}, timeout=TIMEOUT)
     assert job.status_code == 202
     for _ in range(100):
-        report = httpx.get(f"{adapter}/api/v1/scan/{job.json()['id']}/report", headers={"Authorization": SECRET})
+        report = httpx.get(
+            f"{adapter}/api/v1/scan/{job.json()['id']}/report", headers={"Authorization": SECRET}, timeout=TIMEOUT
+        )
         if report.status_code != 302:
             break
         time.sleep(0.1)
@@ -111,7 +126,7 @@ def test_the_registry_scans_through_the_adapter(
     layout = debian_app_layout(tmp_path / "layout", site_packages, node_modules)
     skopeo("copy", "--dest-tls-verify=false", "--dest-creds", registry.creds, f"oci:{layout}:latest",
            f"docker://{registry.host}/team/app:1.0")  # fmt: skip
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + PATIENCE
     while True:
         image = api.get("/api/v1/repositories/team/app/manifests/1.0/scan").json()["images"][0]
         if image["status"] in ("done", "failed") or time.monotonic() > deadline:

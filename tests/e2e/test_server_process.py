@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import DOCKYARD, Server, running_server
+from tests.e2e.conftest import DOCKYARD, PATIENCE, Server, running_server
+from tests.support.http import TIMEOUT
 
 SECRET_ENV = {
     "DOCKYARD_LDAP_BIND_PASSWORD": "ldap-bind-S3CRET",
@@ -47,7 +48,7 @@ def log_events(srv: Server) -> list[dict[str, Any]]:
 
 
 def wait_for_event(srv: Server, match: Callable[[dict[str, Any]], bool], count: int = 1) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + PATIENCE
     while True:
         found = [e for e in log_events(srv) if match(e)]
         if len(found) >= count:
@@ -61,7 +62,7 @@ def basic_header(srv: Server) -> str:
 
 
 def start_upload(srv: Server, repo: str) -> str:
-    r = httpx.post(f"{srv.url}/v2/{repo}/blobs/uploads/", auth=(srv.username, srv.password))
+    r = httpx.post(f"{srv.url}/v2/{repo}/blobs/uploads/", auth=(srv.username, srv.password), timeout=TIMEOUT)
     assert r.status_code == 202, r.text
     return r.headers["location"]
 
@@ -90,7 +91,9 @@ def test_the_log_holds_no_secret_and_an_error_is_one_event(hardened: Server) -> 
     uploads.rmdir()
     uploads.write_bytes(b"")
     try:
-        r = httpx.post(f"{hardened.url}/v2/e2e/app/blobs/uploads/", auth=(hardened.username, hardened.password))
+        r = httpx.post(
+            f"{hardened.url}/v2/e2e/app/blobs/uploads/", auth=(hardened.username, hardened.password), timeout=TIMEOUT
+        )
         assert r.status_code == 500
         assert r.json()["errors"][0]["message"] == "internal server error"
     finally:
@@ -175,7 +178,7 @@ def test_a_second_server_on_a_port_in_use_fails_at_start(hardened: Server, tmp_p
     [event] = [json.loads(line) for line in out.decode().splitlines()]
     assert event["event"] == "cannot listen" and "already in use" in event["error"]
     assert not other.exists()  # refused before touching anything
-    assert httpx.get(f"{hardened.url}/healthz").status_code == 200
+    assert httpx.get(f"{hardened.url}/healthz", timeout=TIMEOUT).status_code == 200
 
 
 # --- supervision ---------------------------------------------------------------------------------
@@ -210,15 +213,15 @@ def test_a_killed_worker_is_replaced_and_the_others_keep_serving(tmp_path: Path,
         assert len(before) == 2
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + PATIENCE
         while victim in children(srv.pid) or Path(f"/proc/{victim}").exists():  # until it is reaped
             assert time.monotonic() < deadline
             time.sleep(0.05)
         for _ in range(10):  # the survivor serves (new connections each time)
-            assert httpx.get(f"{srv.url}/v2/", auth=(srv.username, srv.password)).status_code == 200
+            assert httpx.get(f"{srv.url}/v2/", auth=(srv.username, srv.password), timeout=TIMEOUT).status_code == 200
         wait_for_event(srv, STARTED[server], count=3)  # ... and a replacement starts
         after = children(srv.pid)
         assert len(after) == 2 and victim not in after and len(after - before) == 1
         for _ in range(10):
-            assert httpx.get(f"{srv.url}/v2/", auth=(srv.username, srv.password)).status_code == 200
+            assert httpx.get(f"{srv.url}/v2/", auth=(srv.username, srv.password), timeout=TIMEOUT).status_code == 200
         assert not any(str(e.get("event", "")).startswith("Shutting down") for e in log_events(srv))

@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.conftest import Server, require_tool, run
 from tests.e2e.layouts import add_index, all_blob_digests, build_image, descriptor, read_blob
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 
@@ -132,7 +133,7 @@ def test_anonymous_and_wrong_credentials_are_refused(server: Server, layout: Pat
         check=False,
     )
     assert wrong.returncode != 0 and ("unauthorized" in wrong.stderr.lower() or "401" in wrong.stderr)
-    r = httpx.get(f"{server.url}/v2/team/private/tags/list")
+    r = httpx.get(f"{server.url}/v2/team/private/tags/list", timeout=TIMEOUT)
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer realm=")
 
 

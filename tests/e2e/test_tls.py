@@ -20,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server, require_tool, run, running_server
+from tests.e2e.conftest import PATIENCE, Server, require_tool, run, running_server
 from tests.e2e.layouts import build_image, descriptor
+from tests.support.http import TIMEOUT
 from tests.support.tls import issue, make_tls_files, serial
 
 pytestmark = pytest.mark.e2e
@@ -72,7 +73,7 @@ def served_serial(host: str, ca: Path) -> int:
 
 
 def wait_for_serial(host: str, ca: Path, wanted: int) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + PATIENCE
     while True:
         try:
             if served_serial(host, ca) == wanted:
@@ -118,7 +119,7 @@ def test_plain_http_and_unknown_ca_are_refused(tls_server: tuple[Server, Path], 
         httpx.get(f"http://{srv.host}/v2/", timeout=10)
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"https://{srv.host}/v2/", timeout=10)  # the system's CAs do not know the test CA
-    r = httpx.get(f"https://{srv.host}/v2/", verify=srv.verify or True)
+    r = httpx.get(f"https://{srv.host}/v2/", verify=srv.verify or True, timeout=TIMEOUT)
     assert r.status_code == 401
     # Served directly over TLS, the token realm is https as well.
     assert f'realm="https://{srv.host}/token"' in r.headers["www-authenticate"]
@@ -197,7 +198,7 @@ def containerd() -> Iterator[str]:
     log = open(folder / "containerd.log", "wb")  # noqa: SIM115 -- closed below, after the daemon
     proc = subprocess.Popen([binary, "--config", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         ctr = require_tool("ctr")
         while subprocess.run([ctr, "--address", address, "version"], capture_output=True).returncode != 0:
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -250,6 +251,7 @@ def test_containerd_pull_and_push_with_hosts_toml(
             "Accept": "application/vnd.oci.image.manifest.v1+json",
         },
         verify=srv.verify or True,
+        timeout=TIMEOUT,
     )
     assert r.status_code == 200
     assert r.headers["docker-content-digest"] == descriptor(layout, "app")["digest"]
@@ -314,7 +316,7 @@ def test_renewed_certificate_is_served_without_cutting_a_download(tmp_path: Path
             received.extend(chunks)  # the connection begun before the reload carries on to the end
         assert hashlib.sha256(b"".join(received)).hexdigest() == digest.removeprefix("sha256:")
         # And new requests work on the new certificate.
-        assert httpx.get(f"{srv.url}/readyz", verify=srv.verify or True).status_code == 200
+        assert httpx.get(f"{srv.url}/readyz", verify=srv.verify or True, timeout=TIMEOUT).status_code == 200
         if server == "uvicorn":
             # Its workers share one listening socket and the old one retires only once the new one is
             # ready: no connection is refused during the reload. (granian's workers listen each on their
@@ -328,7 +330,7 @@ def test_files_that_do_not_load_keep_the_old_certificate(tmp_path: Path) -> None
         (certs / "server.key").write_bytes(b"not a key\n")
         os.kill(srv.pid, signal.SIGHUP)
         # Refused with an error in the log; the workers still serve the old certificate.
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while "reload refused" not in srv.log.read_text():
             assert time.monotonic() < deadline, srv.log.read_text()
             time.sleep(0.2)
@@ -342,7 +344,9 @@ def test_files_that_do_not_load_keep_the_old_certificate(tmp_path: Path) -> None
 def test_client_certificate_is_required_when_a_client_ca_is_set(tmp_path: Path, server: str) -> None:
     with https_server(tmp_path, client_ca=True, server=server) as (srv, certs):
         ca = certs / "ca.pem"
-        with_cert = httpx.get(f"{srv.url}/v2/", verify=trusting(ca, (certs / "client.pem", certs / "client.key")))
+        with_cert = httpx.get(
+            f"{srv.url}/v2/", verify=trusting(ca, (certs / "client.pem", certs / "client.key")), timeout=TIMEOUT
+        )
         assert with_cert.status_code == 401  # TLS admitted the client; registry authentication still applies
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{srv.url}/v2/", verify=trusting(ca), timeout=10)

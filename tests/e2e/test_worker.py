@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.cluster import wait_until
 from tests.e2e.conftest import DOCKYARD, Server, running_server
+from tests.support.http import TIMEOUT
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +27,7 @@ def duty_runs(log: Path) -> list[str]:
 
 
 def vulndb_update(server: Server) -> dict[str, object]:
-    r = httpx.get(f"{server.url}/api/v1/vulndb", auth=(server.username, server.password))
+    r = httpx.get(f"{server.url}/api/v1/vulndb", auth=(server.username, server.password), timeout=TIMEOUT)
     r.raise_for_status()
     return dict(r.json()["update"])
 
@@ -34,7 +35,7 @@ def vulndb_update(server: Server) -> dict[str, object]:
 def test_a_worker_runs_the_duties_that_a_serve_with_background_duties_off_leaves(tmp_path: Path) -> None:
     env = {"DOCKYARD_BACKGROUND_DUTIES": "false", "DOCKYARD_LOG_LEVEL": "debug", "DOCKYARD_GC_INTERVAL_SECONDS": "1"}
     with running_server(tmp_path / "data", "sqlite", extra_env=env) as server:
-        r = httpx.post(f"{server.url}/api/v1/vulndb/update", auth=(server.username, server.password))
+        r = httpx.post(f"{server.url}/api/v1/vulndb/update", auth=(server.username, server.password), timeout=TIMEOUT)
         assert r.status_code == 202, r.text
         assert vulndb_update(server)["state"] == "pending"
 

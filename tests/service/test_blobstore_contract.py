@@ -24,6 +24,7 @@ from dockyard.storage.base import (
 from dockyard.storage.filesystem import FilesystemBlobStore
 from dockyard.storage.memory import MemoryBlobStore
 from dockyard.storage.s3 import PART_SIZE, S3BlobStore
+from tests.support.http import TIMEOUT
 from tests.support.s3 import S3Server
 
 DRIVERS: dict[str, Callable[[Path], BlobStore]] = {
@@ -313,8 +314,8 @@ def test_local_path_and_redirect_per_driver(store: BlobStore) -> None:
         assert url is None
     elif isinstance(store, S3BlobStore):
         assert path is None and url is not None
-        assert httpx.get(url).content == data  # the presigned URL serves the blob, ranges too
-        assert httpx.get(url, headers={"Range": "bytes=2-5"}).content == data[2:6]
+        assert httpx.get(url, timeout=TIMEOUT).content == data  # the presigned URL serves the blob, ranges too
+        assert httpx.get(url, headers={"Range": "bytes=2-5"}, timeout=TIMEOUT).content == data[2:6]
     else:
         assert path is None and url is None
 

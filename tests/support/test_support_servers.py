@@ -19,6 +19,7 @@ from joserfc.errors import BadSignatureError, ExpiredTokenError, InvalidClaimErr
 from joserfc.jwk import KeySet
 from ldap3.core.exceptions import LDAPInvalidCredentialsResult
 
+from tests.support.http import TIMEOUT
 from tests.support.oidc_provider import OidcProvider
 from tests.support.slapd import SlapdServer
 
@@ -99,7 +100,7 @@ def pkce() -> tuple[str, str]:
 
 def code_flow(provider: OidcProvider, *, post_auth: bool = False, **extra: str) -> tuple[dict[str, object], str]:
     """Discovery, /authorize (auto-approved, redirect followed by hand), /token. Returns (token response, nonce)."""
-    discovery = httpx.get(provider.discovery_url).json()
+    discovery = httpx.get(provider.discovery_url, timeout=TIMEOUT).json()
     assert discovery["issuer"] == provider.issuer
     verifier, challenge = pkce()
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
@@ -114,7 +115,7 @@ def code_flow(provider: OidcProvider, *, post_auth: bool = False, **extra: str) 
         "code_challenge_method": "S256",
         **extra,
     }
-    r = httpx.get(f"{discovery['authorization_endpoint']}?{urlencode(query)}", follow_redirects=False)
+    r = httpx.get(f"{discovery['authorization_endpoint']}?{urlencode(query)}", follow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 302, r.text
     back = urlparse(r.headers["location"])
     assert f"{back.scheme}://{back.netloc}{back.path}" == REDIRECT
@@ -128,16 +129,18 @@ def code_flow(provider: OidcProvider, *, post_auth: bool = False, **extra: str) 
     }
     if post_auth:  # client_secret_post
         form |= {"client_id": provider.client_id, "client_secret": provider.client_secret}
-        r = httpx.post(discovery["token_endpoint"], data=form)
+        r = httpx.post(discovery["token_endpoint"], data=form, timeout=TIMEOUT)
     else:  # client_secret_basic
-        r = httpx.post(discovery["token_endpoint"], data=form, auth=(provider.client_id, provider.client_secret))
+        r = httpx.post(
+            discovery["token_endpoint"], data=form, auth=(provider.client_id, provider.client_secret), timeout=TIMEOUT
+        )
     assert r.status_code == 200, r.text
     return r.json(), nonce
 
 
 def verify(provider: OidcProvider, id_token: str, nonce: str | None = None) -> dict[str, object]:
     """What a relying party does: signature against the published JWKS, then iss/aud/exp/nonce."""
-    keys = KeySet.import_key_set(httpx.get(provider.jwks_uri).json())
+    keys = KeySet.import_key_set(httpx.get(provider.jwks_uri, timeout=TIMEOUT).json())
     token = jwt.decode(id_token, keys, algorithms=["RS256"])
     checks: dict[str, Any] = {
         "iss": {"essential": True, "value": provider.issuer},
@@ -157,7 +160,9 @@ def test_authorization_code_flow_yields_verifiable_id_token(provider: OidcProvid
     assert claims["sub"] == "sub-alice"
     assert claims["email"] == "alice@dockyard.test"
     assert claims["groups"] == ["team-a-devs"]
-    info = httpx.get(provider.userinfo_endpoint, headers={"Authorization": f"Bearer {body['access_token']}"})
+    info = httpx.get(
+        provider.userinfo_endpoint, headers={"Authorization": f"Bearer {body['access_token']}"}, timeout=TIMEOUT
+    )
     assert info.status_code == 200 and info.json()["groups"] == ["team-a-devs"]
 
 
@@ -173,7 +178,7 @@ def test_provider_refuses_bad_requests(provider: OidcProvider) -> None:
     base = {"response_type": "code", "client_id": provider.client_id, "redirect_uri": REDIRECT, "scope": "openid"}
     verifier, challenge = pkce()
     # no PKCE (required here), then nobody signed in: errors redirected back to the client
-    r = httpx.get(provider.authorization_endpoint, params={**base, "state": "s"})
+    r = httpx.get(provider.authorization_endpoint, params={**base, "state": "s"}, timeout=TIMEOUT)
     assert parse_qs(urlparse(r.headers["location"]).query)["error"] == ["invalid_request"]
     provider.login_as(None)
     with_pkce = {**base, "code_challenge": challenge, "code_challenge_method": "S256"}
@@ -181,18 +186,21 @@ def test_provider_refuses_bad_requests(provider: OidcProvider) -> None:
     assert parse_qs(urlparse(location).query)["error"] == ["access_denied"]
     provider.login_as("alice")
     # unregistered redirect URI: not redirected
-    r = httpx.get(provider.authorization_endpoint, params={**base, "redirect_uri": "http://evil.test/cb"})
+    r = httpx.get(
+        provider.authorization_endpoint, params={**base, "redirect_uri": "http://evil.test/cb"}, timeout=TIMEOUT
+    )
     assert r.status_code == 400
     # wrong PKCE verifier, wrong client secret
     location = provider.authorize(f"{provider.authorization_endpoint}?{urlencode(with_pkce)}")
     code = parse_qs(urlparse(location).query)["code"][0]
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "code_verifier": verifier}
-    r = httpx.post(provider.token_endpoint, data=form, auth=(provider.client_id, "wrong-secret"))
+    r = httpx.post(provider.token_endpoint, data=form, auth=(provider.client_id, "wrong-secret"), timeout=TIMEOUT)
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
     r = httpx.post(
         provider.token_endpoint,
         data={**form, "code_verifier": pkce()[0]},
         auth=(provider.client_id, provider.client_secret),
+        timeout=TIMEOUT,
     )
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
@@ -222,7 +230,7 @@ def test_faults_apply_to_tokens_from_the_token_endpoint(provider: OidcProvider) 
 def test_https_provider_with_issuer_path() -> None:
     with OidcProvider(tls=True, path="/realms/test") as p:
         assert p.issuer.startswith("https://") and p.issuer.endswith("/realms/test")
-        r = httpx.get(p.discovery_url, verify=p.ssl_context())
+        r = httpx.get(p.discovery_url, verify=p.ssl_context(), timeout=TIMEOUT)
         assert r.status_code == 200 and r.json()["jwks_uri"] == p.jwks_uri
         with pytest.raises(httpx.ConnectError):  # not trusted without the CA
-            httpx.get(p.discovery_url)
+            httpx.get(p.discovery_url, timeout=TIMEOUT)
