@@ -112,3 +112,23 @@ def test_an_unknown_role_is_refused_before_the_database_is_opened(monkeypatch: p
     monkeypatch.setattr(common, "services", _no_services)
     result = CliRunner().invoke(root, ["project", "grant", "team", "user:alice", "owner"])
     assert result.exit_code == 2 and "dockyard: unknown role 'owner'" in result.output
+
+
+def _command_paths(group: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    ctx = typer.Context(group)
+    for name in group.list_commands(ctx):  # groups may load their commands lazily: ask, do not read
+        yield (*prefix, name)
+        cmd = group.get_command(ctx, name)
+        if hasattr(cmd, "list_commands"):  # a group (typer's own click types, whichever they are)
+            yield from _command_paths(cmd, (*prefix, name))
+
+
+def test_every_command_has_a_help_page_that_renders() -> None:
+    # Rich renders help text as markup: "[/variant]" in an option's help crashed `dockyard scan --help`.
+    paths = list(_command_paths(typer.main.get_command(root)))
+    assert ("scan",) in paths and ("user", "create") in paths
+    runner = CliRunner()
+    for path in paths:
+        result = runner.invoke(root, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output, result.exception)
+        assert "Usage" in result.output, path
