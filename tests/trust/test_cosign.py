@@ -193,3 +193,13 @@ def test_payload_matches_sigstores_own_marshalling_vectors(
 ) -> None:
     # sigstore/sigstore pkg/signature/payload/payload_test.go, TestMarshalCosign.
     assert simple_signing_payload(reference, D34, annotations) == expected.encode()
+
+
+def test_a_tag_or_digest_with_a_trailing_newline_is_not_a_cosign_name() -> None:
+    from dockyard.services.trust.formats import SignatureFormat, signed_digest
+    from dockyard.services.trust.formats.common import DIGEST
+
+    hexdigest = "ab" * 32
+    assert signed_digest(SignatureFormat.COSIGN, b"{}", f"sha256-{hexdigest}.sig") == f"sha256:{hexdigest}"
+    assert signed_digest(SignatureFormat.COSIGN, b"{}", f"sha256-{hexdigest}.sig\n") is None
+    assert DIGEST.fullmatch(f"sha256:{hexdigest}") and not DIGEST.fullmatch(f"sha256:{hexdigest}\n")

@@ -23,9 +23,9 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 DOCKER_HUB = "index.docker.io"
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 class RegistryError(Exception):
@@ -45,13 +45,13 @@ class Reference:
     def parse(cls, text: str) -> Reference:
         rest, at, named = text.partition("@")
         digest = named if at else None
-        if digest is not None and not _DIGEST.match(digest):
+        if digest is not None and not _DIGEST.fullmatch(digest):
             raise ValueError(f"{digest!r} is not a sha256 digest")
         tag = None
         last = rest.rsplit("/", 1)[-1]
         if ":" in last:
             rest, tag = rest.rsplit(":", 1)
-            if not _TAG.match(tag):
+            if not _TAG.fullmatch(tag):
                 raise ValueError(f"{tag!r} is not a valid tag")
         first, _, remainder = rest.partition("/")
         if remainder and ("." in first or ":" in first or first == "localhost"):
@@ -62,7 +62,7 @@ class Reference:
             registry = DOCKER_HUB
         if registry == DOCKER_HUB and "/" not in repository:
             repository = f"library/{repository}"
-        if not repository or not all(_COMPONENT.match(part) for part in repository.split("/")):
+        if not repository or not all(_COMPONENT.fullmatch(part) for part in repository.split("/")):
             raise ValueError(f"{text!r} is not an image reference")
         return cls(registry, repository, tag if tag or digest else "latest", digest)
 
@@ -135,7 +135,7 @@ class RegistryClient:
         self._raise_for(response, f"manifest {repository}:{reference}")
         data = response.content
         digest = sha256(data)
-        if _DIGEST.match(reference) and digest != reference:
+        if _DIGEST.fullmatch(reference) and digest != reference:
             raise RegistryError(f"the registry answered {reference} with content of digest {digest}")
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         return Manifest(media_type, data, digest)

@@ -50,7 +50,7 @@ def scan_command(
     vulndb: Annotated[
         Path | None, vulndb_option("Database folder, a folder of <ecosystem>/all.zip files, or an OSV zip")
     ] = None,
-    platform: Annotated[str | None, typer.Option(help="os/arch or os/arch/variant to scan in a multi-platform image")] = None,
+    platform: Annotated[str | None, typer.Option(help="os/arch or os/arch/variant of a multi-arch image")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file")] = None,
 ) -> None:
     """Scan a local image for packages, licences and known vulnerabilities."""

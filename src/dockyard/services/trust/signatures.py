@@ -43,13 +43,13 @@ _log = get_logger("dockyard.signatures")
 QUEUE = "signatures"
 PENDING = "pending"  # found, not verified yet
 # cosign's tag scheme: the signature, attestation and SBOM of sha256:<hex> live under these tags.
-COSIGN_TAG = re.compile(r"^(sha256)-([0-9a-f]{64})\.(sig|att|sbom)$")
+COSIGN_TAG = re.compile(r"(sha256)-([0-9a-f]{64})\.(sig|att|sbom)")
 MAX_BLOBS = 16  # blobs read per signature manifest
 
 
 def tag_subject(tag: str | None) -> str | None:
     """The digest a cosign tag-scheme tag names (`sha256-<hex>.sig` → `sha256:<hex>`)."""
-    m = COSIGN_TAG.match(tag or "")
+    m = COSIGN_TAG.fullmatch(tag or "")
     return f"{m.group(1)}:{m.group(2)}" if m else None
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from dockyard.services.trust.model import SignatureArtifact, SignatureState, Verdict
 
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 class Malformed(ValueError):
@@ -44,7 +44,7 @@ def blob_of(artifact: SignatureArtifact, descriptor: dict[str, Any], limit: int 
     """The bytes a descriptor names, checked against its digest (the caller read them from storage,
     but a blob is only as good as its digest: the signature manifest commits to that)."""
     digest = descriptor.get("digest")
-    if not isinstance(digest, str) or not DIGEST.match(digest):
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
         raise Malformed(f"layer digest {digest!r} is not a sha256 digest")
     data = artifact.blobs.get(digest)
     if data is None:
