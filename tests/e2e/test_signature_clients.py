@@ -144,9 +144,7 @@ def test_skopeo_pull_refused_until_signed(server: Server, layout: Path, tmp_path
     project, key = project_with_key(server)
     repo = f"{project}/app"
     push(server, layout, "app", f"{repo}:v1")
-    assert (
-        api(server, "PATCH", f"/projects/{project}/trust-policy", json={"require_signature": True}).status_code == 200
-    )
+    set_policy(server, project, require_signature=True)
     refused = pull(server, f"{repo}:v1", tmp_path / "out1", check=False)
     assert refused.returncode != 0
     assert "denied" in refused.stderr.lower() and "signature" in refused.stderr, refused.stderr
@@ -185,9 +183,7 @@ def test_oras_pull_refused_until_signed(
     r = oras.push(target=f"{server.host}/{repo}:v1", files=["data.txt:text/plain"], quiet=True)
     assert r.status_code == 201
     digest = r.headers["Docker-Content-Digest"]
-    assert (
-        api(server, "PATCH", f"/projects/{project}/trust-policy", json={"require_signature": True}).status_code == 200
-    )
+    set_policy(server, project, require_signature=True)
     # oras-py takes every 403 for a request to authenticate, tries again, and then gives up with
     # "Cannot respond to request for authentication": refused, though it does not show the reason.
     with pytest.raises(ValueError, match="authentication"):
