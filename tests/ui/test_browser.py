@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import tarfile
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import missing
 from tests.e2e.conftest import Server, running_server
@@ -232,6 +235,59 @@ def test_the_administrator_walks_every_page_and_acts(server: Server, chromium: A
         httpx.get(f"{server.url}/v2/shop/web/manifests/1.0", auth=(server.username, server.password)).status_code == 404
     )
 
+    # Quarantine an image from its page: a developer's pull is refused until it is released.
+    def developer_pull() -> httpx.Response:
+        return httpx.get(
+            f"{server.url}/v2/shop/web/manifests/1.1",
+            auth=("developer-user", PASSWORD),
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        )
+
+    assert developer_pull().status_code == 200
+    s.visit("/repositories/shop/web/tags")
+    s.page.get_by_role("link", name="1.1", exact=True).click()
+    s.page.wait_for_url("**/images/sha256:*")
+    s.page.get_by_label("Reason").fill("under review: <script>alert(1)</script>")
+    s.page.get_by_role("button", name="Quarantine this image").click()
+    s.page.wait_for_url("**/images/sha256:*")
+    assert s.page.get_by_text("under review: <script>alert(1)</script>").is_visible()
+    s.check_accessibility("quarantined image")
+    refused = developer_pull()
+    assert refused.status_code == 403 and refused.json()["errors"][0]["code"] == "DENIED"
+    assert "under review" in refused.text
+    s.visit("/security#quarantined")
+    assert s.page.get_by_role("cell", name="under review: <script>alert(1)</script>").is_visible()
+    s.page.get_by_role("button", name=re.compile("^Release")).click()
+    s.page.wait_for_url("**/security#quarantined")
+    assert s.page.get_by_text("Nothing is quarantined.").is_visible()
+    assert developer_pull().status_code == 200
+
+    # Move a tag, then revert it from its history.
+    before = httpx.head(
+        f"{server.url}/v2/shop/web/manifests/latest",
+        auth=(server.username, server.password),
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    ).headers["Docker-Content-Digest"]
+    moved = push_image(server, "shop/web", "latest", {"architecture": "arm64", "os": "linux"})
+    s.visit("/repositories/shop/web/tags/latest/history", "history")
+    s.page.get_by_role("button", name=f"Revert to {before[:19]}").click()
+    s.page.wait_for_url("**/tags/latest/history")
+    assert s.page.get_by_role("button", name=f"Revert to {moved[:19]}").is_visible()  # the move is history now
+    now = _api(server, "GET", "/repositories/shop/web/tags/latest/history").json()["entries"][0]
+    assert now["digest"] == before and now["actor"] == server.username
+
+    # Trust a cosign key through the project's trust page.
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem = key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    s.visit("/projects/shop/trust")
+    s.page.get_by_label("Key name").fill("release")
+    s.page.get_by_label("Public key (PEM)").fill(pem)
+    s.page.get_by_role("button", name="Trust this key").click()
+    s.page.wait_for_url("**/projects/shop/trust")
+    s.visit("/projects/shop/trust", "trust")
+    assert s.page.get_by_role("cell", name="release", exact=True).is_visible()
+    assert [k["name"] for k in _api(server, "GET", "/projects/shop/trust/keys").json()] == ["release"]
+
     # A robot account: its secret is shown once.
     s.visit("/projects/shop/members", "members")
     s.page.get_by_text("New robot account").click()
@@ -256,6 +312,12 @@ def test_the_administrator_walks_every_page_and_acts(server: Server, chromium: A
     assert text.startswith("id,ts,actor") and "shop/web" in text
 
     s.visit("/security?advisory=CVE-2024-0001", "security")
+    assert s.page.get_by_role("heading", name=re.compile("^Who pulled them")).is_visible()
+    with s.page.expect_download() as exposure:
+        s.page.get_by_role("link", name="CSV").click()
+    saved = tmp_path / "exposure.csv"
+    exposure.value.save_as(saved)
+    assert saved.read_text().startswith("id,ts,")
     s.page.get_by_label("Package", exact=True).fill("base-files")
     s.page.get_by_role("button", name="Find images with it").click()
     s.check_accessibility("package search")
@@ -308,6 +370,15 @@ def test_each_role_sees_what_it_may_use(server: Server, chromium: Any, role: str
     assert (s.page.get_by_role("link", name="Delete tag latest").count() == 1) is may_delete
     s.visit("/projects/shop/members")
     assert (s.page.get_by_text("New robot account").count() == 1) is (role == "admin")
+    s.visit("/repositories/shop/web/tags/latest/history")
+    assert (s.page.get_by_role("button", name=re.compile("^Revert to")).count() > 0) is (role != "guest")
+    s.page.get_by_role("link", name="shop/web").click()
+    s.page.get_by_role("link", name="latest", exact=True).click()
+    s.page.wait_for_url("**/images/sha256:*")
+    may_quarantine = role in ("maintainer", "admin")
+    assert (s.page.get_by_role("button", name="Quarantine this image").count() == 1) is may_quarantine
+    s.visit("/projects/shop/trust")
+    assert (s.page.get_by_role("button", name="Trust this key").count() == 1) is may_quarantine  # maintainers
     response = s.page.goto("/admin")
     assert response is not None and response.status == 403
     s.visit("/account")
@@ -348,6 +419,8 @@ def test_pages_fit_a_phone(server: Server, chromium: Any) -> None:
         (f"/repositories/shop/web/images/{digest}", None),
         ("/projects/shop/members", None),
         ("/projects/shop/settings", None),
+        ("/projects/shop/trust", None),
+        ("/repositories/shop/web/tags/latest/history", None),
         ("/security", None),
         ("/audit", None),
         ("/admin", None),

@@ -433,6 +433,27 @@ class AuditLog:
                 return
             after = (rows[-1]["ts"], rows[-1]["id"])
 
+    def last_pull_of(self, repository: str, digests: list[str]) -> dict[str, float]:
+        """When each digest was last pulled from `repository`: one statement of one backwards walk of
+        the (action, digest, ts) index per digest, however often it was pulled."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return {}
+        self.flush()
+        a = s.audit_events.c
+        last = [
+            sa.select(a.ts)
+            .where(a.action == "pull", a.digest == d, a.repository == repository)
+            .order_by(a.ts.desc())
+            .limit(1)
+            .scalar_subquery()
+            .label(f"d{i}")
+            for i, d in enumerate(wanted)
+        ]
+        with self.db.read() as conn:
+            found = conn.execute(sa.select(*last)).one()
+        return {d: float(ts) for d, ts in zip(wanted, found, strict=True) if ts is not None}
+
     def last_pulls(self, conn: sa.Connection, repository: str, since: float) -> dict[str, float]:
         """When each tag of `repository` was last pulled by tag, for pulls since `since` (retention's
         pull history). Pulls still buffered count once flushed: callers flush first."""

@@ -13,7 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from dockyard.services.registry.browse import BrowseService
 from dockyard.ui.session import SessionCodec
-from dockyard.ui.views import account, admin, audit, auth, images, projects, security, settings
+from dockyard.ui.views import account, admin, audit, auth, images, projects, security, settings, trust
 from dockyard.ui.web import HERE, SECURITY_HEADERS, Ui, View, environment, view
 from dockyard.wiring import Services
 
@@ -44,13 +44,25 @@ def _routes(get: Callable[[Request], Ui]) -> list[BaseRoute]:
         r("/projects/{project}/settings/retention/preview", settings.retention_preview, "POST"),
         r("/projects/{project}/settings/quota", settings.quota, "POST"),
         r("/projects/{project}/robots/{robot}/disabled", projects.set_robot_disabled, "POST"),
+        r("/projects/{project}/trust", trust.trust),
+        r("/projects/{project}/trust/policy", trust.set_trust_policy, "POST"),
+        r("/projects/{project}/trust/auto-quarantine", trust.set_auto_quarantine, "POST"),
+        r("/projects/{project}/trust/keys", trust.add_key, "POST"),
+        r("/projects/{project}/trust/keys/{key}/delete", trust.delete_key, "POST"),
+        r("/projects/{project}/trust/certificates", trust.add_certificate, "POST"),
+        r("/projects/{project}/trust/certificates/{cert}/delete", trust.delete_certificate, "POST"),
         r(repo + "/tags", images.tags),
+        r(repo + "/tags/{tag}/history", trust.tag_history),
+        r(repo + "/tags/{tag}/revert", trust.revert, "POST"),
+        r(repo + "/images/{digest}/quarantine", trust.quarantine, "POST"),
+        r(repo + "/images/{digest}/release", trust.release, "POST"),
         r(repo + "/tags/{tag}/delete", images.confirm_delete),
         r(repo + "/tags/{tag}/delete", images.delete_tag, "POST"),
         r(repo + "/images/{digest}", images.image),
         r(repo + "/images/{digest}/sbom", images.sbom),
         r("/security", security.security),
         r("/security/vulndb/update", security.update_vulndb, "POST"),
+        r("/security/exposure/export", trust.exposure_export),
         r("/admin/gc", admin.gc_dry_run, "POST"),
         r("/audit", audit.events),
         r("/audit/export", audit.export),

@@ -73,7 +73,7 @@ def quarantine_out(q: Quarantine, repositories: list[str] | None = None) -> Quar
     )
 
 
-def _may_manage(svc: Services, caller: Identity, repository: str, digest: str, held: bool = True) -> None:
+def may_manage(svc: Services, caller: Identity, repository: str, digest: str, held: bool = True) -> None:
     """Maintainers and up in the project, system administrators and security reviewers; a digest,
     not a tag (a tag moves, a quarantine must not); `held`: the repository must hold the image."""
     signed_in(caller)
@@ -112,7 +112,7 @@ def _repositories(svc: Services, items: list[Quarantine]) -> dict[tuple[str, str
 def quarantine(
     repository: str, digest: ImageDigest, body: QuarantineIn, svc: ServicesDep, caller: Caller
 ) -> QuarantineOut:
-    _may_manage(svc, caller, repository, digest)
+    may_manage(svc, caller, repository, digest)
     made = svc.quarantines.quarantine(repository, digest, body.reason)
     return quarantine_out(made, _repositories(svc, [made])[(made.project, made.digest)])
 
@@ -124,7 +124,7 @@ def quarantine(
 )
 def release(repository: str, digest: ImageDigest, svc: ServicesDep, caller: Caller) -> Response:
     # A quarantine outlives the image's deletion (the digest is what was judged): released all the same.
-    _may_manage(svc, caller, repository, digest, held=False)
+    may_manage(svc, caller, repository, digest, held=False)
     svc.quarantines.release(repository, digest)
     return Response(status_code=204)
 

@@ -149,14 +149,14 @@ def _policy_out(p: TrustPolicy) -> TrustPolicyOut:
 
 
 # --- who may ---------------------------------------------------------------------------------------
-def _manage(svc: Services, caller: Identity, project: str | None) -> None:
+def may_manage(svc: Services, caller: Identity, project: str | None) -> None:
     if project is None:
         require_system(svc, caller, SystemPermission.MANAGE_TRUST)
     else:
         project_permission(svc, caller, project, Permission.TRUST_MANAGE)
 
 
-def _read(svc: Services, caller: Identity, project: str | None) -> None:
+def may_read(svc: Services, caller: Identity, project: str | None) -> None:
     # Public keys and CA certificates are no secret: whoever sees a project may see what it trusts,
     # and any signed-in user what every project trusts.
     if project is None:
@@ -178,36 +178,36 @@ def _routes(prefix: str, scope_of: Callable[..., str | None]) -> None:
     Scope = Annotated[str | None, Depends(scope_of)]
 
     def add_key(body: KeyIn, svc: ServicesDep, caller: Caller, scope: Scope) -> KeyOut:
-        _manage(svc, caller, scope)
+        may_manage(svc, caller, scope)
         return _key_out(svc.trust.add_key(scope, body.name, body.public_key))
 
     def list_keys(svc: ServicesDep, caller: Caller, scope: Scope) -> list[KeyOut]:
-        _read(svc, caller, scope)
+        may_read(svc, caller, scope)
         return [_key_out(k) for k in svc.trust.keys(scope)]
 
     def get_key(key: str, svc: ServicesDep, caller: Caller, scope: Scope) -> KeyOut:
-        _read(svc, caller, scope)
+        may_read(svc, caller, scope)
         return _key_out(svc.trust.key(scope, key))
 
     def delete_key(key: str, svc: ServicesDep, caller: Caller, scope: Scope) -> Response:
-        _manage(svc, caller, scope)
+        may_manage(svc, caller, scope)
         svc.trust.delete_key(scope, key)
         return Response(status_code=204)
 
     def add_certificate(body: CertificateIn, svc: ServicesDep, caller: Caller, scope: Scope) -> CertificateOut:
-        _manage(svc, caller, scope)
+        may_manage(svc, caller, scope)
         return _cert_out(svc.trust.add_certificate(scope, body.name, body.certificate, list(body.identities)))
 
     def list_certificates(svc: ServicesDep, caller: Caller, scope: Scope) -> list[CertificateOut]:
-        _read(svc, caller, scope)
+        may_read(svc, caller, scope)
         return [_cert_out(c) for c in svc.trust.certificates(scope)]
 
     def get_certificate(cert: str, svc: ServicesDep, caller: Caller, scope: Scope) -> CertificateOut:
-        _read(svc, caller, scope)
+        may_read(svc, caller, scope)
         return _cert_out(svc.trust.certificate(scope, cert))
 
     def delete_certificate(cert: str, svc: ServicesDep, caller: Caller, scope: Scope) -> Response:
-        _manage(svc, caller, scope)
+        may_manage(svc, caller, scope)
         svc.trust.delete_certificate(scope, cert)
         return Response(status_code=204)
 

@@ -57,6 +57,7 @@ class TagView:
     immutable_rule: str | None
     vulnerabilities: dict[str, int] | None  # findings by severity; None: not scanned
     scan_status: str | None
+    children: tuple[str, ...] = ()  # an index's images
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +201,7 @@ class BrowseService:
                     immutable_rule=next((p for p in rules if fnmatch.fnmatchcase(str(row.name), p)), None),
                     vulnerabilities=summary,
                     scan_status=status,
+                    children=tuple(kids),
                 )
             )
         last = found[-1] if found else None

@@ -42,6 +42,14 @@ _log = get_logger("dockyard.signatures")
 
 QUEUE = "signatures"
 PENDING = "pending"  # found, not verified yet
+# Which state a list shows for an image with several signatures: the most useful first.
+STATE_RANK = {
+    str(SignatureState.VERIFIED): 0,
+    str(SignatureState.EXPIRED): 1,
+    str(SignatureState.UNTRUSTED): 2,
+    str(SignatureState.INVALID): 3,
+    PENDING: 4,
+}
 # cosign's tag scheme: the signature, attestation and SBOM of sha256:<hex> live under these tags.
 COSIGN_TAG = re.compile(r"(sha256)-([0-9a-f]{64})\.(sig|att|sbom)")
 MAX_BLOBS = 16  # blobs read per signature manifest
@@ -264,6 +272,29 @@ class SignatureService:
                     r.expires_at,
                 )
             )
+        return out
+
+    def states(self, repository: str, digests: Iterable[str]) -> dict[str, str]:
+        """The best signature state of each digest in `repository` (verified, then expired, untrusted,
+        invalid, pending); digests without a signature are absent. One statement for a page of tags."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return {}
+        sig, v = s.signatures.c, s.signature_verdicts.c
+        q = (
+            sa.select(sig.subject_digest, v.state, v.expires_at)
+            .select_from(s.signatures.outerjoin(s.signature_verdicts, v.signature_id == sig.id))
+            .where(sig.repository == repository, sig.subject_digest.in_(wanted))
+        )
+        t = now()
+        with self.db.read() as conn:
+            rows = conn.execute(q).all()
+        out: dict[str, str] = {}
+        for digest, state, expires_at in rows:
+            found = PENDING if state is None else _state(state, expires_at, t)
+            best = out.get(digest)
+            if best is None or STATE_RANK[found] < STATE_RANK[best]:
+                out[str(digest)] = found
         return out
 
     def verified(self, repository: str, digests: Iterable[str]) -> set[str]:

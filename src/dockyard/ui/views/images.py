@@ -15,6 +15,7 @@ from dockyard.oci.names import project_of
 from dockyard.scan.layers import platform_name
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import InvalidInput
+from dockyard.ui.views.trust import may_quarantine
 from dockyard.ui.web import Page
 
 PER_PAGE = 50
@@ -34,11 +35,18 @@ def tags(page: Page) -> Response:
     after = page.query.get("after") or None
     found = page.ui.browse.tags(repo, q, after, PER_PAGE)
     perms = page.svc.policy.permissions(page.identity, project)[1]
+    digests = [t.digest for t in found.rows]
+    shown = {d for t in found.rows for d in (t.digest, *t.children)}
+    held = {x.digest: x for x in page.svc.quarantines.active(project, shown)}
     return page.render(
         "tags.html",
         repository=repo,
         project=project,
         found=found,
+        signatures=page.svc.signatures.states(repo, digests),
+        quarantined={t.name: next((held[d] for d in (t.digest, *t.children) if d in held), None) for t in found.rows},
+        movers=page.svc.history.last_moves(repo, [t.name for t in found.rows]),
+        pulled=page.svc.audit.last_pull_of(repo, digests),
         q=q,
         after=after,
         host=_host(page),
@@ -144,4 +152,7 @@ def image(page: Page) -> Response:
         fixable=fixable,
         order=order,
         host=_host(page),
+        signatures=page.svc.signatures.of(repo, stored.digest),
+        quarantines=page.svc.quarantines.active(project, [stored.digest, *(d.digest for d, _ in platforms)]),
+        may_quarantine=may_quarantine(page, project),
     )
