@@ -93,6 +93,55 @@ def fill(engine: sa.Engine, repos: int, tags: int) -> None:
         ]
         for start in range(0, len(rows), 5000):
             conn.execute(sa.insert(s.tags), rows[start : start + 5000])
+        # Each big tag's push in its history (the tags page's pusher column), and as many pulls of the
+        # image in the audit log (its last-pull column, the exposure report's pulls).
+        digest = conn.execute(sa.select(s.manifests.c.digest).where(s.manifests.c.id == manifest_id)).scalar_one()
+        history = [
+            {
+                "project": "big",
+                "repository": BIG,
+                "tag": row["name"],
+                "digest": digest,
+                "previous_digest": None,
+                "action": "moved",
+                "at": row["updated_at"],
+                "actor": "admin",
+                "actor_kind": "user",
+            }
+            for row in rows
+        ]
+        for start in range(0, len(history), 5000):
+            conn.execute(sa.insert(s.tag_history), history[start : start + 5000])
+        pulls = [
+            {
+                "ts": now - i,
+                "actor": f"user{i % 97}",
+                "actor_kind": "user",
+                "provider": "local",
+                "source_ip": f"10.0.{i % 13}.{i % 251}",
+                "user_agent": "containerd/1.7",
+                "action": "pull",
+                "project": "big",
+                "repository": BIG,
+                "reference": f"t{i % tags:07d}",
+                "digest": digest,
+                "result": "success",
+            }
+            for i in range(tags)
+        ]
+        for start in range(0, len(pulls), 5000):
+            conn.execute(sa.insert(s.audit_events), pulls[start : start + 5000])
+        # What a scan would have found in the image: the exposure report's package search finds it.
+        conn.execute(
+            sa.insert(s.image_packages).values(
+                digest=digest,
+                ecosystem="deb",
+                name="openssl",
+                version="3.0.11-1",
+                purl="pkg:deb/debian/openssl@3.0.11-1",
+                path="var/lib/dpkg/status",
+            )
+        )
 
 
 def timed(client: TestClient, url: str, reps: int) -> float:
@@ -157,6 +206,10 @@ def main() -> None:
             "image": f"/repositories/{BIG}/images/{digest}",
             "project settings": "/projects/big/settings",
             "members": "/projects/big/members",
+            "tag history": f"/repositories/{BIG}/tags/t0000000/history",
+            "project trust": "/projects/big/trust",
+            "security (quarantined, database)": "/security",
+            "security, exposure (all pulls)": "/security?package=openssl",
             "audit log": "/audit",
             "administration": "/admin",
         }

@@ -199,3 +199,20 @@ def test_bad_parameters(registry: Registry, world: dict[str, Any]) -> None:
         r = registry.http.get(URL, params=params, headers=ADMIN)
         assert r.status_code == status, (params, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_bounded_report_cuts_tags_and_history_never_counts(registry: Registry, world: dict[str, Any]) -> None:
+    """What the Security page asks for: a few tags and intervals (an image may carry 100,000 tags);
+    a tag whose entries were not all read is left out rather than shown with a wrong interval."""
+    from dockyard.services.exposure import ExposureQuery
+
+    q = ExposureQuery(CVE, None, None, None, None)
+    whole = registry.services.exposure.report(q, None)
+    cut = registry.services.exposure.report(q, None, detail=1)
+    assert "truncated" not in whole and cut["truncated"] == {"tags": True, "tag_history": True}
+    assert len(cut["tags"]) == 1 and cut["tags"][0] in whole["tags"]
+    assert cut["tag_history"] == [h for h in whole["tag_history"] if h["repository"] == "other/app"]
+    assert cut["digests"] == whole["digests"] and cut["pulls"] == whole["pulls"]
+    roomy = registry.services.exposure.report(q, None, detail=50)
+    assert roomy["truncated"] == {"tags": False, "tag_history": False}
+    assert roomy["tags"] == whole["tags"] and roomy["tag_history"] == whole["tag_history"]

@@ -91,9 +91,12 @@ class ExposureService:
         projects: frozenset[str] | None,
         limit: int = 100,
         before: str | None = None,
+        detail: int | None = None,
     ) -> dict[str, Any]:
         """The whole answer; `projects`: what the caller may read (None: everything). Pulls are paged
-        (`limit`, `before`: the cursor of the previous page); their counts cover them all."""
+        (`limit`, `before`: the cursor of the previous page); their counts cover them all. `detail`:
+        at most about that many current tags and history intervals (a page shows a few; an image
+        under 100,000 tags must not cost reading them all), `truncated` then says what was cut."""
         affected = self.affected(q)
         digests = affected.digests
 
@@ -101,14 +104,19 @@ class ExposureService:
             return projects is None or project_of(repository) in projects
 
         stored: dict[str, set[str]] = {}
+        for repository, digest in self.catalog.holding(digests):
+            if visible(repository):
+                stored.setdefault(digest, set()).add(repository)
         tags_now = []
-        for repository, digest, tag, updated_at in self.catalog.stored_with_tags(digests):
-            if not visible(repository):
-                continue
-            stored.setdefault(digest, set()).add(repository)
-            if tag is not None:
+        cap = None if detail is None else detail + 1
+        rows = self.catalog.stored_with_tags(digests, cap)
+        for repository, digest, tag, updated_at in rows:
+            if tag is not None and visible(repository):
                 tags_now.append({"repository": repository, "tag": tag, "digest": digest, "since": updated_at})
-        history = self.intervals(digests, q.since, q.until, projects)
+        history, history_cut = self._intervals(digests, q.since, q.until, projects, cap)
+        truncated = {"tags": cap is not None and len(rows) >= cap, "tag_history": history_cut}
+        if detail is not None:
+            tags_now, history = tags_now[:detail], history[:detail]
         by_identity = self.audit.pull_counts(digests, IDENTITY, q.since, q.until, projects)
         by_source = self.audit.pull_counts(digests, SOURCE, q.since, q.until, projects)
         pulls, cursor = self.audit.pulls_of(digests, q.since, q.until, projects, limit, before)
@@ -124,7 +132,7 @@ class ExposureService:
             else:
                 entry |= {"kind": "index", "children": affected.indexes[digest]}
             out_digests.append(entry)
-        return {
+        out: dict[str, Any] = {
             "query": q.as_dict(),
             "digests": out_digests,
             "tags": tags_now,
@@ -137,6 +145,9 @@ class ExposureService:
                 "next_before": cursor,
             },
         }
+        if detail is not None:
+            out["truncated"] = truncated
+        return out
 
     def _pulled(
         self, digests: list[str], q: ExposureQuery, projects: frozenset[str] | None, by_identity: list[Any]
@@ -152,11 +163,28 @@ class ExposureService:
     ) -> list[dict[str, Any]]:
         """When each tag pointed at an affected digest, from the tag history: intervals [from, until)
         that overlap the window (`until` None: it still does; `from` None: since before the history)."""
+        return self._intervals(digests, since, until, projects, None)[0]
+
+    def _intervals(
+        self,
+        digests: list[str],
+        since: float | None,
+        until: float | None,
+        projects: frozenset[str] | None,
+        entries: int | None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """`intervals` from the first `entries` history entries (None: all), and whether some were
+        left: the last tag read may have more entries, so its intervals are dropped, not guessed."""
         wanted = set(digests)
         out: list[dict[str, Any]] = []
         open_: dict[tuple[str, str], dict[str, Any]] = {}  # (repository, tag) -> its interval not yet closed
         # Not cut at `until`: the entry closing an interval may lie after the window.
-        for e in entries_naming(self.db, digests, None, projects):
+        found = entries_naming(self.db, digests, None, projects, entries)
+        cut = entries is not None and len(found) >= entries
+        if cut:
+            last = (found[-1]["repository"], found[-1]["tag"])
+            found = [e for e in found if (e["repository"], e["tag"]) != last]
+        for e in found:
             key = (str(e["repository"]), str(e["tag"]))
             current = open_.pop(key, None)
             leaving = e["previous_digest"] if e["action"] == "moved" else e["digest"]
@@ -170,10 +198,8 @@ class ExposureService:
         out.extend({**interval, "until": None} for interval in open_.values())
         start = since if since is not None else -float("inf")
         end = until if until is not None else float("inf")
-        return sorted(
-            (i for i in out if (i["from"] is None or i["from"] < end) and (i["until"] is None or i["until"] > start)),
-            key=lambda i: (i["repository"], i["tag"], i["from"] or 0.0),
-        )
+        kept = (i for i in out if (i["from"] is None or i["from"] < end) and (i["until"] is None or i["until"] > start))
+        return sorted(kept, key=lambda i: (i["repository"], i["tag"], i["from"] or 0.0)), cut
 
     # --- export ----------------------------------------------------------------------------
     def export(self, q: ExposureQuery, projects: frozenset[str] | None, fmt: str) -> Iterator[str]:

@@ -137,10 +137,15 @@ class TagHistoryService:
 
 
 def entries_naming(
-    db: Database, digests: list[str], until: float | None, projects: frozenset[str] | None
+    db: Database,
+    digests: list[str],
+    until: float | None,
+    projects: frozenset[str] | None,
+    limit: int | None = None,
 ) -> list[dict[str, object]]:
     """Every history entry naming one of `digests` (as target or as what a tag left) before `until`,
-    in `projects` (None: any), by tag and time: what the exposure report builds its intervals from."""
+    in `projects` (None: any), by tag and time: what the exposure report builds its intervals from.
+    `limit`: only the first entries in that order."""
     if not digests or projects == frozenset():
         return []
     h = s.tag_history.c
@@ -151,5 +156,8 @@ def entries_naming(
         stmt = stmt.where(h.at < until)
     if projects is not None:
         stmt = stmt.where(h.project.in_(sorted(projects)))
+    stmt = stmt.order_by(h.repository, h.tag, h.at, h.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
     with db.read() as conn:
-        return [dict(r._mapping) for r in conn.execute(stmt.order_by(h.repository, h.tag, h.at, h.id))]
+        return [dict(r._mapping) for r in conn.execute(stmt)]

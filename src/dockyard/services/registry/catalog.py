@@ -188,9 +188,22 @@ class CatalogService:
         with self.db.read() as conn:
             return [(str(index), str(child)) for index, child in conn.execute(stmt)]
 
-    def stored_with_tags(self, digests: Iterable[str]) -> list[tuple[str, str, str | None, float | None]]:
+    def holding(self, digests: Iterable[str]) -> list[tuple[str, str]]:
+        """(repository, digest) for every stored manifest of `digests`: one row per manifest, however
+        many tags point at it."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return []
+        m, r_ = s.manifests.c, s.repositories.c
+        stmt = sa.select(r_.name, m.digest).join(s.repositories, r_.id == m.repository_id)
+        with self.db.read() as conn:
+            return [(str(a), str(b)) for a, b in conn.execute(stmt.where(m.digest.in_(wanted)).order_by(r_.name))]
+
+    def stored_with_tags(
+        self, digests: Iterable[str], limit: int | None = None
+    ) -> list[tuple[str, str, str | None, float | None]]:
         """(repository, digest, tag, tag's last change) for every stored manifest of `digests`, one row
-        per tag on it (tag None: stored untagged). One statement."""
+        per tag on it (tag None: stored untagged); the first `limit` rows (None: all). One statement."""
         wanted = sorted(set(digests))
         if not wanted:
             return []
@@ -203,6 +216,8 @@ class CatalogService:
             .where(m.digest.in_(wanted))
             .order_by(r_.name, t.name)
         )
+        if limit is not None:
+            stmt = stmt.limit(limit)
         with self.db.read() as conn:
             return [(str(a), str(b), c, d) for a, b, c, d in conn.execute(stmt)]
 

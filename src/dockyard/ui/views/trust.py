@@ -23,6 +23,7 @@ from dockyard.ui.web import Page
 
 HISTORY_PAGE = 50
 PULLS_PAGE = 50
+DETAIL = 100  # current tags and history intervals shown; the exports hold them all
 
 
 def _project(page: Page) -> str:
@@ -190,7 +191,7 @@ def exposure_query(page: Page) -> tuple[ExposureQuery | None, dict[str, str]]:
 def exposure(page: Page, q: ExposureQuery) -> dict[str, Any]:
     projects = exposure_api.readable_projects(page.svc, page.identity)
     before = page.query.get("before") or None
-    return page.svc.exposure.report(q, projects, PULLS_PAGE, before)
+    return page.svc.exposure.report(q, projects, PULLS_PAGE, before, detail=DETAIL)
 
 
 def exposure_export(page: Page) -> Response:
