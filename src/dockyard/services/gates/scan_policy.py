@@ -7,8 +7,6 @@ without any blocking rule costs one dictionary lookup. The rules are asked of th
 
 from __future__ import annotations
 
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +15,7 @@ import sqlalchemy as sa
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
 from dockyard.services.gates.model import Subject
+from dockyard.services.memo import TtlMemo
 
 SCANNED = ("done", "unsupported")  # unsupported: an artifact, nothing to scan
 
@@ -44,22 +43,15 @@ class ScanPolicies:
         self.db = db
         self.projects = projects
         self.system_allowlist = frozenset(system_allowlist or ())
-        self.ttl = ttl
-        self._cache: dict[str, tuple[float, ProjectScanPolicy]] = {}
-        self._lock = threading.Lock()
+        self._memo: TtlMemo[str, ProjectScanPolicy] = TtlMemo(ttl)
 
     def forget(self, project: str | None = None) -> None:
-        with self._lock:
-            if project is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(project, None)
+        self._memo.forget(project)
 
     def policy(self, project: str) -> ProjectScanPolicy:
-        now = time.monotonic()
-        cached = self._cache.get(project)
-        if cached is not None and now - cached[0] < self.ttl:
-            return cached[1]
+        return self._memo.get(project, lambda: self._read(project))
+
+    def _read(self, project: str) -> ProjectScanPolicy:
         rules = self.projects.find_scan_policy(project)
         policy = (
             NO_POLICY
@@ -72,8 +64,6 @@ class ScanPolicies:
                 rules["block_denied_licences"],
             )
         )
-        with self._lock:
-            self._cache[project] = (now, policy)
         return policy
 
     def scans(self, subject: Subject) -> dict[str, Any]:

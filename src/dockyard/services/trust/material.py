@@ -11,8 +11,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +21,7 @@ from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
 from dockyard.services.audit import AuditLog, current_actor
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
+from dockyard.services.memo import TtlMemo
 from dockyard.services.projects import ProjectService
 from dockyard.services.trust.model import TrustedCertificate, TrustedKey, TrustMaterial
 from dockyard.services.trust.pem import check_certificate, check_identity, check_public_key
@@ -99,10 +98,8 @@ class TrustService:
     def __init__(self, db: Database, audit: AuditLog, ttl: float = 1.0) -> None:
         self.db = db
         self.audit = audit
-        self.ttl = ttl
         self.on_change: OnChange | None = None  # set by wiring: the signature service re-verifies
-        self._policies: dict[str, tuple[float, TrustPolicy]] = {}
-        self._lock = threading.Lock()
+        self._policies: TtlMemo[str, TrustPolicy] = TtlMemo(ttl)
 
     # --- helpers -------------------------------------------------------------------------------
     @staticmethod
@@ -276,28 +273,20 @@ class TrustService:
     # --- policy --------------------------------------------------------------------------------
     def find_policy(self, project: str) -> TrustPolicy:
         """A project's trust policy, remembered for `ttl` seconds (the pull gate asks on every GET)."""
-        t = time.monotonic()
-        cached = self._policies.get(project)
-        if cached is not None and t - cached[0] < self.ttl:
-            return cached[1]
+        return self._policies.get(project, lambda: self._read_policy(project))
+
+    def _read_policy(self, project: str) -> TrustPolicy:
         p = s.trust_policies.c
         with self.db.engine.connect() as conn:  # on its own connection: asked outside any transaction
             row = conn.execute(
                 sa.select(p.require_signature, p.signed_tags).where(p.project_id == ProjectService.id_query(project))
             ).first()
-        policy = (
-            NO_POLICY if row is None else TrustPolicy(bool(row.require_signature), tuple(json.loads(row.signed_tags)))
-        )
-        with self._lock:
-            self._policies[project] = (t, policy)
-        return policy
+        if row is None:
+            return NO_POLICY
+        return TrustPolicy(bool(row.require_signature), tuple(json.loads(row.signed_tags)))
 
     def forget(self, project: str | None = None) -> None:
-        with self._lock:
-            if project is None:
-                self._policies.clear()
-            else:
-                self._policies.pop(project, None)
+        self._policies.forget(project)
 
     def policy(self, project: str) -> TrustPolicy:
         with self.db.read() as conn:

@@ -12,8 +12,6 @@ records them with the reason in the same transaction, and the outbox carries the
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -27,6 +25,7 @@ from dockyard.scan.model import SEVERITIES
 from dockyard.services.audit import AuditLog, current_actor
 from dockyard.services.errors import Conflict, InvalidInput, NotFound
 from dockyard.services.events import ImageQuarantined, ImageReleased, Listeners
+from dockyard.services.memo import TtlMemo
 from dockyard.services.projects import ProjectService
 
 MAX_REASON = 2000
@@ -78,31 +77,21 @@ class QuarantineService:
         self.projects = projects
         self.audit = audit
         self.events = events
-        self.ttl = ttl
-        self._cache: dict[str, tuple[float, dict[str, Quarantine]]] = {}
-        self._lock = threading.Lock()
+        self._held: TtlMemo[str, dict[str, Quarantine]] = TtlMemo(ttl)
 
     # --- what the pull gate asks --------------------------------------------------------------
     def forget(self, project: str | None = None) -> None:
-        with self._lock:
-            if project is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(project, None)
+        self._held.forget(project)
 
     def _in_project(self, project: str) -> dict[str, Quarantine]:
-        at = time.monotonic()
-        cached = self._cache.get(project)
-        if cached is not None and at - cached[0] < self.ttl:
-            return cached[1]
+        return self._held.get(project, lambda: self._read(project))
+
+    def _read(self, project: str) -> dict[str, Quarantine]:
         q = s.image_quarantines.c
         with self.db.engine.connect() as conn:  # on its own connection: asked outside any transaction
             pid = ProjectService.id_of(conn, project)
             rows = [] if pid is None else conn.execute(sa.select(s.image_quarantines).where(q.project_id == pid)).all()
-        found = {str(r.digest): _row(project, r) for r in rows}
-        with self._lock:
-            self._cache[project] = (at, found)
-        return found
+        return {str(r.digest): _row(project, r) for r in rows}
 
     def any_in(self, project: str) -> bool:
         """Whether anything is quarantined in `project`: the pull gate's one dictionary lookup for most pulls."""
