@@ -81,7 +81,8 @@ def serve(
 
 def first_start(settings: Settings) -> None:
     """Migrate, make the signing key and, when there is no user at all, the `admin` user: the one place
-    that creates it. A generated password is printed here, as the server's log, once."""
+    that creates it. A generated password goes to a file only its owner can read, in the data folder;
+    the log says where (a log is shipped and kept: it never holds a secret)."""
     from dockyard.logs import get_logger
     from dockyard.wiring import build_services, prepare
 
@@ -95,13 +96,30 @@ def first_start(settings: Settings) -> None:
     finally:
         services.close()
     if generated:
-        # The one time this password exists in clear: the operator has to see it to sign in.
+        # The one time this password exists in clear: the operator has to read it to sign in.
+        path = write_initial_password(settings.data_dir, generated)
         log.warning(
-            "created user 'admin' with a generated password (shown once; set DOCKYARD_ADMIN_PASSWORD to "
-            "choose it, or create an administrator with `dockyard user create NAME --admin` before serving)",
+            "created user 'admin' with a generated password, written to the file named here (readable by "
+            "this user only; delete it once read, or change the password). Set DOCKYARD_ADMIN_PASSWORD to "
+            "choose it, or create an administrator with `dockyard user create NAME --admin` before serving",
             username="admin",
-            password=generated,
+            password_file=str(path),
         )
+
+
+INITIAL_PASSWORD_FILE = "initial-admin-password"
+
+
+def write_initial_password(data_dir: Path, password: str) -> Path:
+    """`password` in `data_dir`/initial-admin-password, mode 0600 from its creation (never readable by
+    others, even for an instant)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = (data_dir / INITIAL_PASSWORD_FILE).resolve()
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(password + "\n")
+    return path
 
 
 def tls_files(settings: Settings) -> TlsFiles | None:

@@ -38,7 +38,8 @@ def test_signing_key_is_shared_by_replicas(tmp_path: Path, database: Database) -
         b.db.dispose()
 
 
-def test_serve_prints_the_password_it_generates(tmp_path: Path, database: Database) -> None:
+def test_serve_writes_the_password_it_generates_to_a_private_file(tmp_path: Path, database: Database) -> None:
+    """The log names the file, never the password (a log is shipped and kept)."""
     from structlog.testing import capture_logs
 
     from dockyard.cli import first_start
@@ -46,8 +47,14 @@ def test_serve_prints_the_password_it_generates(tmp_path: Path, database: Databa
     settings = Settings(data_dir=tmp_path, database_url=database.url)
     with capture_logs() as events:
         first_start(settings)
-        first_start(settings)  # a later start: nothing generated, nothing printed
-    shown = [e for e in events if "password" in e]
+        first_start(settings)  # a later start: nothing generated, nothing written
+    shown = [e for e in events if "password_file" in e]
     assert len(shown) == 1 and shown[0]["username"] == "admin" and shown[0]["log_level"] == "warning"
+    path = Path(shown[0]["password_file"])
+    assert path == (tmp_path / "initial-admin-password").resolve()
+    assert path.stat().st_mode & 0o777 == 0o600
+    password = path.read_text().strip()
+    assert len(password) >= 20
+    assert all(password not in repr(e) for e in events)
     svc = build_services(settings, db=database)
-    assert svc.authenticator.authenticate("admin", shown[0]["password"]) is not None
+    assert svc.authenticator.authenticate("admin", password) is not None
