@@ -16,6 +16,9 @@ from urllib.parse import quote, urljoin
 
 import httpx
 
+from dockyard.oci.errors import CodedError
+from dockyard.oci.names import validate_name, validate_tag
+
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.oci.image.index.v1+json",
@@ -23,9 +26,8 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.list.v2+json",
 )
 DOCKER_HUB = "index.docker.io"
+# What this client hashes with. The grammar of names and tags is oci.names'.
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 class RegistryError(Exception):
@@ -51,8 +53,10 @@ class Reference:
         last = rest.rsplit("/", 1)[-1]
         if ":" in last:
             rest, tag = rest.rsplit(":", 1)
-            if not _TAG.fullmatch(tag):
-                raise ValueError(f"{tag!r} is not a valid tag")
+            try:
+                validate_tag(tag)
+            except CodedError:
+                raise ValueError(f"{tag!r} is not a valid tag") from None
         first, _, remainder = rest.partition("/")
         if remainder and ("." in first or ":" in first or first == "localhost"):
             registry, repository = first, remainder
@@ -62,8 +66,10 @@ class Reference:
             registry = DOCKER_HUB
         if registry == DOCKER_HUB and "/" not in repository:
             repository = f"library/{repository}"
-        if not repository or not all(_COMPONENT.fullmatch(part) for part in repository.split("/")):
-            raise ValueError(f"{text!r} is not an image reference")
+        try:
+            validate_name(repository)
+        except CodedError:
+            raise ValueError(f"{text!r} is not an image reference") from None
         return cls(registry, repository, tag if tag or digest else "latest", digest)
 
     @property
