@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ from dockyard.services.projects import in_project
 from dockyard.services.queue import Claim, WorkQueue
 from dockyard.services.registry.catalog import CatalogService
 from dockyard.services.trust import formats
+from dockyard.services.trust.formats import cosign
 from dockyard.services.trust.material import TrustService
 from dockyard.services.trust.model import SignatureArtifact, SignatureFormat, SignatureState, Verdict
 from dockyard.storage.base import BlobStore
@@ -50,15 +50,12 @@ STATE_RANK = {
     str(SignatureState.INVALID): 3,
     PENDING: 4,
 }
-# cosign's tag scheme: the signature, attestation and SBOM of sha256:<hex> live under these tags.
-COSIGN_TAG = re.compile(r"(sha256)-([0-9a-f]{64})\.(sig|att|sbom)")
 MAX_BLOBS = 16  # blobs read per signature manifest
 
 
 def tag_subject(tag: str | None) -> str | None:
-    """The digest a cosign tag-scheme tag names (`sha256-<hex>.sig` → `sha256:<hex>`)."""
-    m = COSIGN_TAG.fullmatch(tag or "")
-    return f"{m.group(1)}:{m.group(2)}" if m else None
+    """The digest a cosign tag-scheme tag names (`sha256-<hex>.sig`, `.att`, `.sbom` → `sha256:<hex>`)."""
+    return cosign.tagged_subject(tag)
 
 
 @dataclass(frozen=True)

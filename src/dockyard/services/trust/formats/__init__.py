@@ -19,7 +19,6 @@ from typing import Any
 from dockyard.services.trust.formats import cosign, notation, sigstore
 from dockyard.services.trust.model import SignatureArtifact, SignatureFormat, TrustMaterial, Verdict
 
-COSIGN_TAG = re.compile(r"sha256-([0-9a-f]{64})\.sig")
 IMAGE_MANIFESTS = frozenset(
     {
         "application/vnd.oci.image.manifest.v1+json",
@@ -59,7 +58,7 @@ def classify(media_type: str, manifest: bytes, tag: str | None) -> SignatureForm
     )
     # A cosign signature is found by its tag; a manifest of that shape pushed without one (by digest)
     # is still a cosign signature, only not yet tied to an image.
-    if annotated and (tag is None or COSIGN_TAG.fullmatch(tag)):
+    if annotated and (tag is None or cosign.tagged_subject(tag, ("sig",))):
         return SignatureFormat.COSIGN
     return None
 
@@ -68,8 +67,7 @@ def signed_digest(fmt: SignatureFormat, manifest: bytes, tag: str | None) -> str
     """The digest of the image a signature is about: from the tag for cosign (its only link), from
     the manifest's `subject` for referrers. None when it names none."""
     if fmt is SignatureFormat.COSIGN:
-        match = COSIGN_TAG.fullmatch(tag or "")
-        return f"sha256:{match.group(1)}" if match else None
+        return cosign.tagged_subject(tag, ("sig",))
     document = _object(manifest)
     subject = document.get("subject") if document else None
     digest = subject.get("digest") if isinstance(subject, dict) else None

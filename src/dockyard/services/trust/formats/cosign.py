@@ -6,6 +6,7 @@ annotation. One verdict per layer."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from cryptography import x509
@@ -18,6 +19,16 @@ SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 SIGNATURE_TYPE = "cosign container image signature"
+# cosign's tag scheme: the signature, attestation and SBOM of sha256:<hex> live under these tags.
+TAG_SCHEME = re.compile(r"sha256-([0-9a-f]{64})\.(sig|att|sbom)")
+
+
+def tagged_subject(tag: str | None, kinds: tuple[str, ...] = ("sig", "att", "sbom")) -> str | None:
+    """The digest a cosign tag-scheme tag of one of `kinds` names (`sha256-<hex>.sig` → `sha256:<hex>`)."""
+    m = TAG_SCHEME.fullmatch(tag or "")
+    return f"sha256:{m.group(1)}" if m and m.group(2) in kinds else None
+
+
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 
