@@ -57,3 +57,4 @@ def test_the_window_is_days_and_bad_dates_are_refused(registry: Registry, world:
     assert ui.get("/security", params={"advisory": CVE, "since": "yesterday"}).status_code == 400
     assert ui.get("/security/exposure/export", params={"advisory": CVE, "format": "xml"}).status_code == 400
     assert ui.get("/security/exposure/export").status_code == 400
+    assert ui.get("/security", params={"advisory": CVE, "before": "1_99999999999999999999999"}).status_code == 400

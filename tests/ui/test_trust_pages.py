@@ -172,3 +172,14 @@ def test_tags_page_shows_signature_pusher_and_last_pull(pushed: Registry, princi
     assert "UTC" in row.split("</td>")[4]  # the last pull's time
     image = ui.get(f"/repositories/{REPO}/images/{digest}").text
     assert "verified" in image and "ci" in image and sha256(signed.manifest)[7:19] in image
+
+
+def test_page_cursors_are_held_to_the_apis_pattern(pushed: Registry, principals: list[Principal]) -> None:
+    """The pages take `before` as the API does: anything else is a 400, never a database error."""
+    ui = browser(pushed.http, next(p for p in principals if p.sysadmin))
+    url = f"/repositories/{REPO}/tags/v1/history"
+    for before in ("x", "nan_1", "-1_2", "1_99999999999999999999999", "1.5_2\n"):
+        assert ui.get(url, params={"before": before}).status_code == 400, before
+        assert ui.get("/security", params={"package": "x", "before": before}).status_code == 400, before
+    first = pushed.services.history.history(REPO, "v1", 1)[0][0]
+    assert ui.get(url, params={"before": first.cursor}).status_code == 200

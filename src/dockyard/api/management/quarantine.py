@@ -73,6 +73,14 @@ def quarantine_out(q: Quarantine, repositories: list[str] | None = None) -> Quar
     )
 
 
+def can_manage(svc: Services, caller: Identity, project: str) -> bool:
+    """Whether `caller` may quarantine and release in `project` (what `may_manage` enforces), asked
+    without raising: the web UI shows the forms by it."""
+    if svc.policy.can_system(caller, SystemPermission.MANAGE_QUARANTINE):
+        return True
+    return Permission.QUARANTINE_MANAGE in svc.policy.permissions(caller, project)[1]
+
+
 def may_manage(svc: Services, caller: Identity, repository: str, digest: str, held: bool = True) -> None:
     """Maintainers and up in the project, system administrators and security reviewers; a digest,
     not a tag (a tag moves, a quarantine must not); `held`: the repository must hold the image."""

@@ -174,41 +174,66 @@ def _system_scope() -> str | None:
     return None
 
 
+# The operations, for a scope (a project, or None: system-wide); the routes below and the web UI call them.
+def add_key_in(scope: str | None, body: KeyIn, svc: Services, caller: Identity) -> KeyOut:
+    may_manage(svc, caller, scope)
+    return _key_out(svc.trust.add_key(scope, body.name, body.public_key))
+
+
+def keys_in(scope: str | None, svc: Services, caller: Identity) -> list[KeyOut]:
+    may_read(svc, caller, scope)
+    return [_key_out(k) for k in svc.trust.keys(scope)]
+
+
+def delete_key_in(scope: str | None, key: str, svc: Services, caller: Identity) -> None:
+    may_manage(svc, caller, scope)
+    svc.trust.delete_key(scope, key)
+
+
+def add_certificate_in(scope: str | None, body: CertificateIn, svc: Services, caller: Identity) -> CertificateOut:
+    may_manage(svc, caller, scope)
+    return _cert_out(svc.trust.add_certificate(scope, body.name, body.certificate, list(body.identities)))
+
+
+def certificates_in(scope: str | None, svc: Services, caller: Identity) -> list[CertificateOut]:
+    may_read(svc, caller, scope)
+    return [_cert_out(c) for c in svc.trust.certificates(scope)]
+
+
+def delete_certificate_in(scope: str | None, cert: str, svc: Services, caller: Identity) -> None:
+    may_manage(svc, caller, scope)
+    svc.trust.delete_certificate(scope, cert)
+
+
 def _routes(prefix: str, scope_of: Callable[..., str | None]) -> None:
     Scope = Annotated[str | None, Depends(scope_of)]
 
     def add_key(body: KeyIn, svc: ServicesDep, caller: Caller, scope: Scope) -> KeyOut:
-        may_manage(svc, caller, scope)
-        return _key_out(svc.trust.add_key(scope, body.name, body.public_key))
+        return add_key_in(scope, body, svc, caller)
 
     def list_keys(svc: ServicesDep, caller: Caller, scope: Scope) -> list[KeyOut]:
-        may_read(svc, caller, scope)
-        return [_key_out(k) for k in svc.trust.keys(scope)]
+        return keys_in(scope, svc, caller)
 
     def get_key(key: str, svc: ServicesDep, caller: Caller, scope: Scope) -> KeyOut:
         may_read(svc, caller, scope)
         return _key_out(svc.trust.key(scope, key))
 
     def delete_key(key: str, svc: ServicesDep, caller: Caller, scope: Scope) -> Response:
-        may_manage(svc, caller, scope)
-        svc.trust.delete_key(scope, key)
+        delete_key_in(scope, key, svc, caller)
         return Response(status_code=204)
 
     def add_certificate(body: CertificateIn, svc: ServicesDep, caller: Caller, scope: Scope) -> CertificateOut:
-        may_manage(svc, caller, scope)
-        return _cert_out(svc.trust.add_certificate(scope, body.name, body.certificate, list(body.identities)))
+        return add_certificate_in(scope, body, svc, caller)
 
     def list_certificates(svc: ServicesDep, caller: Caller, scope: Scope) -> list[CertificateOut]:
-        may_read(svc, caller, scope)
-        return [_cert_out(c) for c in svc.trust.certificates(scope)]
+        return certificates_in(scope, svc, caller)
 
     def get_certificate(cert: str, svc: ServicesDep, caller: Caller, scope: Scope) -> CertificateOut:
         may_read(svc, caller, scope)
         return _cert_out(svc.trust.certificate(scope, cert))
 
     def delete_certificate(cert: str, svc: ServicesDep, caller: Caller, scope: Scope) -> Response:
-        may_manage(svc, caller, scope)
-        svc.trust.delete_certificate(scope, cert)
+        delete_certificate_in(scope, cert, svc, caller)
         return Response(status_code=204)
 
     where = "the project" if scope_of is _project_scope else "every project (system-wide)"

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.responses import RedirectResponse, Response
 
 from dockyard.api.auth import external_base
+from dockyard.api.management import quarantine as quarantine_api
 from dockyard.api.management import scanning as scan_api
 from dockyard.api.management.deps import project_permission
 from dockyard.oci.manifest import InvalidManifest, parse_manifest
@@ -15,7 +16,6 @@ from dockyard.oci.names import project_of
 from dockyard.scan.layers import platform_name
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import InvalidInput
-from dockyard.ui.views.trust import may_quarantine
 from dockyard.ui.web import Page
 
 PER_PAGE = 50
@@ -154,5 +154,5 @@ def image(page: Page) -> Response:
         host=_host(page),
         signatures=page.svc.signatures.of(repo, stored.digest),
         quarantines=page.svc.quarantines.active(project, [stored.digest, *(d.digest for d, _ in platforms)]),
-        may_quarantine=may_quarantine(page, project),
+        may_quarantine=quarantine_api.can_manage(page.svc, page.identity, project),
     )

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from dockyard.api.management import quarantine as quarantine_api
 from dockyard.api.management import scanning as api
 from dockyard.services.auth.permissions import SystemPermission
-from dockyard.ui.views.trust import exposure, exposure_query, may_quarantine
+from dockyard.ui.views.trust import exposure, exposure_query
 from dockyard.ui.web import Page
 
 SHOWN = 200  # rows of a search shown on the page (the service reads at most 1,000)
@@ -34,7 +34,9 @@ def security(page: Page) -> Response:
         until=form["until"],
         report=exposure(page, q) if q is not None else None,
         quarantined=quarantined,
-        may_release={x.project for x in quarantined if may_quarantine(page, x.project)},
+        may_release={
+            p for p in {x.project for x in quarantined} if quarantine_api.can_manage(page.svc, page.identity, p)
+        },
         rows=rows[:SHOWN] if rows is not None else None,
         more=rows is not None and len(rows) > SHOWN,
         vulndb=api.vulndb_status(page.svc, page.identity),

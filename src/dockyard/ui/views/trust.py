@@ -4,6 +4,7 @@ API's own operation (or the service after the API's own permission check)."""
 
 from __future__ import annotations
 
+import re
 import time
 from calendar import timegm
 from typing import Any
@@ -14,8 +15,9 @@ from dockyard.api.management import exposure as exposure_api
 from dockyard.api.management import history as history_api
 from dockyard.api.management import quarantine as quarantine_api
 from dockyard.api.management import trust as trust_api
+from dockyard.api.management.audit import CURSOR_PATTERN
 from dockyard.oci.names import project_of
-from dockyard.services.auth.permissions import Permission, SystemPermission
+from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import InvalidInput, ManifestUnknown
 from dockyard.services.exposure import ExposureQuery
 from dockyard.ui.views.settings import SEVERITIES, _list
@@ -34,17 +36,17 @@ def _project(page: Page) -> str:
 def trust(page: Page) -> Response:
     name = _project(page)
     svc, me = page.svc, page.identity
-    trust_api.may_read(svc, me, name)
+    keys = trust_api.keys_in(name, svc, me)  # refused (404) where the project is not visible
     perms = svc.policy.permissions(me, name)[1]
     return page.render(
         "trust.html",
         project=name,
         perms=perms,
         P=Permission,
-        keys=svc.trust.keys(name),
-        certificates=svc.trust.certificates(name),
-        system_keys=svc.trust.keys(None),
-        system_certificates=svc.trust.certificates(None),
+        keys=keys,
+        certificates=trust_api.certificates_in(name, svc, me),
+        system_keys=trust_api.keys_in(None, svc, me),
+        system_certificates=trust_api.certificates_in(None, svc, me),
         policy=trust_api.get_policy(name, svc, me),
         auto=quarantine_api.get_policy(name, svc, me),
         severities=SEVERITIES,
@@ -72,22 +74,17 @@ def set_auto_quarantine(page: Page) -> Response:
 
 
 def add_key(page: Page) -> Response:
-    name = _project(page)
     body = trust_api.KeyIn.model_validate({"name": page.field("name"), "public_key": page.field("public_key")})
-    trust_api.may_manage(page.svc, page.identity, name)
-    page.svc.trust.add_key(name, body.name, body.public_key)
+    trust_api.add_key_in(_project(page), body, page.svc, page.identity)
     return _back(page)
 
 
 def delete_key(page: Page) -> Response:
-    name = _project(page)
-    trust_api.may_manage(page.svc, page.identity, name)
-    page.svc.trust.delete_key(name, str(page.request.path_params["key"]))
+    trust_api.delete_key_in(_project(page), str(page.request.path_params["key"]), page.svc, page.identity)
     return _back(page)
 
 
 def add_certificate(page: Page) -> Response:
-    name = _project(page)
     body = trust_api.CertificateIn.model_validate(
         {
             "name": page.field("name"),
@@ -95,27 +92,16 @@ def add_certificate(page: Page) -> Response:
             "identities": [x.strip() for x in page.field("identities").splitlines() if x.strip()],
         }
     )
-    trust_api.may_manage(page.svc, page.identity, name)
-    page.svc.trust.add_certificate(name, body.name, body.certificate, list(body.identities))
+    trust_api.add_certificate_in(_project(page), body, page.svc, page.identity)
     return _back(page)
 
 
 def delete_certificate(page: Page) -> Response:
-    name = _project(page)
-    trust_api.may_manage(page.svc, page.identity, name)
-    page.svc.trust.delete_certificate(name, str(page.request.path_params["cert"]))
+    trust_api.delete_certificate_in(_project(page), str(page.request.path_params["cert"]), page.svc, page.identity)
     return _back(page)
 
 
 # --- quarantine ------------------------------------------------------------------------------------
-def may_quarantine(page: Page, project: str) -> bool:
-    """What quarantine_api.may_manage allows, asked without raising (to show or hide the form)."""
-    svc, me = page.svc, page.identity
-    if svc.policy.can_system(me, SystemPermission.MANAGE_QUARANTINE):
-        return True
-    return Permission.QUARANTINE_MANAGE in svc.policy.permissions(me, project)[1]
-
-
 def _image_page(page: Page) -> Response:
     repo, digest = page.request.path_params["repository"], page.request.path_params["digest"]
     return RedirectResponse(f"/repositories/{repo}/images/{digest}", status_code=303)
@@ -140,7 +126,7 @@ def release(page: Page) -> Response:
 def tag_history(page: Page) -> Response:
     repo, tag = page.request.path_params["repository"], page.request.path_params["tag"]
     project = project_of(repo)
-    before = page.query.get("before") or None
+    before = cursor(page)
     found = history_api.tag_history(repo, tag, page.svc, page.identity, limit=HISTORY_PAGE, before=before)
     perms = page.svc.policy.permissions(page.identity, project)[1]
     try:
@@ -167,6 +153,14 @@ def revert(page: Page) -> Response:
 
 
 # --- exposure --------------------------------------------------------------------------------------
+def cursor(page: Page) -> str | None:
+    """`before`, a page cursor, held to the management API's own pattern for it."""
+    value = page.query.get("before") or None
+    if value is not None and not re.fullmatch(CURSOR_PATTERN, value):
+        raise InvalidInput("invalid paging cursor")
+    return value
+
+
 def _day(value: str, what: str, end: bool = False) -> float | None:
     """A YYYY-MM-DD date (UTC) as UNIX time: the day's start, or for `end` the next day's start."""
     if not value:
@@ -190,8 +184,7 @@ def exposure_query(page: Page) -> tuple[ExposureQuery | None, dict[str, str]]:
 
 def exposure(page: Page, q: ExposureQuery) -> dict[str, Any]:
     projects = exposure_api.readable_projects(page.svc, page.identity)
-    before = page.query.get("before") or None
-    return page.svc.exposure.report(q, projects, PULLS_PAGE, before, detail=DETAIL)
+    return page.svc.exposure.report(q, projects, PULLS_PAGE, cursor(page), detail=DETAIL)
 
 
 def exposure_export(page: Page) -> Response:
