@@ -35,6 +35,11 @@ def sign_in(client: TestClient, username: str, password: str) -> httpx.Response:
     )
 
 
+def humans(everyone: list[Principal]) -> list[Principal]:
+    """The principals who can sign in to the UI: users (robots cannot, anonymous is not signed in)."""
+    return [p for p in everyone if p.robot_actions is None and not p.anonymous]
+
+
 def browser(client: TestClient, p: Principal) -> TestClient:
     """`client`'s app, as `p` signed in through the form (anonymous: not signed in)."""
     ui = TestClient(client.app, base_url="http://registry.test")

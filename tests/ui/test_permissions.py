@@ -10,7 +10,7 @@ from dockyard.services.audit import AuditFilter
 from dockyard.services.auth.permissions import Permission
 from tests.access.conftest import PROJECT, Principal
 from tests.api.conftest import Registry
-from tests.ui.conftest import browser, csrf_of
+from tests.ui.conftest import browser, csrf_of, humans
 
 REPO = f"{PROJECT}/app"
 
@@ -23,10 +23,6 @@ def pushed(registry: Registry, principals: list[Principal]) -> Registry:  # prin
         )
         assert registry.put_manifest(REPO, tag, body).status_code == 201
     return registry
-
-
-def _humans(principals: list[Principal]) -> list[Principal]:
-    return [p for p in principals if p.robot_actions is None and not p.anonymous]
 
 
 def _token(ui: TestClient, url: str = "/account") -> str:
@@ -54,7 +50,7 @@ def test_robots_cannot_sign_in_to_the_ui(pushed: Registry, principals: list[Prin
 def test_each_role_sees_the_tags_page_and_delete_only_where_allowed(
     pushed: Registry, principals: list[Principal]
 ) -> None:
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get(f"/repositories/{REPO}/tags")
         if not p.holds(Permission.PULL):
@@ -88,7 +84,7 @@ def test_deleting_a_tag_needs_its_name_typed(pushed: Registry, principals: list[
 
 
 def test_members_page_robot_forms_follow_the_matrix(pushed: Registry, principals: list[Principal]) -> None:
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get(f"/projects/{PROJECT}/members")
         if not p.holds(Permission.MEMBER_READ):
@@ -110,7 +106,7 @@ def test_members_page_robot_forms_follow_the_matrix(pushed: Registry, principals
 
 
 def test_project_creation_only_where_allowed(pushed: Registry, principals: list[Principal]) -> None:
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get("/projects")
         assert page.status_code == 200
@@ -128,7 +124,7 @@ def test_project_creation_only_where_allowed(pushed: Registry, principals: list[
 
 
 def test_administration_is_for_system_administrators(pushed: Registry, principals: list[Principal]) -> None:
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         home = ui.get("/projects").text
         assert ('href="/admin"' in home) is p.sysadmin, p.label
@@ -147,7 +143,7 @@ def test_administration_is_for_system_administrators(pushed: Registry, principal
 
 
 def test_audit_log_scope_follows_the_matrix(pushed: Registry, principals: list[Principal]) -> None:
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         # The whole log's link is for those who may read it; a project's, in the project's tabs.
         home = ui.get("/projects").text
@@ -186,7 +182,7 @@ def test_a_form_without_its_csrf_token_is_refused(pushed: Registry, principals: 
 def test_settings_forms_follow_the_matrix(pushed: Registry, principals: list[Principal]) -> None:
     svc = pushed.services
     base = f"/projects/{PROJECT}/settings"
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get(base)
         if not p.sees_project():
@@ -229,7 +225,7 @@ def test_settings_forms_follow_the_matrix(pushed: Registry, principals: list[Pri
 
 def test_member_forms_follow_the_matrix(pushed: Registry, principals: list[Principal]) -> None:
     svc = pushed.services
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get(f"/projects/{PROJECT}/members")
         if page.status_code == 404:
@@ -251,7 +247,7 @@ def test_member_forms_follow_the_matrix(pushed: Registry, principals: list[Princ
 
 
 def test_security_page_and_its_admin_actions(pushed: Registry, principals: list[Principal]) -> None:
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get("/security", params={"package": "openssl"})
         assert page.status_code == 200, p.label
@@ -270,7 +266,7 @@ def test_security_page_and_its_admin_actions(pushed: Registry, principals: list[
 
 def test_sbom_download_needs_pull(pushed: Registry, principals: list[Principal]) -> None:
     digest = pushed.services.manifests.get(REPO, "v1").digest
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         r = ui.get(f"/repositories/{REPO}/images/{digest}/sbom", params={"format": "spdx"})
         # Not scanned here (scanning is off in these tests): a reader is told so; others learn nothing.

@@ -13,7 +13,7 @@ from dockyard.services.auth.permissions import Permission
 from tests.access.conftest import PROJECT, Principal
 from tests.api.conftest import ADMIN, Registry, sha256
 from tests.support.signatures import make_cosign_signature, new_key, public_pem
-from tests.ui.conftest import browser, csrf_of
+from tests.ui.conftest import browser, csrf_of, humans
 
 REPO = f"{PROJECT}/app"
 
@@ -26,10 +26,6 @@ def pushed(registry: Registry, principals: list[Principal]) -> Registry:  # prin
     return registry
 
 
-def _humans(principals: list[Principal]) -> list[Principal]:
-    return [p for p in principals if p.robot_actions is None and not p.anonymous]
-
-
 def _post(ui: TestClient, url: str, csrf: str, **data: str) -> int:
     return ui.post(url, data={"csrf": csrf, **data}, follow_redirects=False).status_code
 
@@ -37,7 +33,7 @@ def _post(ui: TestClient, url: str, csrf: str, **data: str) -> int:
 def test_trust_page_forms_follow_the_matrix(pushed: Registry, principals: list[Principal]) -> None:
     svc = pushed.services
     base = f"/projects/{PROJECT}/trust"
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get(base)
         if not p.sees_project():
@@ -84,7 +80,7 @@ def test_quarantine_and_release_from_the_image_page(pushed: Registry, principals
     svc = pushed.services
     digest = svc.manifests.get(REPO, "v1").digest
     image = f"/repositories/{REPO}/images/{digest}"
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get(image)
         if not p.holds(Permission.PULL):
@@ -108,7 +104,7 @@ def test_quarantine_and_release_from_the_image_page(pushed: Registry, principals
         assert svc.quarantines.list([PROJECT]) == []
     # Those who may not release cannot, either: quarantine as the administrator, try as each.
     svc.quarantines.quarantine(REPO, digest, "held")
-    for p in _humans(principals):
+    for p in humans(principals):
         if p.holds(Permission.QUARANTINE_MANAGE) or not p.holds(Permission.PULL):
             continue
         ui = browser(pushed.http, p)
@@ -122,7 +118,7 @@ def test_tag_history_and_revert_follow_the_matrix(pushed: Registry, principals: 
     svc = pushed.services
     first, second = [e.digest for e in reversed(svc.history.history(REPO, "v1")[0])]
     url = f"/repositories/{REPO}/tags/v1/history"
-    for p in _humans(principals):
+    for p in humans(principals):
         ui = browser(pushed.http, p)
         page = ui.get(url)
         if not p.holds(Permission.PULL):
