@@ -113,8 +113,15 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A connection for reads. On PostgreSQL in autocommit: under READ COMMITTED every statement
+        reads its own snapshot whether or not a transaction encloses it, so BEGIN and COMMIT would be
+        two round trips each read bought nothing with (a page makes several reads)."""
+        if self.is_sqlite:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
