@@ -68,7 +68,9 @@ def test_push_scan_report_and_policy_refusal(
     assert {f["advisory_id"] for f in json.loads(cli.stdout)["findings"]} == server_ids
 
     hits = api.get("/api/v1/vulnerabilities/CVE-2018-18074/images").json()
-    assert [h["locations"] for h in hits] == [[{"repository": "team/app", "tags": ["1.0"], "quarantined": False}]]
+    assert [h["locations"] for h in hits] == [
+        [{"repository": "team/app", "tags": ["1.0"], "more_tags": False, "quarantined": False}]
+    ]
 
     assert api.patch("/api/v1/projects/team/scan-policy", json={"block_severity": "high"}).status_code == 200
     time.sleep(1.2)  # each replica re-reads a project's policy at most once a second

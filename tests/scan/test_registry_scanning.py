@@ -66,7 +66,7 @@ def test_pushed_images_are_scanned_from_storage_and_share_layer_inventories(
     # Registry-wide: which images does CVE-2018-18074 (requests, PYSEC-2018-28) affect, and where are they?
     hits = svc.scans.images_affected_by("CVE-2018-18074")
     assert [(h["digest"], h["advisory_id"]) for h in hits] == [(app, "PYSEC-2018-28")]
-    assert hits[0]["locations"] == [{"repository": "team/app", "tags": ["1.0"]}]
+    assert hits[0]["locations"] == [{"repository": "team/app", "tags": ["1.0"], "more_tags": False}]
     # Debian's advisory reached through its CVE: both images carry that openssl.
     assert {h["digest"] for h in svc.scans.images_affected_by("CVE-2023-0286")} == {app, web}
     with_requests = svc.scans.images_with_package("requests", "2.19.1")
@@ -102,7 +102,8 @@ def test_an_index_is_scanned_per_platform(svc: Services, python_layer: bytes) ->
     assert "PYSEC-2018-28" not in advisories(svc, arm)
     hits = svc.scans.images_affected_by("PYSEC-2018-28")
     assert hits[0]["digest"] == amd
-    assert {"repository": "team/multi", "tags": ["v1"]} in hits[0]["locations"]  # reached through the index
+    # reached through the index
+    assert {"repository": "team/multi", "tags": ["v1"], "more_tags": False} in hits[0]["locations"]
 
 
 def _sized(svc: Services, repo: str, index: dict) -> dict:  # type: ignore[type-arg]

@@ -65,7 +65,7 @@ def test_registry_wide_questions_show_only_what_the_caller_may_pull(registry: Re
     registry.services.scans.run()
     hits = registry.http.get("/api/v1/vulnerabilities/CVE-2018-18074/images", headers=ADMIN).json()
     assert [(h["digest"], h["locations"]) for h in hits] == [
-        (pushed, [{"repository": "team/app", "tags": ["1.0"], "quarantined": False}])
+        (pushed, [{"repository": "team/app", "tags": ["1.0"], "more_tags": False, "quarantined": False}])
     ]
     found = registry.http.get(
         "/api/v1/packages/images", params={"name": "requests", "version": "2.19.1"}, headers=ADMIN

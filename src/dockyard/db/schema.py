@@ -38,6 +38,9 @@ repositories = sa.Table(
     sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id", ondelete="SET NULL"), nullable=True),
     # Bytes of the blobs linked to it, kept up to date with every link added or removed.
     sa.Column("used_bytes", sa.BigInteger, nullable=False, server_default="0"),
+    # When a manifest was last pushed or a tag last set in it (0: never), kept by the push itself so
+    # the pages sort a project's repositories by it through an index (services/registry/pushes.py).
+    sa.Column("pushed_at", Timestamp, nullable=False, server_default="0"),
 )
 
 # A blob whose verified bytes are in storage. Rows are global; repositories see blobs via links.
@@ -103,7 +106,8 @@ tags = sa.Table(
     sa.Column("name", sa.String(128), primary_key=True),
     sa.Column("manifest_id", sa.Integer, sa.ForeignKey("manifests.id", ondelete="CASCADE"), nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
-    sa.Index("ix_tags_manifest", "manifest_id"),
+    sa.Index("ix_tags_manifest_name", "manifest_id", "name"),
+    sa.Index("ix_tags_manifest_updated", "manifest_id", "updated_at"),
 )
 
 upload_sessions = sa.Table(
@@ -525,7 +529,15 @@ quarantine_policies = sa.Table(
 # --- ui: the indexes the web UI's pages read by (services/registry/browse.py) -----------------------
 # A repository's tags newest first (the tags page's keyset), and a project's repositories.
 sa.Index("ix_tags_repository_updated", tags.c.repository_id, tags.c.updated_at)
-sa.Index("ix_repositories_project", repositories.c.project_id)
+sa.Index("ix_repositories_project_pushed", repositories.c.project_id, repositories.c.pushed_at)
+# Name search (`LIKE '%…%'`) by trigrams, on PostgreSQL where pg_trgm could be added (migration 0018).
+for _table in (tags, repositories):
+    sa.Index(
+        f"ix_{_table.name}_name_trgm",
+        _table.c.name,
+        postgresql_using="gin",
+        postgresql_ops={"name": "gin_trgm_ops"},
+    ).ddl_if(dialect="postgresql")
 # --- signatures (area: signatures) ------------------------------------------------------------------
 
 # Trust material: cosign public keys and Notary Project trust-store certificates, per project, or

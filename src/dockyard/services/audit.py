@@ -31,6 +31,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
+from dockyard.db.lookups import each
 from dockyard.oci.names import project_of
 from dockyard.services.auth.identity import Identity
 from dockyard.services.errors import InvalidInput
@@ -441,18 +442,18 @@ class AuditLog:
             return {}
         self.flush()
         a = s.audit_events.c
-        last = [
+        each_digest = each(self.db, wanted)
+        last = (
             sa.select(a.ts)
-            .where(a.action == "pull", a.digest == d, a.repository == repository)
+            .where(a.action == "pull", a.digest == each_digest.c.value, a.repository == repository)
             .order_by(a.ts.desc())
             .limit(1)
+            .correlate(each_digest)
             .scalar_subquery()
-            .label(f"d{i}")
-            for i, d in enumerate(wanted)
-        ]
+        )
         with self.db.read() as conn:
-            found = conn.execute(sa.select(*last)).one()
-        return {d: float(ts) for d, ts in zip(wanted, found, strict=True) if ts is not None}
+            found = conn.execute(sa.select(each_digest.c.value, last)).all()
+        return {str(d): float(ts) for d, ts in found if ts is not None}
 
     def last_pulls(self, conn: sa.Connection, repository: str, since: float) -> dict[str, float]:
         """When each tag of `repository` was last pulled by tag, for pulls since `since` (retention's

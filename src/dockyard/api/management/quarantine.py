@@ -101,7 +101,7 @@ def may_manage(svc: Services, caller: Identity, repository: str, digest: str, he
 
 
 def _repositories(svc: Services, items: list[Quarantine]) -> dict[tuple[str, str], list[str]]:
-    where = svc.catalog.locations(q.digest for q in items)
+    where = svc.catalog.locations((q.digest for q in items), tags=0)  # the repositories only
     return {
         (q.project, q.digest): sorted(
             {loc["repository"] for loc in where[q.digest] if project_of(loc["repository"]) == q.project}

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
+from dockyard.db.lookups import each
 from dockyard.services.audit import AuditLog, parse_cursor
 from dockyard.services.auth.identity import Identity
 from dockyard.services.errors import NotFound
@@ -84,23 +85,22 @@ class TagHistoryService:
 
     def last_moves(self, repository: str, tags: list[str]) -> dict[str, HistoryEntry]:
         """Each tag's newest history entry (who pushed it there, when): one statement of one indexed
-        lookup per tag, so a tag moved a million times costs what a new one does."""
+        lookup per tag (`each`), so a tag moved a million times costs what a new one does."""
         if not tags:
             return {}
         h = s.tag_history.c
-        newest = [
+        wanted = each(self.db, sorted(set(tags)))
+        newest = (
             sa.select(h.id)
-            .where(h.repository == repository, h.tag == tag)
+            .where(h.repository == repository, h.tag == wanted.c.value)
             .order_by(h.at.desc(), h.id.desc())
             .limit(1)
+            .correlate(wanted)
             .scalar_subquery()
-            .label(f"t{i}")
-            for i, tag in enumerate(tags)
-        ]
+        )
         cols = (h.id, h.tag, h.digest, h.previous_digest, h.action, h.at, h.actor, h.actor_kind)
         with self.db.read() as conn:
-            ids = [i for i in conn.execute(sa.select(*newest)).one() if i is not None]
-            rows = conn.execute(sa.select(*cols).where(h.id.in_(ids))).all() if ids else []
+            rows = conn.execute(sa.select(*cols).where(h.id.in_(sa.select(newest).select_from(wanted)))).all()
         out = {}
         for row in rows:
             values = dict(row._mapping)

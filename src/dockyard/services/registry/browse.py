@@ -1,7 +1,7 @@
 """Read models for the web UI: projects, repositories and tags a page at a time.
 
-Every read is bounded (a page, or the few rows a page names) and served by an index:
-tags by (repository_id, updated_at), repositories by project_id (migration 0013_ui).
+Every read is bounded (a page, or the few rows a page names) and served by an index: tags by
+(repository_id, updated_at), repositories by (project_id, pushed_at) (migrations 0016, 0018).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dockyard.services.registry.repositories import repository_id
 from dockyard.services.registry.validation import check_name
 
 MAX_PAGE = 200
+TAG_COUNT_CAP = 1000  # a repository's tags are counted up to this many on the repositories page
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +35,7 @@ class ProjectStats:
 class RepositoryRow:
     name: str
     created_at: float
-    tags: int
+    tags: int  # at most TAG_COUNT_CAP + 1: more than the cap
     used_bytes: int
     last_push: float | None
 
@@ -90,6 +91,11 @@ def _parse_cursor(cursor: str) -> tuple[float, str]:
         raise InvalidInput("bad page cursor") from None
 
 
+def _pushed(at: float | None) -> float | None:
+    """A repository's last push; 0 (the column's default) is never."""
+    return float(at) if at else None
+
+
 def _contains(column: sa.ColumnElement[str], text: str) -> sa.ColumnElement[bool]:
     return column.contains(text, autoescape=True)
 
@@ -99,50 +105,37 @@ class BrowseService:
         self.db = db
 
     def project_stats(self, project_ids: Iterable[int]) -> dict[int, ProjectStats]:
-        """Repository count and last push of each project, two grouped statements for the page."""
+        """Repository count and last push of each project: one grouped statement over the
+        (project_id, pushed_at) index, however many tags the repositories hold."""
         ids = sorted(set(project_ids))
         if not ids:
             return {}
-        r, t = s.repositories.c, s.tags.c
+        r = s.repositories.c
+        stmt = sa.select(r.project_id, sa.func.count(), sa.func.max(r.pushed_at))
         with self.db.read() as conn:
-            counts: dict[int, int] = dict(
-                conn.execute(
-                    sa.select(r.project_id, sa.func.count()).where(r.project_id.in_(ids)).group_by(r.project_id)
-                ).all()
-            )
-            pushes: dict[int, float | None] = dict(
-                conn.execute(
-                    sa.select(r.project_id, sa.func.max(t.updated_at))
-                    .select_from(s.repositories.join(s.tags, t.repository_id == r.id))
-                    .where(r.project_id.in_(ids))
-                    .group_by(r.project_id)
-                ).all()
-            )
-        out = {}
-        for i in ids:
-            last = pushes.get(i)
-            out[i] = ProjectStats(int(counts.get(i, 0)), float(last) if last is not None else None)
-        return out
+            found = {
+                int(i): (int(n), _pushed(last))
+                for i, n, last in conn.execute(stmt.where(r.project_id.in_(ids)).group_by(r.project_id))
+            }
+        return {i: ProjectStats(*found.get(i, (0, None))) for i in ids}
 
     def repositories(self, project_id: int, query: str = "", page: int = 1, per_page: int = 50) -> RepositoryPage:
-        """A project's repositories whose name contains `query`, most recently pushed first."""
+        """A project's repositories whose name contains `query`, most recently pushed first: a walk of
+        the (project_id, pushed_at) index; the tag count is read for the rows shown only."""
         if page < 1 or not 1 <= per_page <= MAX_PAGE:
             raise InvalidInput("bad page")
         r, t = s.repositories.c, s.tags.c
-        last = (
-            sa.select(sa.func.max(t.updated_at))
-            .where(t.repository_id == r.id)
-            .correlate(s.repositories)
-            .scalar_subquery()
-        )
-        count = sa.select(sa.func.count()).where(t.repository_id == r.id).correlate(s.repositories).scalar_subquery()
-        stmt = sa.select(r.name, r.created_at, r.used_bytes, last.label("last_push"), count.label("tags")).where(
-            r.project_id == project_id
-        )
+        shown = sa.select(r.id, r.name, r.created_at, r.used_bytes, r.pushed_at).where(r.project_id == project_id)
         if query:
-            stmt = stmt.where(_contains(r.name, query))
-        stmt = stmt.order_by(sa.nulls_last(sa.desc("last_push")), r.name).limit(per_page + 1)
-        stmt = stmt.offset((page - 1) * per_page)
+            shown = shown.where(_contains(r.name, query))
+        shown_q = (
+            shown.order_by(r.pushed_at.desc(), r.name).limit(per_page + 1).offset((page - 1) * per_page).subquery()
+        )
+        # Counted up to TAG_COUNT_CAP + 1 (shown as "1,000+"): a repository of 100,000 tags costs
+        # what one of a thousand does.
+        some = sa.select(sa.literal(1)).where(t.repository_id == shown_q.c.id).limit(TAG_COUNT_CAP + 1)
+        count = sa.select(sa.func.count()).select_from(some.correlate(shown_q).subquery()).scalar_subquery()
+        stmt = sa.select(shown_q, count.label("tags")).order_by(shown_q.c.pushed_at.desc(), shown_q.c.name)
         with self.db.read() as conn:
             rows = [
                 RepositoryRow(
@@ -150,7 +143,7 @@ class BrowseService:
                     float(row.created_at),
                     int(row.tags or 0),
                     int(row.used_bytes),
-                    float(row.last_push) if row.last_push is not None else None,
+                    _pushed(row.pushed_at),
                 )
                 for row in conn.execute(stmt)
             ]
@@ -175,7 +168,10 @@ class BrowseService:
                 stmt = stmt.where(_contains(t.name, query))
             if after:
                 at, name = _parse_cursor(after)
-                stmt = stmt.where(sa.or_(t.updated_at < at, sa.and_(t.updated_at == at, t.name > name)))
+                # `updated_at <= at` too: the bound the index walk starts from (the OR alone is a filter).
+                stmt = stmt.where(
+                    t.updated_at <= at, sa.or_(t.updated_at < at, sa.and_(t.updated_at == at, t.name > name))
+                )
             stmt = stmt.order_by(t.updated_at.desc(), t.name).limit(per_page + 1)
             found = conn.execute(stmt).all()
             more = len(found) > per_page

@@ -36,6 +36,7 @@ class TagRow:
 
 # Tag lists up to this long are remembered (while the database has not changed); longer ones are read.
 CACHED_TAGS = 10_000
+TAGS_PER_LOCATION = 100  # tag names `locations` gives per repository holding an image
 
 
 TAG_PAGES_BYTES = 8 * 1024 * 1024
@@ -150,9 +151,11 @@ class CatalogService:
             row = conn.execute(sa.select(m.media_type, m.content).where(m.digest == digest).limit(1)).first()
         return (row.media_type, bytes(row.content)) if row else None
 
-    def locations(self, digests: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    def locations(self, digests: Iterable[str], tags: int = TAGS_PER_LOCATION) -> dict[str, list[dict[str, Any]]]:
         """Where each image digest lives: repository and tags, of the image itself or of an index
-        that lists it (tags usually point at the index)."""
+        that lists it (tags usually point at the index). At most `tags` tag names per location, by
+        name (the (manifest_id, name) index: an image under 100,000 tags costs what one under ten
+        does); `more_tags` says some were left out."""
         where: dict[str, list[dict[str, Any]]] = {d: [] for d in sorted(set(digests))}
         if not where:
             return where
@@ -168,8 +171,13 @@ class CatalogService:
         with self.db.read() as conn:
             for q in (direct, parents):
                 for row in conn.execute(q):
-                    tags = conn.execute(sa.select(t.name).where(t.manifest_id == row.id).order_by(t.name)).scalars()
-                    where[row.image].append({"repository": row.name, "tags": list(tags)})
+                    names: list[str] = []
+                    if tags > 0:
+                        stmt = sa.select(t.name).where(t.manifest_id == row.id).order_by(t.name).limit(tags + 1)
+                        names = list(conn.execute(stmt).scalars())
+                    where[row.image].append(
+                        {"repository": row.name, "tags": names[:tags], "more_tags": len(names) > tags}
+                    )
         return where
 
     def indexes_listing(self, digests: Iterable[str]) -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ from dockyard.services.lifecycle.tag_rules import refuse_if_immutable
 from dockyard.services.registry.gc_queue import with_gc_bookkeeping
 from dockyard.services.registry.manifest_rows import delete_manifest_rows
 from dockyard.services.registry.read_cache import ContentCache, StampedCache
-from dockyard.services.registry.repositories import ensure_repository, repository_id
+from dockyard.services.registry.repositories import ensure_repository, note_push, repository_id
 from dockyard.services.registry.validation import check_digest, check_name, check_tag
 
 if TYPE_CHECKING:
@@ -170,6 +170,7 @@ class ManifestService:
             if moved_from is not None:
                 assert tag is not None
                 self.events.changed(conn, TagMoved(repository=name, digest=digest, tag=tag, old_digest=moved_from))
+            note_push(conn, repo_id)
         return PushResult(digest, parsed.subject.digest if parsed.subject else None)
 
     def _set_tag(self, conn: sa.Connection, name: str, repo_id: int, tag: str, manifest_id: int) -> str | None:
@@ -370,14 +371,11 @@ class ManifestService:
             moved_from = self._set_tag(conn, name, repo_id, tag, int(row.id))
             if moved_from is not None:
                 self.events.changed(conn, TagMoved(repository=name, digest=digest, tag=tag, old_digest=moved_from))
-                return moved_from
-            # The tag was absent: a new tag on a stored manifest is told as a push by tag is.
-            parsed = parse_manifest(bytes(row.content), row.media_type, max_bytes=None)
-            self.events.changed(
-                conn,
-                pushed_event(name, digest, tag, parsed, len(row.content)),
-            )
-            return None
+            else:  # the tag was absent: a new tag on a stored manifest is told as a push by tag is
+                parsed = parse_manifest(bytes(row.content), row.media_type, max_bytes=None)
+                self.events.changed(conn, pushed_event(name, digest, tag, parsed, len(row.content)))
+            note_push(conn, repo_id)
+            return moved_from
 
     # --- referrers --------------------------------------------------------------------------
     def referrers(self, name: str, digest: str, artifact_type: str | None = None) -> dict[str, object]:

@@ -25,6 +25,14 @@ def ensure_repository(db: Database, conn: Connection, name: str) -> int:
     return repo_id
 
 
+def note_push(conn: Connection, repo_id: int) -> None:
+    """A manifest was stored or a tag set in the repository: its last push is now. Called as the
+    last statement of the push's transaction, so the row lock it takes (pushes to one repository
+    queue here) is held only while that transaction commits and closes no cycle with other locks."""
+    r, at = s.repositories.c, now()
+    conn.execute(sa.update(s.repositories).where(r.id == repo_id, r.pushed_at < at).values(pushed_at=at))
+
+
 def byte_order(db: Database, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
     """Compare/sort strings by bytes on both engines (PostgreSQL's default collation is locale-aware)."""
     return column if db.is_sqlite else column.collate("C")

@@ -11,6 +11,7 @@ from dockyard.api.management.models import MemberIn, ProjectIn, RobotIn, RobotPa
 from dockyard.db.engine import now
 from dockyard.services.auth.permissions import Permission
 from dockyard.services.errors import InvalidInput
+from dockyard.services.registry.browse import TAG_COUNT_CAP
 from dockyard.ui.web import Page
 
 PER_PAGE = 50
@@ -61,6 +62,7 @@ def repositories(page: Page) -> Response:
         "repositories.html",
         project=api.project_out(page.svc, page.identity, project),
         found=found,
+        tag_cap=TAG_COUNT_CAP,
         q=q,
         perms=_perms(page, name),
         P=Permission,
