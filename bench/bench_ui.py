@@ -144,14 +144,38 @@ def fill(engine: sa.Engine, repos: int, tags: int) -> None:
         )
 
 
-def timed(client: TestClient, url: str, reps: int) -> float:
+class Statements:
+    """Counts the SQL statements a request sends and the time spent in them (the database's share of
+    a page's server time; on PostgreSQL each is a round trip)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.count = 0
+        self.seconds = 0.0
+        self._started: list[float] = []
+        sa.event.listen(engine, "before_cursor_execute", self._before)
+        sa.event.listen(engine, "after_cursor_execute", self._after)
+
+    def _before(self, *_: object) -> None:
+        self._started.append(time.perf_counter())
+
+    def _after(self, *_: object) -> None:
+        self.count += 1
+        self.seconds += time.perf_counter() - self._started.pop()
+
+    def reset(self) -> None:
+        self.count, self.seconds = 0, 0.0
+
+
+def timed(client: TestClient, url: str, reps: int, statements: Statements) -> tuple[float, int, float]:
+    """Median server time of the page (ms), and the statements of its last request: count, ms."""
     times = []
     for _ in range(reps):
+        statements.reset()
         t0 = time.perf_counter()
         r = client.get(url)
         times.append(time.perf_counter() - t0)
         assert r.status_code == 200, (url, r.status_code, r.text[:300])
-    return statistics.median(times) * 1000
+    return statistics.median(times) * 1000, statements.count, statements.seconds * 1000
 
 
 def main() -> None:
@@ -213,9 +237,11 @@ def main() -> None:
             "audit log": "/audit",
             "administration": "/admin",
         }
-        print(f"{'page':32} {'median ms':>10}")
+        statements = Statements(svc.db.engine)
+        print(f"{'page':40} {'median ms':>10} {'statements':>11} {'in SQL ms':>10}")
         for label, url in pages.items():
-            print(f"{label:32} {timed(client, url, args.reps):10.1f}")
+            ms, count, sql_ms = timed(client, url, args.reps, statements)
+            print(f"{label:40} {ms:10.1f} {count:11d} {sql_ms:10.1f}")
 
 
 if __name__ == "__main__":
