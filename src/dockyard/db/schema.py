@@ -328,6 +328,25 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_digest", "digest", "ts", "id"),
 )
 
+# Pulls counted per digest, UTC day, project and who pulled (identity rows) or from where (source
+# rows), written with the audit log's events and pruned with them (services/pull_rollups.py): the
+# exposure report's counts read days, not every pull. "" stands for an absent value.
+pull_rollups = sa.Table(
+    "pull_rollups",
+    metadata,
+    sa.Column("digest", sa.String(150), primary_key=True),
+    sa.Column("dimension", sa.String(8), primary_key=True),  # identity | source
+    sa.Column("day", sa.Integer, primary_key=True),  # floor(ts / 86400)
+    sa.Column("project", sa.String(255), primary_key=True),
+    sa.Column("actor", sa.String(255), primary_key=True),
+    sa.Column("actor_kind", sa.String(16), primary_key=True),
+    sa.Column("provider", sa.String(16), primary_key=True),
+    sa.Column("source_ip", sa.String(64), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("first_ts", Timestamp, nullable=False),
+    sa.Column("last_ts", Timestamp, nullable=False),
+)
+
 # Registry events that leave the process (webhooks, replication), written in the transaction of
 # their change and deleted when a consumer takes them (services/events/outbox.py). Not derived from
 # audit_events: pruning the audit log must not drop a delivery.
@@ -497,8 +516,9 @@ tag_history = sa.Table(
     # A tag's history newest first (the listing, the listener's "where was it"); a digest's entries
     # (the collector's hold, exposure).
     sa.Index("ix_tag_history_tag", "repository", "tag", "at", "id"),
-    sa.Index("ix_tag_history_digest", "digest", "at"),
-    sa.Index("ix_tag_history_previous", "previous_digest", "at"),
+    # A digest's entries by tag (the exposure report reads the first few tags' intervals).
+    sa.Index("ix_tag_history_digest_tag", "digest", "repository", "tag", "at", "id"),
+    sa.Index("ix_tag_history_previous_tag", "previous_digest", "repository", "tag", "at", "id"),
 )
 
 # Exposure: the pulls of a set of digests in a time window, without reading other actions' rows.

@@ -31,8 +31,9 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database, now
-from dockyard.db.lookups import each
+from dockyard.db.lookups import PARTS_PER_STATEMENT, each, first_rows
 from dockyard.oci.names import project_of
+from dockyard.services import pull_rollups
 from dockyard.services.auth.identity import Identity
 from dockyard.services.errors import InvalidInput
 
@@ -176,15 +177,21 @@ class AuditLog:
         # the row unstorable (the database refuses NUL) and so stall every queued event behind it.
         return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
+    def _write(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        """Every write of events: the pulls among them are counted in the same transaction."""
+        stored = [self._storable(row) for row in rows]
+        conn.execute(sa.insert(s.audit_events), stored)
+        pull_rollups.add(self.db, conn, stored)
+
     def record(self, conn: sa.Connection, action: str, **fields: Unpack[EventFields]) -> None:
         """Write one event in the caller's transaction: it commits or rolls back with the change."""
-        conn.execute(sa.insert(s.audit_events).values(self._storable(self._row(action, **fields))))
+        self._write(conn, [self._row(action, **fields)])
 
     def record_many(self, conn: sa.Connection, action: str, events: list[dict[str, Any]]) -> None:
         """Write several events of one action in the caller's transaction, in one statement; each
         dict holds `record`'s keyword arguments."""
         if events:
-            conn.execute(sa.insert(s.audit_events), [self._storable(self._row(action, **e)) for e in events])
+            self._write(conn, [self._row(action, **e) for e in events])
 
     def record_now(self, action: str, **fields: Unpack[EventFields]) -> None:
         """Write one event in a transaction of its own (logins, refusals: there is no change to join)."""
@@ -243,7 +250,7 @@ class AuditLog:
                 return
             try:
                 with self.db.write() as conn:
-                    conn.execute(sa.insert(s.audit_events), [self._storable(row) for row in rows])
+                    self._write(conn, rows)
             except Exception:
                 with self._lock:  # keep them for the next attempt, oldest first
                     self._buffer[:0] = rows
@@ -370,13 +377,22 @@ class AuditLog:
             return [], None
         self.flush()
         c = s.audit_events.c
-        stmt = sa.select(*(c[k] for k in PULL_COLUMNS)).where(*self._pulls_where(digests, since, until, projects))
-        if before is not None:
-            ts, event_id = parse_cursor(before)
-            stmt = stmt.where(sa.or_(c.ts < ts, sa.and_(c.ts == ts, c.id < event_id)))
+        after = parse_cursor(before) if before is not None else None
+
+        def pulls(of: list[str]) -> sa.Select[Any]:
+            stmt = sa.select(*(c[k] for k in PULL_COLUMNS)).where(*self._pulls_where(of, since, until, projects))
+            if after is not None:
+                stmt = stmt.where(sa.or_(c.ts < after[0], sa.and_(c.ts == after[0], c.id < after[1])))
+            return stmt
+
+        wanted = sorted(set(digests))
         with self.db.read() as conn:
-            page = stmt.order_by(self._pull_time().desc(), c.id.desc()).limit(limit)
-            rows = [dict(r._mapping) for r in conn.execute(page)]
+            if len(wanted) <= PARTS_PER_STATEMENT:  # each digest's newest from its index
+                parts = [pulls([d]).order_by(c.ts.desc(), c.id.desc()) for d in wanted]
+                rows = first_rows(conn, parts, ("-ts", "-id"), limit)
+            else:
+                page = pulls(wanted).order_by(self._pull_time().desc(), c.id.desc()).limit(limit)
+                rows = [dict(r._mapping) for r in conn.execute(page)]
         cursor = f"{rows[-1]['ts']!r}_{rows[-1]['id']}" if len(rows) == limit else None
         return rows, cursor
 
@@ -389,10 +405,14 @@ class AuditLog:
         projects: frozenset[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Pulls of `digests` counted per value of the columns `by` (with the first and last pull),
-        most pulls first. One grouped statement."""
+        most pulls first. One grouped statement, over the daily counts where `by` fits theirs."""
         if not digests or projects == frozenset():
             return []
         self.flush()
+        if pull_rollups.dimension_of(by) is not None:
+            with self.db.read() as conn:
+                stmt = pull_rollups.counts(digests, by, since, until, projects)
+                return [pull_rollups.public(dict(r._mapping)) for r in conn.execute(stmt)]
         c = s.audit_events.c
         keys = [c[k] for k in by]
         n = sa.func.count().label("count")
@@ -470,4 +490,6 @@ class AuditLog:
         """Delete events older than the retention period; returns how many went."""
         cutoff = now() - older_than_seconds
         with self.db.write() as conn:
-            return int(conn.execute(sa.delete(s.audit_events).where(s.audit_events.c.ts < cutoff)).rowcount or 0)
+            gone = int(conn.execute(sa.delete(s.audit_events).where(s.audit_events.c.ts < cutoff)).rowcount or 0)
+            pull_rollups.prune(self.db, conn, cutoff)
+            return gone

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
-from dockyard.db.lookups import each
+from dockyard.db.lookups import PARTS_PER_STATEMENT, each, first_rows
 from dockyard.services.audit import AuditLog, parse_cursor
 from dockyard.services.auth.identity import Identity
 from dockyard.services.errors import NotFound
@@ -149,15 +150,22 @@ def entries_naming(
     if not digests or projects == frozenset():
         return []
     h = s.tag_history.c
-    stmt = sa.select(h.id, h.repository, h.tag, h.digest, h.previous_digest, h.action, h.at).where(
-        sa.or_(h.digest.in_(digests), h.previous_digest.in_(digests))
-    )
-    if until is not None:
-        stmt = stmt.where(h.at < until)
-    if projects is not None:
-        stmt = stmt.where(h.project.in_(sorted(projects)))
-    stmt = stmt.order_by(h.repository, h.tag, h.at, h.id)
-    if limit is not None:
-        stmt = stmt.limit(limit)
+
+    def naming(match: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        stmt = sa.select(h.id, h.repository, h.tag, h.digest, h.previous_digest, h.action, h.at).where(match)
+        if until is not None:
+            stmt = stmt.where(h.at < until)
+        if projects is not None:
+            stmt = stmt.where(h.project.in_(sorted(projects)))
+        return stmt.order_by(h.repository, h.tag, h.at, h.id)
+
+    wanted = sorted(set(digests))
     with db.read() as conn:
+        if limit is not None and 2 * len(wanted) <= PARTS_PER_STATEMENT:
+            # The first tags' entries from the (digest | previous_digest, repository, tag) indexes.
+            parts = [naming(column == d) for d in wanted for column in (h.digest, h.previous_digest)]
+            return first_rows(conn, parts, ("repository", "tag", "at", "id"), limit, distinct=True)
+        stmt = naming(sa.or_(h.digest.in_(wanted), h.previous_digest.in_(wanted)))
+        if limit is not None:
+            stmt = stmt.limit(limit)
         return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
+from dockyard.db.lookups import PARTS_PER_STATEMENT, first_rows
 from dockyard.services.errors import NameUnknown
 from dockyard.services.projects import in_project
 from dockyard.services.registry.read_cache import StampedCache
@@ -211,10 +212,13 @@ class CatalogService:
         self, digests: Iterable[str], limit: int | None = None
     ) -> list[tuple[str, str, str | None, float | None]]:
         """(repository, digest, tag, tag's last change) for every stored manifest of `digests`, one row
-        per tag on it (tag None: stored untagged); the first `limit` rows (None: all). One statement."""
+        per tag on it (tag None: stored untagged), by repository and tag; the first `limit` rows (None:
+        all, in one statement)."""
         wanted = sorted(set(digests))
         if not wanted:
             return []
+        if limit is not None:
+            return self._first_stored_with_tags(wanted, limit)
         m, t, r_ = s.manifests.c, s.tags.c, s.repositories.c
         stmt = (
             sa.select(r_.name, m.digest, t.name.label("tag"), t.updated_at)
@@ -228,6 +232,41 @@ class CatalogService:
             stmt = stmt.limit(limit)
         with self.db.read() as conn:
             return [(str(a), str(b), c, d) for a, b, c, d in conn.execute(stmt)]
+
+    def _first_stored_with_tags(self, wanted: list[str], limit: int) -> list[tuple[str, str, str | None, float | None]]:
+        """`stored_with_tags`'s first rows: each manifest's first tags by name from the (manifest_id,
+        name) index (an image under 100,000 tags: reading and sorting them all took 30 ms), a
+        statement per PARTS_PER_STATEMENT manifests, until `limit` rows are found."""
+        m, t, r_ = s.manifests.c, s.tags.c, s.repositories.c
+        out: list[tuple[str, str, str | None, float | None]] = []
+        with self.db.read() as conn:
+            held = conn.execute(
+                sa.select(m.id, r_.name, m.digest)
+                .join(s.repositories, r_.id == m.repository_id)
+                .where(m.digest.in_(wanted))
+                .order_by(r_.name, m.digest)
+            ).all()
+            for start in range(0, len(held), PARTS_PER_STATEMENT):
+                chunk = held[start : start + PARTS_PER_STATEMENT]
+                parts = [
+                    sa.select(sa.literal(i).label("part"), t.name.label("tag"), t.updated_at)
+                    .where(t.manifest_id == manifest_id)
+                    .order_by(t.name)
+                    for i, (manifest_id, _, _) in enumerate(chunk)
+                ]
+                found = first_rows(conn, parts, ("part", "tag"), limit)
+                tags: dict[int, list[tuple[str, float]]] = {}
+                for row in found:
+                    tags.setdefault(row["part"], []).append((row["tag"], row["updated_at"]))
+                # A manifest without rows here is untagged, or past the answer's last row: then the
+                # row made for it falls past `limit`.
+                for i, (_, repository, digest) in enumerate(chunk):
+                    if i not in tags:
+                        out.append((repository, digest, None, None))
+                    out.extend((repository, digest, tag, at) for tag, at in tags.get(i, []))
+                if len(out) >= limit:
+                    break
+        return out[:limit]
 
     # -- reads for retention: its plan is one read transaction over several of them, so they take
     # the caller's connection (the statements are retention's, run by the tables' owner) ----------
