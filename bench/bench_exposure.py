@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from dockyard.config import Settings
 from dockyard.db import schema as s
 from dockyard.db.engine import Database
+from dockyard.services import pull_rollups
 from dockyard.services.exposure import ExposureQuery
 from dockyard.wiring import Services, build_services
 
@@ -84,10 +85,12 @@ def fill(db: Database, pulls: int) -> None:
         if len(batch) == 20000:
             with db.write() as conn:
                 conn.execute(sa.insert(s.audit_events), batch)
+                pull_rollups.add(db, conn, batch)  # as the audit log's writer does
             batch = []
     if batch:
         with db.write() as conn:
             conn.execute(sa.insert(s.audit_events), batch)
+            pull_rollups.add(db, conn, batch)
     if not db.is_sqlite:
         with db.write() as conn:
             conn.exec_driver_sql("ANALYZE")

@@ -24,6 +24,8 @@ from starlette.testclient import TestClient
 from dockyard.api.app import create_app
 from dockyard.config import Settings
 from dockyard.db import schema as s
+from dockyard.db.engine import Database
+from dockyard.services import pull_rollups
 from dockyard.services.registry.browse import _cursor
 from dockyard.wiring import build_services, prepare
 
@@ -61,10 +63,10 @@ def push_image(client: TestClient, auth: tuple[str, str]) -> str:
     return _sha(body)
 
 
-def fill(engine: sa.Engine, repos: int, tags: int) -> None:
+def fill(db: Database, repos: int, tags: int) -> None:
     """Repositories and tags by bulk insert (a push each would take hours): every tag points at the
     one real image, which is what the pages read about."""
-    with engine.begin() as conn:
+    with db.engine.begin() as conn:
         project_id = conn.execute(sa.select(s.projects.c.id).where(s.projects.c.name == "big")).scalar_one()
         big_id, manifest_id = conn.execute(
             sa.select(s.repositories.c.id, s.manifests.c.id).join(
@@ -74,7 +76,8 @@ def fill(engine: sa.Engine, repos: int, tags: int) -> None:
         now = time.time()
         batch = []
         for i in range(repos - 1):
-            batch.append({"name": f"big/r{i:06d}", "created_at": now - i, "project_id": project_id, "used_bytes": i})
+            row = {"name": f"big/r{i:06d}", "created_at": now - i, "project_id": project_id, "used_bytes": i}
+            batch.append({**row, "pushed_at": now - i})  # when its tag below was set
             if len(batch) == 5000:
                 conn.execute(sa.insert(s.repositories), batch)
                 batch = []
@@ -131,6 +134,7 @@ def fill(engine: sa.Engine, repos: int, tags: int) -> None:
         ]
         for start in range(0, len(pulls), 5000):
             conn.execute(sa.insert(s.audit_events), pulls[start : start + 5000])
+            pull_rollups.add(db, conn, pulls[start : start + 5000])  # as the audit log's writer does
         # What a scan would have found in the image: the exposure report's package search finds it.
         conn.execute(
             sa.insert(s.image_packages).values(
@@ -208,7 +212,7 @@ def main() -> None:
         auth = ("admin", PASSWORD)
         digest = push_image(client, auth)
         t0 = time.perf_counter()
-        fill(svc.db.engine, repos, tags)
+        fill(svc.db, repos, tags)
         if args.postgres:  # as autovacuum would after a bulk load: the planner needs the tables' statistics
             with svc.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(sa.text("ANALYZE"))

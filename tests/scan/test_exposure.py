@@ -201,18 +201,22 @@ def test_bad_parameters(registry: Registry, world: dict[str, Any]) -> None:
         assert r.headers["content-type"].startswith("application/problem+json")
 
 
-def test_a_bounded_report_cuts_tags_and_history_never_counts(registry: Registry, world: dict[str, Any]) -> None:
-    """What the Security page asks for: a few tags and intervals (an image may carry 100,000 tags);
-    a tag whose entries were not all read is left out rather than shown with a wrong interval."""
+def test_a_bounded_report_cuts_tags_history_and_who_never_totals(registry: Registry, world: dict[str, Any]) -> None:
+    """What the Security page asks for: a few tags and intervals (an image may carry 100,000 tags)
+    and the identities and addresses with most pulls; a tag whose entries were not all read is left
+    out rather than shown with a wrong interval; the total and the pull events are not cut."""
     from dockyard.services.exposure import ExposureQuery
 
     q = ExposureQuery(CVE, None, None, None, None)
     whole = registry.services.exposure.report(q, None)
     cut = registry.services.exposure.report(q, None, detail=1)
-    assert "truncated" not in whole and cut["truncated"] == {"tags": True, "tag_history": True}
+    assert "truncated" not in whole
+    assert cut["truncated"] == {"tags": True, "tag_history": True, "identities": True, "sources": False}
     assert len(cut["tags"]) == 1 and cut["tags"][0] in whole["tags"]
     assert cut["tag_history"] == [h for h in whole["tag_history"] if h["repository"] == "other/app"]
-    assert cut["digests"] == whole["digests"] and cut["pulls"] == whole["pulls"]
+    assert cut["digests"] == whole["digests"]
+    assert cut["pulls"] == {**whole["pulls"], "by_identity": whole["pulls"]["by_identity"][:1]}
+    assert len(whole["pulls"]["by_identity"]) == 2
     roomy = registry.services.exposure.report(q, None, detail=50)
-    assert roomy["truncated"] == {"tags": False, "tag_history": False}
+    assert roomy["truncated"] == {"tags": False, "tag_history": False, "identities": False, "sources": False}
     assert roomy["tags"] == whole["tags"] and roomy["tag_history"] == whole["tag_history"]

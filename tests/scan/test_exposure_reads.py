@@ -1,7 +1,8 @@
 """The exposure report's bounded reads, which read each key's rows from its index (one part per
 manifest or digest, db/lookups.first_rows), give exactly what one statement over every row gives:
 an image's first tags (untagged copies included), the first tag-history entries naming digests,
-and pull pages followed by cursor, also when there are more keys than one statement takes."""
+and pull pages followed by cursor, also when there are more keys than one statement takes; and a
+report bounded for a page still counts every pull."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import pytest
 
 from dockyard.db import lookups
 from dockyard.services import audit as audit_module
+from dockyard.services.auth.permissions import Role
+from dockyard.services.exposure import Affected, ExposureQuery
 from dockyard.services.history import service as history_module
 from dockyard.services.history.service import entries_naming
 from dockyard.services.registry import catalog as catalog_module
-from tests.api.conftest import Registry, registry, sha256
+from tests.api.conftest import Registry, basic, registry, sha256
 
 __all__ = ["registry"]
+EVE = basic("eve", "long-enough-pw")
 
 
 def _few_parts(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
@@ -95,3 +99,25 @@ def test_pull_pages_walk_every_pull_once_newest_first(
     assert seen == everything
     only_b, _ = audit.pulls_of(digests, projects=frozenset({"b"}), limit=10)
     assert [p["repository"] for p in only_b] == ["b/z"]
+
+
+def test_a_bounded_report_counts_every_pull_and_names_the_most_frequent(
+    stored: tuple[Registry, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web UI's report (detail=N) shows the N identities and addresses with most pulls and says
+    it cut; its total still counts every pull."""
+    registry, digests = stored
+    svc = registry.services
+    svc.users.create("eve", "long-enough-pw")
+    svc.projects.set_member("a", "user", "eve", Role.GUEST)
+    assert registry.request("GET", "/v2/a/x/manifests/t0", auth=False, headers=EVE).status_code == 200
+    monkeypatch.setattr(svc.exposure, "affected", lambda q: Affected({d: [] for d in digests}, {}))
+    q = ExposureQuery(package="anything")
+    whole = svc.exposure.report(q, None)
+    assert [r["actor"] for r in whole["pulls"]["by_identity"]] == ["admin", "eve"]
+    assert whole["pulls"]["total"] == 9 and "truncated" not in whole
+    cut = svc.exposure.report(q, None, detail=1)
+    assert [r["actor"] for r in cut["pulls"]["by_identity"]] == ["admin"]
+    assert cut["truncated"]["identities"] and not cut["truncated"]["sources"]  # one test client address
+    assert cut["pulls"]["total"] == 9 and len(cut["pulls"]["by_source"]) == 1
+    assert svc.exposure.report(q, frozenset({"b"}), detail=1)["pulls"]["total"] == 1

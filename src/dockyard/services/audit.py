@@ -403,15 +403,17 @@ class AuditLog:
         since: float | None = None,
         until: float | None = None,
         projects: frozenset[str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Pulls of `digests` counted per value of the columns `by` (with the first and last pull),
-        most pulls first. One grouped statement, over the daily counts where `by` fits theirs."""
+        most pulls first (`limit`: only the first). One grouped statement, over the daily counts
+        where `by` fits theirs."""
         if not digests or projects == frozenset():
             return []
         self.flush()
         if pull_rollups.dimension_of(by) is not None:
             with self.db.read() as conn:
-                stmt = pull_rollups.counts(digests, by, since, until, projects)
+                stmt = pull_rollups.counts(digests, by, since, until, projects).limit(limit)
                 return [pull_rollups.public(dict(r._mapping)) for r in conn.execute(stmt)]
         c = s.audit_events.c
         keys = [c[k] for k in by]
@@ -421,6 +423,7 @@ class AuditLog:
             .where(*self._pulls_where(digests, since, until, projects))
             .group_by(*keys)
             .order_by(n.desc(), *keys)
+            .limit(limit)
         )
         with self.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]

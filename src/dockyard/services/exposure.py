@@ -96,7 +96,8 @@ class ExposureService:
         """The whole answer; `projects`: what the caller may read (None: everything). Pulls are paged
         (`limit`, `before`: the cursor of the previous page); their counts cover them all. `detail`:
         at most about that many current tags and history intervals (a page shows a few; an image
-        under 100,000 tags must not cost reading them all), `truncated` then says what was cut."""
+        under 100,000 tags must not cost reading them all) and only the most frequent identities
+        and source addresses, `truncated` then says what was cut."""
         affected = self.affected(q)
         digests = affected.digests
 
@@ -114,14 +115,22 @@ class ExposureService:
             if tag is not None and visible(repository):
                 tags_now.append({"repository": repository, "tag": tag, "digest": digest, "since": updated_at})
         history, history_cut = self._intervals(digests, q.since, q.until, projects, cap)
-        truncated = {"tags": cap is not None and len(rows) >= cap, "tag_history": history_cut}
+        by_identity = self.audit.pull_counts(digests, IDENTITY, q.since, q.until, projects, cap)
+        by_source = self.audit.pull_counts(digests, SOURCE, q.since, q.until, projects, cap)
+        truncated = {
+            "tags": cap is not None and len(rows) >= cap,
+            "tag_history": history_cut,
+            "identities": cap is not None and len(by_identity) >= cap,
+            "sources": cap is not None and len(by_source) >= cap,
+        }
         if detail is not None:
             tags_now, history = tags_now[:detail], history[:detail]
-        by_identity = self.audit.pull_counts(digests, IDENTITY, q.since, q.until, projects)
-        by_source = self.audit.pull_counts(digests, SOURCE, q.since, q.until, projects)
+            by_identity, by_source = by_identity[:detail], by_source[:detail]
+        # Per digest: the total, and which digests were pulled where the caller sees it (a few rows).
+        by_digest = self.audit.pull_counts(digests, ("digest",), q.since, q.until, projects) if by_identity else []
         pulls, cursor = self.audit.pulls_of(digests, q.since, q.until, projects, limit, before)
         # A digest is reported where the caller sees it: stored, tagged or pulled in a readable project.
-        seen = set(stored) | {h["digest"] for h in history} | self._pulled(digests, q, projects, by_identity)
+        seen = set(stored) | {h["digest"] for h in history} | {str(r["digest"]) for r in by_digest}
         out_digests = []
         for digest in digests:
             if digest not in seen:
@@ -138,7 +147,7 @@ class ExposureService:
             "tags": tags_now,
             "tag_history": history,
             "pulls": {
-                "total": sum(int(r["count"]) for r in by_identity),
+                "total": sum(int(r["count"]) for r in by_digest),
                 "by_identity": by_identity,
                 "by_source": by_source,
                 "events": pulls,
@@ -148,15 +157,6 @@ class ExposureService:
         if detail is not None:
             out["truncated"] = truncated
         return out
-
-    def _pulled(
-        self, digests: list[str], q: ExposureQuery, projects: frozenset[str] | None, by_identity: list[Any]
-    ) -> set[str]:
-        """Digests with a visible pull in the window (only asked when there were any)."""
-        if not by_identity:
-            return set()
-        found = self.audit.pull_counts(digests, ("digest",), q.since, q.until, projects)
-        return {str(r["digest"]) for r in found}
 
     def intervals(
         self, digests: list[str], since: float | None, until: float | None, projects: frozenset[str] | None

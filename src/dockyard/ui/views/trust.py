@@ -25,7 +25,7 @@ from dockyard.ui.web import Page
 
 HISTORY_PAGE = 50
 PULLS_PAGE = 50
-DETAIL = 100  # current tags and history intervals shown; the exports hold them all
+DETAIL = 50  # current tags, history intervals, identities and sources shown; the exports hold them all
 
 
 def _project(page: Page) -> str:
