@@ -135,13 +135,9 @@ def counts(
         rolled = sa.select(*(r[k].label(k) for k in by), r.count.label("n"), r.first_ts, r.last_ts).where(
             r.digest.in_(digests), r.dimension == dimension
         )
-        if since is not None:
-            rolled = rolled.where(r.day >= first_day)
-        if until is not None:
-            rolled = rolled.where(r.day < end_day)
-        if projects is not None:
-            rolled = rolled.where(r.project.in_(sorted(projects)))
-        parts.append(rolled)
+        low = None if since is None else first_day
+        high = None if until is None else end_day
+        parts.append(_within(rolled, r.day, low, high, r.project, projects))
         if since is not None and since < first_day * DAY:
             parts.append(_logged(digests, by, since, first_day * DAY, projects))
         if until is not None and end_day * DAY < until:
@@ -170,12 +166,24 @@ def _logged(
         .where(a.action == "pull", a.digest.in_(digests))
         .group_by(*keys)
     )
-    if since is not None:
-        stmt = stmt.where(a.ts >= since)
-    if until is not None:
-        stmt = stmt.where(a.ts < until)
+    return _within(stmt, a.ts, since, until, a.project, projects)
+
+
+def _within(
+    stmt: sa.Select[Any],
+    at: sa.ColumnElement[Any],
+    low: float | None,
+    high: float | None,
+    project: sa.ColumnElement[Any],
+    projects: frozenset[str] | None,
+) -> sa.Select[Any]:
+    """`stmt` kept to low <= at < high (None: unbounded) and to `projects` (None: any)."""
+    if low is not None:
+        stmt = stmt.where(at >= low)
+    if high is not None:
+        stmt = stmt.where(at < high)
     if projects is not None:
-        stmt = stmt.where(a.project.in_(sorted(projects)))
+        stmt = stmt.where(project.in_(sorted(projects)))
     return stmt
 
 
