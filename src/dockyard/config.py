@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -407,6 +408,45 @@ class _TomlFileSource(PydanticBaseSettingsSource):
 SECRET_SETTINGS = frozenset(
     name for name, field in Settings.model_fields.items() if "SecretStr" in str(field.annotation)
 )
+
+
+# user:password@ in a URL (a vulnerability source, a scanner, an issuer may carry one).
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:\s]*):[^/@\s]*@")
+
+
+def mask_url(value: str) -> str:
+    """`value` with the password of any URL in it replaced by ***."""
+    return _URL_PASSWORD.sub(r"\1:***@", value)
+
+
+def overview(settings: Settings) -> list[dict[str, Any]]:
+    """Every setting in force, for administrators: a secret setting says only whether it is set
+    (the database URL is shown with its password masked), and a password in any URL is masked."""
+
+    def shown(value: Any) -> Any:
+        if isinstance(value, str):
+            return mask_url(value)
+        if isinstance(value, list | tuple | set | frozenset):
+            return [shown(v) for v in value]
+        if isinstance(value, dict):
+            return {k: shown(v) for k, v in value.items()}
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        return str(value)
+
+    out = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(settings, name)
+        entry: dict[str, Any] = {"name": name, "description": field.description or ""}
+        entry["secret"] = name in SECRET_SETTINGS
+        if name == "database_url":
+            entry["value"] = settings.database_url_for_logs
+        elif name in SECRET_SETTINGS:
+            entry["value"] = "set" if value is not None and secret(value) else None
+        else:
+            entry["value"] = shown(value)
+        out.append(entry)
+    return out
 
 
 def secret(value: SecretStr | str | None) -> str | None:

@@ -259,6 +259,8 @@ def system_ops(registry: Registry) -> Iterator[SystemOp]:
     yield SystemOp("DELETE immutable rule", P.REMOVE_TAG_RULES, remove_rule)
     yield SystemOp("POST gc", P.RUN_GC, lambda c, h: c.post("/api/v1/system/gc", params={"dry_run": True}, headers=h))
     yield SystemOp("POST vulndb update", P.UPDATE_VULNDB, lambda c, h: c.post("/api/v1/vulndb/update", headers=h))
+    yield SystemOp("GET settings", P.READ_SYSTEM, lambda c, h: c.get("/api/v1/system/settings", headers=h))
+    yield SystemOp("GET storage", P.READ_SYSTEM, lambda c, h: c.get("/api/v1/system/storage", headers=h))
 
     def quarantine(c: httpx.Client, h: dict[str, str]) -> httpx.Response:
         # In a project nobody is a member of (the robot's grants are in `sys`): others get 404.

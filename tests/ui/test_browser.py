@@ -325,6 +325,12 @@ def test_the_administrator_walks_every_page_and_acts(server: Server, chromium: A
     s.page.get_by_role("button", name="Dry run: what would be collected now").click()
     assert s.page.get_by_text("Dry run, nothing removed").is_visible()
     s.check_accessibility("gc dry run")
+    # The settings in force: listed, secrets only "set", the administrator's password nowhere.
+    s.page.get_by_text("Settings in force").click()
+    row = s.page.get_by_role("row", name=re.compile("^admin_password"))
+    assert row.get_by_role("cell").nth(1).inner_text() == "set"
+    assert server.password not in s.page.content()
+    s.check_accessibility("settings in force")
 
     # A policy: refuse pulls with high findings; an immutability rule.
     s.visit("/projects/shop/settings")

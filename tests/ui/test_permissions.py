@@ -273,3 +273,18 @@ def test_sbom_download_needs_pull(pushed: Registry, principals: list[Principal])
         assert r.status_code == 404, p.label
         assert ("has not been scanned" in r.text) is p.holds(Permission.PULL), p.label
         assert ui.get(f"/repositories/{REPO}/images/{digest}/sbom", params={"format": "x"}).status_code == 400
+
+
+def test_administration_shows_storage_and_settings_without_secrets(
+    pushed: Registry, principals: list[Principal]
+) -> None:
+    admin = next(p for p in principals if p.sysadmin)
+    page = browser(pushed.http, admin).get("/admin")
+    assert page.status_code == 200
+    usage = pushed.services.blobs.usage()
+    assert "<h2>Storage</h2>" in page.text and f"{usage['blobs']:,} blobs" in page.text
+    title = page.text.index("</title>")
+    assert page.text.index('<details class="panel" id="settings">') > title
+    assert page.text.index("<code>admin_password</code></td><td>set</td>") > title
+    password = pushed.services.settings.admin_password
+    assert password is not None and password.get_secret_value() not in page.text

@@ -21,6 +21,7 @@ from dockyard.api.management import (
     quarantine,
     robots,
     scanning,
+    system,
     trust,
     users,
 )
@@ -95,7 +96,7 @@ def create_management_app(services: Services) -> FastAPI:
         },
     )
     app.state.services = services
-    modules = (projects, users, robots, audit, lifecycle, scanning, history, exposure, quarantine, trust)
+    modules = (projects, users, robots, audit, lifecycle, scanning, history, exposure, quarantine, trust, system)
     for module in modules:
         app.include_router(module.router, responses=COMMON_ERRORS)
     # The operations themselves, for the Allow header of a 405 (FastAPI nests included routers).

@@ -107,6 +107,7 @@ class SystemPermission(StrEnum):
     BYPASS_PULL_GATE = "registry:bypass-pull-gate"  # pull what the scan policy blocks (to judge it)
     PULL_QUARANTINED = "registry:pull-quarantined"  # pull a quarantined image (where pulls are allowed)
     MANAGE_QUARANTINE = "system:quarantine"  # quarantine and release in any project; list them all
+    READ_SYSTEM = "system:read"  # the settings in force (secrets never shown) and storage usage
 
 
 # The system roles that hold each system permission.
@@ -128,6 +129,7 @@ SYSTEM_MATRIX: dict[SystemPermission, frozenset[SystemRole]] = {
     SystemPermission.BYPASS_PULL_GATE: frozenset({SystemRole.SCANNER}),
     SystemPermission.PULL_QUARANTINED: frozenset({SystemRole.ADMINISTRATOR, SystemRole.SECURITY_REVIEWER}),
     SystemPermission.MANAGE_QUARANTINE: frozenset({SystemRole.ADMINISTRATOR, SystemRole.SECURITY_REVIEWER}),
+    SystemPermission.READ_SYSTEM: _ADMINISTRATOR,
 }
 
 

@@ -56,6 +56,20 @@ class BlobService:
         with self.db.read() as conn:
             return conn.execute(q).scalar()
 
+    def usage(self) -> dict[str, int]:
+        """What the storage holds: blobs stored once each, however many repositories link them, and
+        their bytes; and the repositories and manifests. One statement (a sum over every blob)."""
+        b, r, m = s.blobs.c, s.repositories.c, s.manifests.c
+        stmt = sa.select(
+            sa.select(sa.func.count()).select_from(s.blobs).where(b.status == "ok").scalar_subquery(),
+            sa.select(sa.func.coalesce(sa.func.sum(b.size), 0)).where(b.status == "ok").scalar_subquery(),
+            sa.select(sa.func.count(r.id)).scalar_subquery(),
+            sa.select(sa.func.count(m.id)).scalar_subquery(),
+        )
+        with self.db.read() as conn:
+            blobs, size, repositories, manifests = conn.execute(stmt).one()
+        return {"blobs": int(blobs), "bytes": int(size), "repositories": int(repositories), "manifests": int(manifests)}
+
     def info(self, name: str, digest: str) -> BlobInfo:
         """The blob as repository `name` sees it; BlobUnknown unless linked there and stored."""
         size = self._linked.get((name, digest))  # only valid names and digests are stored

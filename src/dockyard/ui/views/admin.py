@@ -1,10 +1,14 @@
-"""Administration (system administrators): users and garbage collection status."""
+"""Administration (system administrators): users, storage usage, garbage collection status and the
+settings in force (secrets masked)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
 from dockyard.api.management import lifecycle as lifecycle_api
+from dockyard.api.management import system as system_api
 from dockyard.api.management import users as api
 from dockyard.api.management.deps import require_system
 from dockyard.api.management.models import UserIn, UserPatch
@@ -34,7 +38,14 @@ def admin(page: Page, dry_run: dict[str, object] | None = None) -> Response:
     users = api.list_users(page.svc, page.identity)
     shown = users[(n - 1) * PER_PAGE : n * PER_PAGE]
     gc = run_status(page.svc.db, GC_DUTY)
-    return page.render("admin.html", users=shown, page_no=n, more=len(users) > n * PER_PAGE, gc=gc, dry_run=dry_run)
+    system: dict[str, Any] = {}
+    if page.svc.policy.can_system(page.identity, SystemPermission.READ_SYSTEM):
+        system = {
+            "storage": system_api.get_storage(page.svc, page.identity),
+            "settings": system_api.get_settings(page.svc, page.identity),
+        }
+    more = len(users) > n * PER_PAGE
+    return page.render("admin.html", users=shown, page_no=n, more=more, gc=gc, dry_run=dry_run, **system)
 
 
 def gc_dry_run(page: Page) -> Response:
