@@ -39,7 +39,7 @@ repositories = sa.Table(
     # Bytes of the blobs linked to it, kept up to date with every link added or removed.
     sa.Column("used_bytes", sa.BigInteger, nullable=False, server_default="0"),
     # When a manifest was last pushed or a tag last set in it (0: never), kept by the push itself so
-    # the pages sort a project's repositories by it through an index (services/registry/pushes.py).
+    # the pages sort a project's repositories by it through an index (repositories.note_push).
     sa.Column("pushed_at", Timestamp, nullable=False, server_default="0"),
 )
 

@@ -42,5 +42,5 @@ def get_settings(svc: ServicesDep, caller: Caller) -> list[dict[str, Any]]:
 @router.get("/system/storage", response_model=StorageOut, summary="Storage usage (system administrators)")
 def get_storage(svc: ServicesDep, caller: Caller) -> StorageOut:
     require_system(svc, caller, SystemPermission.READ_SYSTEM)
-    where = svc.settings.storage_url or f"file://{svc.settings.storage_path or svc.settings.data_dir / 'storage'}"
+    where = svc.settings.storage_url or svc.settings.resolved_storage_path.as_uri()
     return StorageOut(**svc.blobs.usage(), storage=mask_url(where))
